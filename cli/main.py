@@ -1,0 +1,32 @@
+"""The ``rsu`` command: thin wiring of the journal, fetcher, projector and simulator."""
+
+from __future__ import annotations
+
+import typer
+
+from rsu.cli import (
+    credentials_cmd,
+    fetch_cmd,
+    journal_cmd,
+    ops_cmd,
+    project_cmd,
+    simulator_cmd,
+)
+
+app = typer.Typer(
+    name="rsu",
+    help="Sync RunSignUp races, events and registrations of your timing partners into SQLite.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(journal_cmd.app, name="journal", help="Audit the journal of raw API responses.")
+app.add_typer(credentials_cmd.app, name="credentials", help="Manage timing partner API credentials.")
+app.add_typer(simulator_cmd.app, name="simulator", help="Run the local RunSignUp API simulator.")
+fetch_cmd.register(app)
+project_cmd.register(app)
+ops_cmd.register(app)
+
+
+def main() -> None:  # pragma: no cover - console entry point convenience
+    app()

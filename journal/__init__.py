@@ -1,0 +1,41 @@
+"""The append-only journal: every raw RunSignUp response, as received, in a hash chain.
+
+Public API: :class:`Journal`, :func:`open_db`, the event types in :mod:`rsu.journal.events`.
+"""
+
+from .db import DB_ENV, JournalError, default_db_path, open_db
+from .events import (
+    Event,
+    ListingCompleted,
+    RequestFailed,
+    ResponseReceived,
+    RunFinished,
+    RunStarted,
+    decode_event,
+    encode_event,
+    event_kind,
+    redact_query,
+)
+from .store import Journal, JournalRow, JournalStats, VerifyReport, sha256_hex
+
+__all__ = [
+    "DB_ENV",
+    "Event",
+    "Journal",
+    "JournalError",
+    "JournalRow",
+    "JournalStats",
+    "ListingCompleted",
+    "RequestFailed",
+    "ResponseReceived",
+    "RunFinished",
+    "RunStarted",
+    "VerifyReport",
+    "decode_event",
+    "default_db_path",
+    "encode_event",
+    "event_kind",
+    "open_db",
+    "redact_query",
+    "sha256_hex",
+]

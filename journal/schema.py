@@ -1,0 +1,65 @@
+"""Schema of the journal tables, applied through sqlite-utils ``Migrations``.
+
+``journal`` is append-only (triggers reject UPDATE and DELETE); ``journal_blobs`` holds each
+distinct raw response body once, keyed by its sha256, compressed. Only new migrations are ever
+added here; an applied migration is never edited.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("rsu.journal")
+
+
+@migrations()
+def m001_journal(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS journal (
+            seq INTEGER PRIMARY KEY,
+            recorded_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            run_id TEXT,
+            timing_partner_id INTEGER,
+            race_id INTEGER,
+            event_id INTEGER,
+            payload BLOB NOT NULL,
+            body_sha256 TEXT REFERENCES journal_blobs(sha256),
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS journal_blobs (
+            sha256 TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            codec TEXT NOT NULL,
+            data BLOB NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS journal_scope "
+        "ON journal(kind, timing_partner_id, race_id, event_id, seq)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS journal_run ON journal(run_id, seq)")
+    for table in ("journal", "journal_blobs"):
+        for op in ("UPDATE", "DELETE"):
+            db.execute(
+                f"""
+                CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()}
+                BEFORE {op} ON {table}
+                BEGIN
+                    SELECT RAISE(ABORT, '{table} is append-only: {op} rejected');
+                END
+                """
+            )
+
+
+def ensure_schema(db: sqlite_utils.Database) -> None:
+    """Create or migrate the journal tables in ``db`` (idempotent)."""
+    migrations.apply(db)

@@ -1,0 +1,420 @@
+"""The journal store: append events (with raw bodies), read them back in order, verify, count.
+
+One :class:`Journal` wraps one SQLite connection. Appends are serialised by a lock, so several
+fetcher threads may share one ``Journal``; each append is one ``BEGIN IMMEDIATE`` transaction that
+writes the body blob (when new) and the event row together, so a crash leaves either both or
+neither. Several processes may append too: the chain head is read inside the write transaction.
+
+Hash chain: ``hash = sha256(prev_hash | seq | recorded_at | kind | run_id | timing_partner_id |
+race_id | event_id | sha256(payload) | body_sha256)`` (``|`` is the unit separator ``\\x1f``,
+``None`` is the empty string); the first row's ``prev_hash`` is :data:`GENESIS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .db import JournalError, open_db
+from .events import Event, decode_event, encode_event, event_kind
+from .schema import ensure_schema
+
+#: ``prev_hash`` of the first journal row.
+GENESIS = "0" * 64
+#: Codec of compressed blobs (zlib at :data:`ZLIB_LEVEL`).
+CODEC = "zlib"
+ZLIB_LEVEL = 1
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def utc_now_iso() -> str:
+    """Now in UTC, ISO 8601 with milliseconds and a ``Z`` suffix."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def chain_hash(
+    prev_hash: str,
+    seq: int,
+    recorded_at: str,
+    kind: str,
+    run_id: str | None,
+    timing_partner_id: int | None,
+    race_id: int | None,
+    event_id: int | None,
+    payload: bytes,
+    body_sha256: str | None,
+) -> str:
+    """The hash of one journal row given its predecessor's hash (see module docstring)."""
+    parts = [
+        prev_hash,
+        str(seq),
+        recorded_at,
+        kind,
+        run_id or "",
+        "" if timing_partner_id is None else str(timing_partner_id),
+        "" if race_id is None else str(race_id),
+        "" if event_id is None else str(event_id),
+        sha256_hex(payload),
+        body_sha256 or "",
+    ]
+    return sha256_hex("\x1f".join(parts).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """One stored event with its row columns. ``event`` is decoded (and upcast)."""
+
+    seq: int
+    recorded_at: str
+    kind: str
+    run_id: str | None
+    timing_partner_id: int | None
+    race_id: int | None
+    event_id: int | None
+    event: Event
+    body_sha256: str | None
+
+
+@dataclass
+class VerifyReport:
+    """Result of :meth:`Journal.verify`. ``problems`` is a list of ``(seq or blob sha, message)``;
+    ``ok`` is true when it is empty."""
+
+    events: int = 0
+    blobs: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class JournalStats:
+    """Counts from :meth:`Journal.stats`. Byte counts are bytes: ``body_bytes_received`` sums the
+    body of every event (repeats included), ``body_bytes_unique`` each distinct body once,
+    ``body_bytes_stored`` the compressed blobs as stored."""
+
+    events: int
+    events_by_kind: dict[str, int]
+    blobs: int
+    body_bytes_received: int
+    body_bytes_unique: int
+    body_bytes_stored: int
+    last_seq: int
+
+    @property
+    def ratio(self) -> float:
+        """Received bytes per stored byte (dedup and compression together)."""
+        return self.body_bytes_received / self.body_bytes_stored if self.body_bytes_stored else 0.0
+
+
+class Journal:
+    """Append-only event store on a SQLite database (see module docstring).
+
+    Use :meth:`open` for a file path, or pass an open ``sqlite_utils.Database``.
+    All methods raise :class:`JournalError` on database failures.
+    """
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self._lock = threading.RLock()
+        try:
+            with self._lock:
+                ensure_schema(db)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot prepare journal schema: {exc}") from exc
+
+    @classmethod
+    def open(cls, path: str | Path) -> Journal:
+        """Open (creating if needed) the journal in the database file ``path``."""
+        return cls(open_db(path))
+
+    def close(self) -> None:
+        """Close the underlying connection."""
+        with self._lock:
+            self.db.conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        event: Event,
+        body: bytes | None = None,
+        *,
+        run_id: str | None = None,
+        timing_partner_id: int | None = None,
+        race_id: int | None = None,
+        event_id: int | None = None,
+    ) -> int:
+        """Append ``event`` (and its raw response ``body``, stored once per distinct content).
+
+        Returns the new row's ``seq``. Atomic: the blob and the row commit together.
+        Raises :class:`JournalError` when the database refuses the write.
+        """
+        payload = encode_event(event)
+        kind = event_kind(event)
+        body_sha = sha256_hex(body) if body is not None else None
+        conn = self.db.conn
+        with self._lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if body is not None and body_sha is not None:
+                        exists = conn.execute(
+                            "SELECT 1 FROM journal_blobs WHERE sha256 = ?", (body_sha,)
+                        ).fetchone()
+                        if not exists:
+                            conn.execute(
+                                "INSERT INTO journal_blobs (sha256, size, codec, data) "
+                                "VALUES (?, ?, ?, ?)",
+                                (body_sha, len(body), CODEC, zlib.compress(body, ZLIB_LEVEL)),
+                            )
+                    head = conn.execute(
+                        "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1"
+                    ).fetchone()
+                    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+                    recorded_at = utc_now_iso()
+                    h = chain_hash(
+                        prev,
+                        seq,
+                        recorded_at,
+                        kind,
+                        run_id,
+                        timing_partner_id,
+                        race_id,
+                        event_id,
+                        payload,
+                        body_sha,
+                    )
+                    conn.execute(
+                        "INSERT INTO journal (seq, recorded_at, kind, run_id, timing_partner_id, "
+                        "race_id, event_id, payload, body_sha256, prev_hash, hash) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            seq,
+                            recorded_at,
+                            kind,
+                            run_id,
+                            timing_partner_id,
+                            race_id,
+                            event_id,
+                            payload,
+                            body_sha,
+                            prev,
+                            h,
+                        ),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal append of {kind} failed: {exc}") from exc
+        return seq
+
+    def has_body(self, sha256: str) -> bool:
+        """Whether a body with this sha256 is already stored."""
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT 1 FROM journal_blobs WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return row is not None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        """The highest seq, 0 for an empty journal."""
+        with self._lock:
+            row = self.db.conn.execute("SELECT MAX(seq) FROM journal").fetchone()
+        return int(row[0] or 0)
+
+    def read(self, after_seq: int = 0, batch_size: int = 500) -> Iterator[list[JournalRow]]:
+        """Yield the events with ``seq > after_seq`` in seq order, as lists of at most
+        ``batch_size`` rows. Rows appended while iterating are included."""
+        cursor = after_seq
+        while True:
+            rows = self._select("WHERE seq > ? ORDER BY seq LIMIT ?", (cursor, batch_size))
+            if not rows:
+                return
+            yield rows
+            cursor = rows[-1].seq
+
+    def get(self, seq: int) -> JournalRow:
+        """The event with this ``seq``. Raises ``KeyError`` when there is none."""
+        rows = self._select("WHERE seq = ?", (seq,))
+        if not rows:
+            raise KeyError(f"no journal event with seq {seq}")
+        return rows[0]
+
+    def find(
+        self,
+        *,
+        kind: str | None = None,
+        timing_partner_id: int | None = None,
+        race_id: int | None = None,
+        event_id: int | None = None,
+        run_id: str | None = None,
+        since: str | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[JournalRow]:
+        """Events matching every given filter (``since`` is an ISO 8601 UTC lower bound on
+        ``recorded_at``), oldest first unless ``newest_first``."""
+        clauses, params = ["seq > ?"], [after_seq]
+        for col, val in (
+            ("kind", kind),
+            ("timing_partner_id", timing_partner_id),
+            ("race_id", race_id),
+            ("event_id", event_id),
+            ("run_id", run_id),
+        ):
+            if val is not None:
+                clauses.append(f"{col} = ?")
+                params.append(val)
+        if since is not None:
+            clauses.append("recorded_at >= ?")
+            params.append(since)
+        sql = "WHERE " + " AND ".join(clauses) + f" ORDER BY seq {'DESC' if newest_first else ''}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._select(sql, tuple(params))
+
+    def body(self, sha256: str) -> bytes:
+        """The exact raw body stored under ``sha256``. Raises ``KeyError`` when absent and
+        :class:`JournalError` when the stored blob is unreadable."""
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT codec, data FROM journal_blobs WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(f"no body with sha256 {sha256}")
+        return _decompress(row[0], row[1], sha256)
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalRow]:
+        sql = (
+            "SELECT seq, recorded_at, kind, run_id, timing_partner_id, race_id, event_id, "
+            f"payload, body_sha256 FROM journal {where}"
+        )
+        try:
+            with self._lock:
+                raw = self.db.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed: {exc}") from exc
+        return [
+            JournalRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], decode_event(r[7]), r[8])
+            for r in raw
+        ]
+
+    # -- integrity and stats ------------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Recompute every blob's sha256 and size, the hash chain and seq continuity.
+
+        Problems are reported, never raised: a gap in seq, a row whose ``prev_hash`` or ``hash``
+        does not match, a payload that no longer decodes, a body reference with no blob, a blob
+        whose content does not match its key.
+        """
+        report = VerifyReport()
+        conn = self.db.conn
+        with self._lock:
+            prev, expected_seq = GENESIS, 1
+            for r in conn.execute(
+                "SELECT seq, recorded_at, kind, run_id, timing_partner_id, race_id, event_id, "
+                "payload, body_sha256, prev_hash, hash FROM journal ORDER BY seq"
+            ):
+                seq = r[0]
+                report.events += 1
+                if seq != expected_seq:
+                    report.problems.append(
+                        (str(seq), f"seq gap: expected {expected_seq}, found {seq}")
+                    )
+                if r[9] != prev:
+                    report.problems.append((str(seq), "prev_hash does not match previous row"))
+                h = chain_hash(r[9], seq, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+                if h != r[10]:
+                    report.problems.append((str(seq), "hash mismatch: row was altered"))
+                try:
+                    decoded = decode_event(r[7])
+                    if event_kind(decoded) != r[2]:
+                        report.problems.append((str(seq), "kind column differs from payload"))
+                except Exception as exc:
+                    report.problems.append((str(seq), f"payload does not decode: {exc}"))
+                prev, expected_seq = r[10], seq + 1
+            missing = conn.execute(
+                "SELECT j.seq FROM journal j LEFT JOIN journal_blobs b ON b.sha256 = j.body_sha256 "
+                "WHERE j.body_sha256 IS NOT NULL AND b.sha256 IS NULL ORDER BY j.seq"
+            ).fetchall()
+            for (seq,) in missing:
+                report.problems.append((str(seq), "body blob missing"))
+            for sha, size, codec, data in conn.execute(
+                "SELECT sha256, size, codec, data FROM journal_blobs ORDER BY sha256"
+            ):
+                report.blobs += 1
+                try:
+                    body = _decompress(codec, data, sha)
+                except JournalError as exc:
+                    report.problems.append((f"blob {sha[:12]}", str(exc)))
+                    continue
+                if len(body) != size or sha256_hex(body) != sha:
+                    report.problems.append((f"blob {sha[:12]}", "content does not match sha256"))
+        report.problems.sort(key=lambda p: (not p[0].isdigit(), int(p[0]) if p[0].isdigit() else 0))
+        return report
+
+    def stats(self) -> JournalStats:
+        """Events per kind and body bytes received vs unique vs stored."""
+        conn = self.db.conn
+        with self._lock:
+            by_kind = dict(
+                conn.execute("SELECT kind, COUNT(*) FROM journal GROUP BY kind ORDER BY kind")
+            )
+            received = conn.execute(
+                "SELECT COALESCE(SUM(b.size), 0) FROM journal j "
+                "JOIN journal_blobs b ON b.sha256 = j.body_sha256"
+            ).fetchone()[0]
+            blobs, unique, stored = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(LENGTH(data)), 0) "
+                "FROM journal_blobs"
+            ).fetchone()
+        return JournalStats(
+            events=sum(by_kind.values()),
+            events_by_kind=by_kind,
+            blobs=blobs,
+            body_bytes_received=received,
+            body_bytes_unique=unique,
+            body_bytes_stored=stored,
+            last_seq=self.last_seq(),
+        )
+
+
+def _decompress(codec: str, data: bytes, sha256: str) -> bytes:
+    if codec == CODEC:
+        try:
+            return zlib.decompress(data)
+        except zlib.error as exc:
+            raise JournalError(f"blob {sha256[:12]} does not decompress: {exc}") from exc
+    if codec == "identity":
+        return bytes(data)
+    raise JournalError(f"blob {sha256[:12]} has unknown codec {codec!r}")
