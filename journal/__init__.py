@@ -6,6 +6,7 @@ Public API: :class:`Journal`, :func:`open_db`, the event types in :mod:`rsu.jour
 from .db import DB_ENV, JournalError, default_db_path, open_db
 from .events import (
     Event,
+    FetchFailed,
     ListingCompleted,
     RequestFailed,
     ResponseReceived,
@@ -21,6 +22,7 @@ from .store import Journal, JournalRow, JournalStats, VerifyReport, sha256_hex
 __all__ = [
     "DB_ENV",
     "Event",
+    "FetchFailed",
     "Journal",
     "JournalError",
     "JournalRow",

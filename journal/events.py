@@ -144,6 +144,29 @@ class ListingCompleted(_Event, tag="listing_completed"):
     error_msg: str | None = None
 
 
+class FetchFailed(_Event, tag="fetch_failed"):
+    """The fetcher gave up on one request after its retries: the scope it served is not synced.
+
+    Emitted once per abandoned request (not per attempt), after the attempts' own
+    ``response_received``/``request_failed`` events. ``endpoint``/``path``/``query`` (no secrets)
+    name the request; ``error_code`` is the RunSignUp code when the body was an error object
+    (e.g. 6, 7, 14, 201, 301), else ``None``; ``http_status`` the last HTTP status (``None`` when no
+    response arrived); ``error_msg`` a secret-free message; ``attempts`` the number of tries;
+    ``last_seq`` the journal seq of the last attempt's event; ``race_id``/``event_id`` the scope.
+    """
+
+    endpoint: str
+    path: str
+    query: dict[str, str] = {}
+    error_code: int | None = None
+    http_status: int | None = None
+    error_msg: str = ""
+    attempts: int = 1
+    last_seq: int | None = None
+    race_id: int | None = None
+    event_id: int | None = None
+
+
 class RunFinished(_Event, tag="run_finished"):
     """A fetch run ended. ``status`` is ``"ok"`` or ``"failed"``; ``counts`` are run totals
     (requests, retries, bytes_received, new_bodies, failed partners/races/events ...);
@@ -155,12 +178,19 @@ class RunFinished(_Event, tag="run_finished"):
     duration_seconds: float = 0.0
 
 
-Event = RunStarted | ResponseReceived | RequestFailed | ListingCompleted | RunFinished
+Event = RunStarted | ResponseReceived | RequestFailed | FetchFailed | ListingCompleted | RunFinished
 
 #: Every event type by its tag.
 EVENT_TYPES: dict[str, type[_Event]] = {
     t.__struct_config__.tag: t  # type: ignore[misc]
-    for t in (RunStarted, ResponseReceived, RequestFailed, ListingCompleted, RunFinished)
+    for t in (
+        RunStarted,
+        ResponseReceived,
+        RequestFailed,
+        FetchFailed,
+        ListingCompleted,
+        RunFinished,
+    )
 }
 
 #: kind -> function turning an old payload (a dict) into a current one. Empty today: every stored
