@@ -53,11 +53,12 @@ class _Event(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True, omit_d
     """Base of all journal events. Scope columns live on the journal row, not here."""
 
 
-class RunStarted(_Event, tag="run_started"):
+class RunStarted(_Event, tag="run_started", frozen=True):
     """A fetch run began.
 
-    ``mode`` is ``"full"`` or ``"incremental"``; ``scope`` describes what was asked for (partner ids,
-    race ids, flags); ``tool_version`` is the ``rsu`` version; ``base_url`` the API root used.
+    ``mode`` is ``"full"``, ``"incremental"`` or ``"import"`` (``rsu journal import``); ``scope``
+    describes what was asked for (partner ids, race ids, flags, imported files); ``tool_version``
+    is the ``rsu`` version; ``base_url`` the API root used.
     """
 
     mode: str
@@ -66,7 +67,7 @@ class RunStarted(_Event, tag="run_started"):
     base_url: str = ""
 
 
-class ResponseReceived(_Event, tag="response_received"):
+class ResponseReceived(_Event, tag="response_received", frozen=True):
     """One HTTP response, whatever its status or content; its exact body is in ``journal_blobs``.
 
     ``endpoint`` is a stable name (``races``, ``race``, ``participants``, ``removed_participants``,
@@ -93,7 +94,7 @@ class ResponseReceived(_Event, tag="response_received"):
     event_id: int | None = None
 
 
-class RequestFailed(_Event, tag="request_failed"):
+class RequestFailed(_Event, tag="request_failed", frozen=True):
     """A request that produced no HTTP response (timeout, refused or dropped connection, ...).
 
     ``error_class`` is the exception's class name; ``message`` is scrubbed of secrets; ``attempt``
@@ -112,15 +113,15 @@ class RequestFailed(_Event, tag="request_failed"):
     event_id: int | None = None
 
 
-class ListingCompleted(_Event, tag="listing_completed"):
+class ListingCompleted(_Event, tag="listing_completed", frozen=True):
     """The end of one participant or removed-participant listing of one event.
 
     ``complete`` is true only when every page was read successfully down to a short page, from the
     very start (no ``modified_after_timestamp``) -- the only proof that may retire registrations
     missing from it. ``mode`` is ``"full"`` or ``"incremental"``. ``ok`` is false when the listing
     stopped on an error (then ``error_code``/``error_msg`` say why: a RunSignUp code, or 0 for an
-    HTTP/transport failure). ``pages`` and ``rows`` count what was read; ``page_seqs`` are the journal
-    seqs of the pages' ``response_received`` events; ``max_last_modified`` is the highest
+    HTTP/transport failure). ``pages`` and ``rows`` count what was read; ``page_seqs`` are the
+    journal seqs of the pages' ``response_received`` events; ``max_last_modified`` is the highest
     registration ``last_modified`` (epoch seconds) seen, or the previous cursor when none;
     ``modified_after`` is the cursor used (epoch seconds) or ``None`` for a complete listing.
     ``requests``/``retries`` count HTTP attempts spent on this listing.
@@ -144,7 +145,7 @@ class ListingCompleted(_Event, tag="listing_completed"):
     error_msg: str | None = None
 
 
-class FetchFailed(_Event, tag="fetch_failed"):
+class FetchFailed(_Event, tag="fetch_failed", frozen=True):
     """The fetcher gave up on one request after its retries: the scope it served is not synced.
 
     Emitted once per abandoned request (not per attempt), after the attempts' own
@@ -167,7 +168,7 @@ class FetchFailed(_Event, tag="fetch_failed"):
     event_id: int | None = None
 
 
-class RunFinished(_Event, tag="run_finished"):
+class RunFinished(_Event, tag="run_finished", frozen=True):
     """A fetch run ended. ``status`` is ``"ok"`` or ``"failed"``; ``counts`` are run totals
     (requests, retries, bytes_received, new_bodies, failed partners/races/events ...);
     ``failures`` lists human-readable failure lines (no secrets)."""

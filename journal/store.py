@@ -13,6 +13,7 @@ race_id | event_id | sha256(payload) | body_sha256)`` (``|`` is the unit separat
 from __future__ import annotations
 
 import hashlib
+import operator
 import sqlite3
 import threading
 import zlib
@@ -22,10 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import sqlite_utils
 
 from .db import JournalError, open_db
-from .events import Event, decode_event, encode_event, event_kind
+from .events import Event, decode_event, encode_event, event_kind, redact_query
 from .schema import ensure_schema
 
 #: ``prev_hash`` of the first journal row.
@@ -75,7 +77,8 @@ def chain_hash(
 
 @dataclass(frozen=True, slots=True)
 class JournalRow:
-    """One stored event with its row columns. ``event`` is decoded (and upcast)."""
+    """One stored event with its row columns. ``event`` is decoded (and upcast); ``prev_hash`` and
+    ``hash`` are the row's 64-hex-digit chain links (see the module docstring)."""
 
     seq: int
     recorded_at: str
@@ -86,6 +89,8 @@ class JournalRow:
     event_id: int | None
     event: Event
     body_sha256: str | None
+    prev_hash: str = ""
+    hash: str = ""
 
 
 @dataclass
@@ -168,27 +173,45 @@ class Journal:
     ) -> int:
         """Append ``event`` (and its raw response ``body``, stored once per distinct content).
 
-        Returns the new row's ``seq``. Atomic: the blob and the row commit together.
-        Raises :class:`JournalError` when the database refuses the write.
+        ``body`` is the exact bytes received (any size; compressed with zlib level
+        :data:`ZLIB_LEVEL` when stored); the scope ids must be integers (``None`` = not set).
+        A ``query`` carrying credential parameters is redacted before it is stored. Returns the new
+        row's ``seq``. Atomic: the blob and the row commit together; safe to call from several
+        threads. Raises ``ValueError`` when a ``response_received`` event names a body sha256 other
+        than the body's, and :class:`JournalError` when the database refuses the write.
         """
+        scope = [
+            None if v is None else operator.index(v) for v in (timing_partner_id, race_id, event_id)
+        ]
+        timing_partner_id, race_id, event_id = scope
+        query = getattr(event, "query", None)
+        if query:
+            clean = redact_query(query)
+            if clean != query:
+                event = msgspec.structs.replace(event, query=clean)
+        body_sha = sha256_hex(body) if body is not None else None
+        declared = getattr(event, "body_sha256", "")
+        if declared and body_sha is not None and declared != body_sha:
+            raise ValueError(f"event declares body sha256 {declared[:12]}, body is {body_sha[:12]}")
         payload = encode_event(event)
         kind = event_kind(event)
-        body_sha = sha256_hex(body) if body is not None else None
+        # Compress outside the lock (zlib releases the GIL), and only bodies not yet stored (blobs
+        # are never deleted: a trigger rejects it); a concurrent append of the same new body is
+        # harmless (INSERT OR IGNORE below).
+        compressed = None
+        if body is not None and body_sha is not None and not self.has_body(body_sha):
+            compressed = zlib.compress(body, ZLIB_LEVEL)
         conn = self.db.conn
         with self._lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    if body is not None and body_sha is not None:
-                        exists = conn.execute(
-                            "SELECT 1 FROM journal_blobs WHERE sha256 = ?", (body_sha,)
-                        ).fetchone()
-                        if not exists:
-                            conn.execute(
-                                "INSERT INTO journal_blobs (sha256, size, codec, data) "
-                                "VALUES (?, ?, ?, ?)",
-                                (body_sha, len(body), CODEC, zlib.compress(body, ZLIB_LEVEL)),
-                            )
+                    if compressed is not None and body is not None:
+                        conn.execute(
+                            "INSERT OR IGNORE INTO journal_blobs (sha256, size, codec, data) "
+                            "VALUES (?, ?, ?, ?)",
+                            (body_sha, len(body), CODEC, compressed),
+                        )
                     head = conn.execute(
                         "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1"
                     ).fetchone()
@@ -233,13 +256,21 @@ class Journal:
                 raise JournalError(f"journal append of {kind} failed: {exc}") from exc
         return seq
 
-    def has_body(self, sha256: str) -> bool:
-        """Whether a body with this sha256 is already stored."""
-        with self._lock:
-            row = self.db.conn.execute(
+    def _blob_exists(self, sha256: str | None) -> bool:
+        return (
+            self.db.conn.execute(
                 "SELECT 1 FROM journal_blobs WHERE sha256 = ?", (sha256,)
             ).fetchone()
-        return row is not None
+            is not None
+        )
+
+    def has_body(self, sha256: str) -> bool:
+        """Whether a body with this sha256 (64 hex digits) is already stored."""
+        try:
+            with self._lock:
+                return self._blob_exists(sha256)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal blob lookup failed: {exc}") from exc
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -251,7 +282,9 @@ class Journal:
 
     def read(self, after_seq: int = 0, batch_size: int = 500) -> Iterator[list[JournalRow]]:
         """Yield the events with ``seq > after_seq`` in seq order, as lists of at most
-        ``batch_size`` rows. Rows appended while iterating are included."""
+        ``batch_size`` (>= 1) rows. Rows appended while iterating are included."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         cursor = after_seq
         while True:
             rows = self._select("WHERE seq > ? ORDER BY seq LIMIT ?", (cursor, batch_size))
@@ -279,10 +312,19 @@ class Journal:
         after_seq: int = 0,
         limit: int | None = None,
         newest_first: bool = False,
+        before_seq: int | None = None,
     ) -> list[JournalRow]:
-        """Events matching every given filter (``since`` is an ISO 8601 UTC lower bound on
-        ``recorded_at``), oldest first unless ``newest_first``."""
-        clauses, params = ["seq > ?"], [after_seq]
+        """Events matching every given filter, oldest first unless ``newest_first``.
+
+        ``since`` is a lower bound on ``recorded_at`` in the stored format
+        (``YYYY-MM-DDTHH:MM:SS.mmmZ``, UTC; compared as text, so a prefix such as ``2025-01-31``
+        works); ``after_seq``/``before_seq`` bound ``seq`` exclusively; ``limit`` caps the count.
+        """
+        clauses: list[str] = ["seq > ?"]
+        params: list[Any] = [after_seq]
+        if before_seq is not None:
+            clauses.append("seq < ?")
+            params.append(before_seq)
         for col, val in (
             ("kind", kind),
             ("timing_partner_id", timing_partner_id),
@@ -316,17 +358,23 @@ class Journal:
     def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalRow]:
         sql = (
             "SELECT seq, recorded_at, kind, run_id, timing_partner_id, race_id, event_id, "
-            f"payload, body_sha256 FROM journal {where}"
+            f"payload, body_sha256, prev_hash, hash FROM journal {where}"
         )
         try:
             with self._lock:
                 raw = self.db.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise JournalError(f"journal read failed: {exc}") from exc
-        return [
-            JournalRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], decode_event(r[7]), r[8])
-            for r in raw
-        ]
+        rows = []
+        for r in raw:
+            try:
+                event = decode_event(r[7])
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise JournalError(f"journal event {r[0]} does not decode: {exc}") from exc
+            rows.append(
+                JournalRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], event, r[8], r[9], r[10])
+            )
+        return rows
 
     # -- integrity and stats ------------------------------------------------------------------
 
