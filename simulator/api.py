@@ -1,0 +1,364 @@
+"""The RunSignUp REST look-alike: routing, authentication, parameters, paging and filters.
+
+Imitates (path prefix ``/Rest``, matched case-insensitively, optional ``.json`` suffix ignored):
+
+- ``GET /Rest/races``: ``page`` (1-based), ``results_per_page`` (default 50, values above 1000
+  are clamped to 1000), ``events=T``, ``only_partner_races=T``, ``start_date``/``end_date``
+  (``YYYY-MM-DD``, on ``next_date``), ``sort`` (``name``/``date``/``end_date`` + ASC/DESC);
+- ``GET /Rest/race/{race_id}``: ``include_questions``, ``include_waiver``, ``race_headings``,
+  ``include_participant_caps``, ``race_event_days_id``;
+- ``GET /Rest/race/{race_id}/participants``: ``event_id`` (required, one or a comma list),
+  ``page``/``results_per_page`` (default 50, above 2500 is error 3), ``sort``,
+  ``after_registration_id``/``before_registration_id``, ``modified_after_timestamp``
+  (inclusive, Unix s), ``include_questions=T``, ``supports_nb=T``. With several events, paging
+  applies to each event's element separately;
+- ``GET /Rest/race/{race_id}/removed-participants``: the same plus ``condensed_format=T``.
+
+Errors are sent as the real API sends them: HTTP 200 with ``{"error": {...}}`` (6, 7, 201, 301,
+3, 1, 2, 9). A credential sees only its own partner's races plus races linked to no partner.
+Admin endpoints (no auth): ``POST /_admin/advance`` with a JSON body of :meth:`World.advance`
+keyword arguments returns the changes; ``GET /_admin/state`` returns the clock and credentials.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import re
+from dataclasses import asdict
+from typing import Any
+
+import msgspec
+
+from . import formats as f
+from .changes import advance
+from .render import (
+    participant_json,
+    participant_view,
+    participants_json,
+    participants_object,
+    race_object,
+    removed_json,
+    removed_object,
+    removed_view,
+)
+from .world import Credential, Event, Race, World
+from .wire import JSON_TYPE, XML_TYPE, Request, Response
+from .xml import to_xml
+
+_RACE_PATH = re.compile(r"^/rest/race/(\d+)(?:/(participants|removed-participants))?(?:\.json)?/?$", re.I)
+_RACES_PATH = re.compile(r"^/rest/races(?:\.json)?/?$", re.I)
+
+PARTICIPANTS_MAX_PER_PAGE = 2500
+RACES_MAX_PER_PAGE = 1000
+DEFAULT_PER_PAGE = 50
+
+_PART_SORTS = {
+    "registration_id",
+    "registration_date",
+    "last_modified",
+    "age",
+    "name",
+    "first_name",
+    "last_name",
+    "bib_num",
+    "chip_num",
+    "gender",
+}
+_REMOVED_SORTS = {"registration_id", "registration_date", "last_modified"}
+
+
+class ApiError(Exception):
+    """A RunSignUp error: ``code`` and ``message`` go into the HTTP-200 error envelope."""
+
+    def __init__(self, err: tuple[int, str]) -> None:
+        super().__init__(err[1])
+        self.code, self.message = err
+
+
+def render(req: Request, obj: Any, status: int = 200) -> Response:
+    """Encode ``obj`` as JSON (``format=json``) or XML (the default), as RunSignUp does."""
+    if req.wants_json():
+        return Response(status, f.encode_json(obj), JSON_TYPE)
+    return Response(status, to_xml(obj), XML_TYPE)
+
+
+def error_response(req: Request, err: tuple[int, str], status: int = 200) -> Response:
+    """The error envelope for ``err`` (code, message), HTTP 200 unless told otherwise."""
+    return render(req, f.error_body(*err), status)
+
+
+class SimulatorApp:
+    """Answers :class:`Request` s from a :class:`World`. Stateless apart from the world."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self._by_key: dict[tuple[str, str], Credential] = {}
+        for c in world.credentials:
+            self._by_key[(c.auth, c.principal if c.auth != "bearer" else c.secret)] = c
+
+    def __call__(self, req: Request) -> Response:
+        """Handle one request and return the response (never raises for bad input)."""
+        if req.path.startswith("/_admin/"):
+            return self.admin(req)
+        fmt = req.query.get("format", "xml").lower()
+        if fmt not in ("json", "xml"):
+            return Response(200, f.encode_json(f.error_body(*f.ERR_FORMAT)), JSON_TYPE)
+        try:
+            return self._route(req)
+        except ApiError as exc:
+            return error_response(req, (exc.code, exc.message))
+
+    # ------------------------------------------------------------------ auth
+    def authenticate(self, req: Request) -> Credential | None:
+        """The credential the request carries; ``None`` if none; raises error 6 if it is bad."""
+        auth = req.headers.get("authorization", "")
+        q = req.query
+        if auth[:7].lower() == "bearer ":
+            cred = self._by_key.get(("bearer", auth[7:].strip()))
+            if cred is None:
+                raise ApiError(f.ERR_KEY_AUTH)
+            return cred
+        if "api_key" in q or "api_secret" in q:
+            cred = self._by_key.get(("api_key", q.get("api_key", "")))
+            if cred is None or cred.secret != q.get("api_secret"):
+                raise ApiError(f.ERR_KEY_AUTH)
+            return cred
+        if "rsu_api_key" in q:
+            cred = self._by_key.get(("rsu_api_key", q["rsu_api_key"]))
+            if cred is None or cred.secret != req.headers.get("x-rsu-api-secret"):
+                raise ApiError(f.ERR_KEY_AUTH)
+            return cred
+        if "tmp_key" in q or "sp_api_key" in q:
+            raise ApiError(f.ERR_KEY_AUTH)
+        return None
+
+    def _visible(self, race: Race, cred: Credential | None) -> bool:
+        if race.timing_partner_id is None:
+            return race.data["is_private_race"] == "F" or cred is not None
+        return cred is not None and cred.timing_partner_id == race.timing_partner_id
+
+    # ------------------------------------------------------------------ routing
+    def _route(self, req: Request) -> Response:
+        m_races = _RACES_PATH.match(req.path)
+        m_race = _RACE_PATH.match(req.path)
+        if not (m_races or m_race):
+            raise ApiError(f.ERR_UNKNOWN_METHOD)
+        if req.method not in ("GET", "HEAD"):
+            raise ApiError(f.ERR_HTTP_METHOD)
+        cred = self.authenticate(req)
+        with self.world.lock:
+            if m_races:
+                return self.races(req, cred)
+            assert m_race is not None  # noqa: S101 - narrowing for mypy
+            race = self.world.races.get(int(m_race.group(1)))
+            if race is None:
+                raise ApiError(f.ERR_RACE_NOT_FOUND)
+            sub = (m_race.group(2) or "").lower()
+            if not sub:
+                if not self._visible(race, cred):
+                    raise ApiError(f.ERR_PERMISSION)
+                return self.race(req, race)
+            if cred is None or race.timing_partner_id != cred.timing_partner_id:
+                raise ApiError(f.ERR_PERMISSION)
+            return self.participants(req, race, removed=(sub == "removed-participants"))
+
+    # ------------------------------------------------------------------ endpoints
+    def races(self, req: Request, cred: Credential | None) -> Response:
+        """``GET /Rest/races``: ``{"races": [{"race": {...}}]}``, no paging metadata."""
+        q = req.query
+        page = _int(q, "page", 1, minimum=1)
+        per_page = min(_int(q, "results_per_page", DEFAULT_PER_PAGE, minimum=1), RACES_MAX_PER_PAGE)
+        start, end = _date(q, "start_date"), _date(q, "end_date")
+        only_partner = q.get("only_partner_races", "F").upper() == "T"
+        races = [r for r in self.world.races.values() if self._visible(r, cred)]
+        if only_partner:
+            races = [r for r in races if cred is not None and r.timing_partner_id == cred.timing_partner_id]
+        if start is not None:
+            races = [r for r in races if r.next_date >= start]
+        if end is not None:
+            races = [r for r in races if r.next_date <= end]
+        sort = q.get("sort")
+        if sort:
+            field, desc = _sort_spec(sort, {"name", "date", "end_date"})
+            races.sort(key=(lambda r: r.data["name"].strip().lower()) if field == "name" else (lambda r: r.next_date), reverse=desc)
+        chunk = races[(page - 1) * per_page : page * per_page]
+        with_events = q.get("events", "F").upper() == "T"
+        body = {"races": [{"race": race_object(r, with_events=with_events)} for r in chunk]}
+        return render(req, body)
+
+    def race(self, req: Request, race: Race) -> Response:
+        """``GET /Rest/race/{race_id}``: ``{"race": {..., "events": [...]}}``."""
+        q = req.query
+
+        def t(name: str) -> bool:
+            return q.get(name, "F").upper() == "T"
+
+        days = _int(q, "race_event_days_id", 0) or None
+        obj = race_object(
+            race,
+            with_events=True,
+            include_questions=t("include_questions"),
+            include_waiver=t("include_waiver"),
+            race_headings=t("race_headings"),
+            participant_caps=t("include_participant_caps"),
+            race_event_days_id=days,
+        )
+        return render(req, {"race": obj})
+
+    def participants(self, req: Request, race: Race, removed: bool) -> Response:
+        """``/participants`` (array of event elements) or ``/removed-participants``."""
+        q = req.query
+        raw = q.get("event_id", "").strip()
+        if not raw:
+            raise ApiError(f.ERR_INVALID_PARAMS)
+        try:
+            event_ids = [int(x) for x in raw.split(",") if x.strip()]
+        except ValueError:
+            raise ApiError(f.ERR_INVALID_PARAMS) from None
+        events = []
+        for eid in event_ids:
+            event = race.events.get(eid)
+            if event is None:
+                raise ApiError(f.ERR_EVENT_NOT_FOUND)
+            events.append(event)
+        page = _int(q, "page", 1, minimum=1)
+        per_page = _int(q, "results_per_page", DEFAULT_PER_PAGE, minimum=1)
+        if per_page > PARTICIPANTS_MAX_PER_PAGE:
+            raise ApiError(f.ERR_INVALID_PARAMS)
+        field, desc = _sort_spec(q.get("sort", "registration_id ASC"), _REMOVED_SORTS if removed else _PART_SORTS)
+        after = _int(q, "after_registration_id", -1)
+        before = _int(q, "before_registration_id", -1)
+        since = _int(q, "modified_after_timestamp", -1)
+        include_q = q.get("include_questions", "F").upper() == "T"
+        supports_nb = q.get("supports_nb", "F").upper() == "T"
+        condensed = q.get("condensed_format", "F").upper() == "T"
+        pages: list[tuple[int, list[int]]] = []
+        for event in events:
+            ids = _select(event, removed, field, desc, after, before, since)
+            pages.append((event.event_id, ids[(page - 1) * per_page : page * per_page]))
+        if removed:
+            objs = [(eid, [removed_view(ev.removed[i], condensed) for i in ids]) for (eid, ids), ev in zip(pages, events, strict=True)]
+            if req.wants_json():
+                return Response(200, removed_json(objs), JSON_TYPE)
+            return render(req, removed_object(objs))
+        if req.wants_json():
+            encoded = [
+                (eid, [participant_json(ev, i, include_q, supports_nb) for i in ids])
+                for (eid, ids), ev in zip(pages, events, strict=True)
+            ]
+            return Response(200, participants_json(encoded), JSON_TYPE)
+        rows = [
+            (eid, [participant_view(ev.active[i], include_q, supports_nb) for i in ids])
+            for (eid, ids), ev in zip(pages, events, strict=True)
+        ]
+        return render(req, participants_object(rows))
+
+    # ------------------------------------------------------------------ admin
+    def admin(self, req: Request) -> Response:
+        """``POST /_admin/advance`` (JSON kwargs -> changes) and ``GET /_admin/state``."""
+        path = req.path.rstrip("/")
+        if path == "/_admin/advance" and req.method == "POST":
+            try:
+                kwargs = msgspec.json.decode(req.body) if req.body.strip() else {}
+                allowed = {"new", "edits", "refunds", "transfers", "deferrals", "seconds", "race_ids"}
+                if not isinstance(kwargs, dict) or set(kwargs) - allowed:
+                    raise ValueError(f"allowed keys: {sorted(allowed)}")
+                changes = advance(self.world, **kwargs)
+            except (ValueError, TypeError, msgspec.DecodeError) as exc:
+                return Response(400, f.encode_json({"error": str(exc)}, php_escapes=False))
+            body = {"now": self.world.now, "changes": [asdict(c) for c in changes]}
+            return Response(200, f.encode_json(body, php_escapes=False))
+        if path == "/_admin/state" and req.method == "GET":
+            w = self.world
+            body = {
+                "now": w.now,
+                "partner_ids": w.partner_ids,
+                "credentials": [asdict(c) for c in w.credentials],
+                "races": {str(p): w.race_ids(p) for p in w.partner_ids},
+            }
+            return Response(200, f.encode_json(body, php_escapes=False))
+        return Response(404, f.encode_json({"error": "unknown admin endpoint"}, php_escapes=False))
+
+
+# ---------------------------------------------------------------------- helpers
+def _int(q: dict[str, str], key: str, default: int, minimum: int | None = None) -> int:
+    raw = q.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f.ERR_INVALID_PARAMS) from None
+    if minimum is not None and value < minimum:
+        raise ApiError(f.ERR_INVALID_PARAMS)
+    return value
+
+
+def _date(q: dict[str, str], key: str) -> dt.date | None:
+    raw = q.get(key)
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError((9, "Invalid date")) from None
+
+
+def _sort_spec(raw: str, allowed: set[str]) -> tuple[str, bool]:
+    parts = raw.replace("+", " ").split()
+    if not parts or len(parts) > 2 or parts[0].lower() not in allowed:
+        raise ApiError(f.ERR_INVALID_PARAMS)
+    direction = parts[1].upper() if len(parts) == 2 else "ASC"
+    if direction not in ("ASC", "DESC"):
+        raise ApiError(f.ERR_INVALID_PARAMS)
+    return parts[0].lower(), direction == "DESC"
+
+
+def _sort_key(field: str, removed: bool) -> Any:
+    if field in ("registration_id", "registration_date"):
+        return None  # ids grow with registration time
+    if field == "last_modified":
+        return (lambda r: r["last_modified_ts"]) if removed else (lambda r: r["last_modified"])
+    if field in ("first_name", "last_name"):
+        return lambda r: (r["user"][field] or "").strip().lower()
+    if field == "name":
+        return lambda r: ((r["user"]["last_name"] or "").strip().lower(), (r["user"]["first_name"] or "").strip().lower())
+    if field == "gender":
+        return lambda r: r["user"].get("gender") or ""
+    if field == "age":
+        return lambda r: r["age"] if r["age"] is not None else -1
+    return lambda r: ("" if r[field] is None else f"{r[field]!s:>12}")
+
+
+def _ordered(event: Event, removed: bool, field: str) -> list[int]:
+    """Registration ids in ascending ``field`` order (ties by id), cached per event version."""
+    cache_key = (("R:" if removed else "A:") + field, event.version)
+    cached = event.order_cache.get(cache_key)
+    if cached is not None:
+        return cached
+    rows = event.removed if removed else event.active
+    ids = sorted(rows)
+    key = _sort_key(field, removed)
+    if key is not None:
+        ids.sort(key=lambda i: key(rows[i]))
+    event.order_cache[cache_key] = ids
+    return ids
+
+
+def _select(event: Event, removed: bool, field: str, desc: bool, after: int, before: int, since: int) -> list[int]:
+    ids = _ordered(event, removed, field)
+    if field in ("registration_id", "registration_date"):
+        lo = bisect.bisect_right(ids, after) if after >= 0 else 0
+        hi = bisect.bisect_left(ids, before) if before >= 0 else len(ids)
+        ids = ids[lo:hi]
+    else:
+        if after >= 0:
+            ids = [i for i in ids if i > after]
+        if before >= 0:
+            ids = [i for i in ids if i < before]
+    if since >= 0:
+        rows = event.removed if removed else event.active
+        ts = "last_modified_ts" if removed else "last_modified"
+        ids = [i for i in ids if rows[i][ts] >= since]
+    return ids[::-1] if desc else ids

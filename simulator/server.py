@@ -1,0 +1,282 @@
+"""Threaded HTTP/1.1 server on loopback that runs an app and injects faults.
+
+:class:`SimulatorServer` serves a :class:`World` (RunSignUp look-alike), and
+:class:`rsu.simulator.replay.ReplayServer` serves recorded exchanges; both share
+:class:`LoopbackServer`: an ephemeral port on 127.0.0.1, one thread per connection (keep-alive),
+a thread-safe request log, runtime-switchable :class:`Faults`, and a clean shutdown that also
+closes idle keep-alive connections.
+
+``POST /_admin/faults`` (JSON body of :class:`Faults` fields) switches faults over HTTP;
+``GET /_admin/requests`` returns the request log.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
+
+from .api import SimulatorApp, error_response
+from .faults import HTML_5XX, HTML_MAINTENANCE, Decision, FaultPlan, Faults
+from .formats import ERR_THROTTLED, encode_json
+from .wire import HTML_TYPE, JSON_TYPE, LoggedRequest, Request, Response, auth_kind, masked_query
+from .world import World
+
+App = Callable[[Request], Response]
+
+_LOOPBACK = ("127.0.0.1", "localhost")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], owner: LoopbackServer) -> None:
+        self.owner = owner
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+        super().__init__(addr, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "nginx"
+    sys_version = ""
+    timeout = 30
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.sockets_lock:
+            self.server.open_sockets.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.sockets_lock:
+                self.server.open_sockets.discard(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        t0 = time.perf_counter()
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        req = Request(
+            method=self.command,
+            path=parts.path,
+            query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        owner = self.server.owner
+        if req.path.startswith("/_admin/"):
+            self._send(owner.admin(req))
+            return
+        decision = owner.plan.decide(owner.faults, req.credential_key())
+        if decision.delay_s > 0:
+            time.sleep(decision.delay_s)
+        if decision.kind == "drop_connection":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            owner.log(req, 0, 0, decision.kind, t0)
+            return
+        resp = _faulty_response(owner, req, decision)
+        self._send(resp)
+        owner.log(req, resp.status, len(resp.body), decision.kind, t0)
+
+    def _send(self, resp: Response) -> None:
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.send_header("Access-Control-Allow-Origin", "*")
+        for key, value in resp.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(resp.body)
+
+
+def _faulty_response(owner: LoopbackServer, req: Request, decision: Decision) -> Response:
+    if decision.kind == "http_5xx":
+        return Response(decision.status, HTML_5XX % (decision.status, decision.status), HTML_TYPE)
+    if decision.kind == "html_error":
+        return Response(200, HTML_MAINTENANCE, HTML_TYPE)
+    if decision.kind == "throttle":
+        resp = error_response(req, ERR_THROTTLED, decision.status)
+        if decision.status == 429:
+            resp.headers["Retry-After"] = str(owner.faults.retry_after_s)
+        return resp
+    try:
+        resp = owner.app(req)
+    except Exception:  # an app bug must not kill the connection thread silently
+        resp = Response(500, HTML_5XX % (500, 500), HTML_TYPE)
+    if decision.kind == "truncated" and len(resp.body) > 1:
+        cut = max(1, min(len(resp.body) - 1, int(len(resp.body) * decision.cut_fraction)))
+        resp = Response(resp.status, resp.body[:cut], resp.content_type, dict(resp.headers))
+    return resp
+
+
+class LoopbackServer:
+    """Run ``app`` on ``http://127.0.0.1:<port>`` in a background thread.
+
+    Use as a context manager (or ``start()``/``stop()``). ``port=0`` picks a free port.
+    ``faults`` may be reassigned at any time (``server.faults = Faults(...)``).
+    """
+
+    def __init__(self, app: App, faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        if host not in _LOOPBACK:
+            raise ValueError(f"the simulator binds to loopback only, not {host!r}")
+        self.app = app
+        self.faults: Faults = faults or Faults()
+        self.plan = FaultPlan()
+        self._host = "127.0.0.1"
+        self._port = port
+        self._log: list[LoggedRequest] = []
+        self._log_lock = threading.Lock()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LoopbackServer:
+        """Bind and start serving; returns ``self``."""
+        if self._httpd is not None:
+            return self
+        self._httpd = _HTTPServer((self._host, self._port), self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="rsu-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open keep-alive connections and the listening socket."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        with httpd.sockets_lock:
+            open_sockets = list(httpd.open_sockets)
+        for sock in open_sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._httpd is None:
+            raise RuntimeError("server is not running")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``"http://127.0.0.1:<port>"`` (no trailing slash; the API lives under ``/Rest``)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        """A snapshot of the request log, oldest first (admin calls are not logged)."""
+        with self._log_lock:
+            return list(self._log)
+
+    def clear_requests(self) -> None:
+        """Empty the request log."""
+        with self._log_lock:
+            self._log.clear()
+
+    def set_faults(self, faults: Faults | None = None, **changes: Any) -> Faults:
+        """Replace faults (``faults`` or the current ones) with ``changes`` applied; returns them."""
+        new = (faults or self.faults).with_(**changes) if changes else (faults or Faults())
+        self.faults = new
+        return new
+
+    def log(self, req: Request, status: int, size: int, fault: str | None, t0: float) -> None:
+        """Append one entry to the request log (called by the handler threads)."""
+        entry = LoggedRequest(
+            method=req.method,
+            path=req.path,
+            query=masked_query(req.query),
+            auth=auth_kind(req),
+            status=status,
+            bytes=size,
+            fault=fault,
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
+        )
+        with self._log_lock:
+            self._log.append(entry)
+
+    def admin(self, req: Request) -> Response:
+        """Shared admin endpoints: ``/_admin/faults`` and ``/_admin/requests``; else the app's."""
+        path = req.path.rstrip("/")
+        if path == "/_admin/faults":
+            if req.method == "POST":
+                try:
+                    data = msgspec.json.decode(req.body) if req.body.strip() else {}
+                    known = {fl.name for fl in fields(Faults)}
+                    if not isinstance(data, dict) or set(data) - known:
+                        raise ValueError(f"known fault fields: {sorted(known)}")
+                    self.faults = Faults(**data)
+                except (ValueError, TypeError, msgspec.DecodeError) as exc:
+                    return Response(400, encode_json({"error": str(exc)}, php_escapes=False), JSON_TYPE)
+            return Response(200, encode_json(asdict(self.faults), php_escapes=False), JSON_TYPE)
+        if path == "/_admin/requests" and req.method == "GET":
+            body = [asdict(r) for r in self.requests]
+            return Response(200, encode_json(body, php_escapes=False), JSON_TYPE)
+        return self.app(req)
+
+
+class SimulatorServer(LoopbackServer):
+    """A RunSignUp look-alike serving ``world`` on loopback (see :mod:`rsu.simulator.api`).
+
+    >>> with SimulatorServer(world, faults=Faults(seed=1, http_5xx=0.1)) as sim:
+    ...     requests.get(sim.base_url + "/Rest/races", params={"format": "json", **cred.query_params()})
+    """
+
+    def __init__(self, world: World, faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.world = world
+        super().__init__(SimulatorApp(world), faults, host, port)
+
+    def __enter__(self) -> SimulatorServer:
+        self.start()
+        return self
