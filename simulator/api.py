@@ -42,11 +42,13 @@ from .render import (
     removed_object,
     removed_view,
 )
-from .world import Credential, Event, Race, World
 from .wire import JSON_TYPE, XML_TYPE, Request, Response
+from .world import Credential, Event, Race, World
 from .xml import to_xml
 
-_RACE_PATH = re.compile(r"^/rest/race/(\d+)(?:/(participants|removed-participants))?(?:\.json)?/?$", re.I)
+_RACE_PATH = re.compile(
+    r"^/rest/race/(\d+)(?:/(participants|removed-participants))?(?:\.json)?/?$", re.I
+)
 _RACES_PATH = re.compile(r"^/rest/races(?:\.json)?/?$", re.I)
 
 PARTICIPANTS_MAX_PER_PAGE = 2500
@@ -150,7 +152,7 @@ class SimulatorApp:
         with self.world.lock:
             if m_races:
                 return self.races(req, cred)
-            assert m_race is not None  # noqa: S101 - narrowing for mypy
+            assert m_race is not None
             race = self.world.races.get(int(m_race.group(1)))
             if race is None:
                 raise ApiError(f.ERR_RACE_NOT_FOUND)
@@ -173,7 +175,11 @@ class SimulatorApp:
         only_partner = q.get("only_partner_races", "F").upper() == "T"
         races = [r for r in self.world.races.values() if self._visible(r, cred)]
         if only_partner:
-            races = [r for r in races if cred is not None and r.timing_partner_id == cred.timing_partner_id]
+            races = [
+                r
+                for r in races
+                if cred is not None and r.timing_partner_id == cred.timing_partner_id
+            ]
         if start is not None:
             races = [r for r in races if r.next_date >= start]
         if end is not None:
@@ -181,7 +187,12 @@ class SimulatorApp:
         sort = q.get("sort")
         if sort:
             field, desc = _sort_spec(sort, {"name", "date", "end_date"})
-            races.sort(key=(lambda r: r.data["name"].strip().lower()) if field == "name" else (lambda r: r.next_date), reverse=desc)
+            races.sort(
+                key=(lambda r: r.data["name"].strip().lower())
+                if field == "name"
+                else (lambda r: r.next_date),
+                reverse=desc,
+            )
         chunk = races[(page - 1) * per_page : page * per_page]
         with_events = q.get("events", "F").upper() == "T"
         body = {"races": [{"race": race_object(r, with_events=with_events)} for r in chunk]}
@@ -226,7 +237,9 @@ class SimulatorApp:
         per_page = _int(q, "results_per_page", DEFAULT_PER_PAGE, minimum=1)
         if per_page > PARTICIPANTS_MAX_PER_PAGE:
             raise ApiError(f.ERR_INVALID_PARAMS)
-        field, desc = _sort_spec(q.get("sort", "registration_id ASC"), _REMOVED_SORTS if removed else _PART_SORTS)
+        field, desc = _sort_spec(
+            q.get("sort", "registration_id ASC"), _REMOVED_SORTS if removed else _PART_SORTS
+        )
         after = _int(q, "after_registration_id", -1)
         before = _int(q, "before_registration_id", -1)
         since = _int(q, "modified_after_timestamp", -1)
@@ -238,7 +251,10 @@ class SimulatorApp:
             ids = _select(event, removed, field, desc, after, before, since)
             pages.append((event.event_id, ids[(page - 1) * per_page : page * per_page]))
         if removed:
-            objs = [(eid, [removed_view(ev.removed[i], condensed) for i in ids]) for (eid, ids), ev in zip(pages, events, strict=True)]
+            objs = [
+                (eid, [removed_view(ev.removed[i], condensed) for i in ids])
+                for (eid, ids), ev in zip(pages, events, strict=True)
+            ]
             if req.wants_json():
                 return Response(200, removed_json(objs), JSON_TYPE)
             return render(req, removed_object(objs))
@@ -261,7 +277,15 @@ class SimulatorApp:
         if path == "/_admin/advance" and req.method == "POST":
             try:
                 kwargs = msgspec.json.decode(req.body) if req.body.strip() else {}
-                allowed = {"new", "edits", "refunds", "transfers", "deferrals", "seconds", "race_ids"}
+                allowed = {
+                    "new",
+                    "edits",
+                    "refunds",
+                    "transfers",
+                    "deferrals",
+                    "seconds",
+                    "race_ids",
+                }
                 if not isinstance(kwargs, dict) or set(kwargs) - allowed:
                     raise ValueError(f"allowed keys: {sorted(allowed)}")
                 changes = advance(self.world, **kwargs)
@@ -323,12 +347,15 @@ def _sort_key(field: str, removed: bool) -> Any:
     if field in ("first_name", "last_name"):
         return lambda r: (r["user"][field] or "").strip().lower()
     if field == "name":
-        return lambda r: ((r["user"]["last_name"] or "").strip().lower(), (r["user"]["first_name"] or "").strip().lower())
+        return lambda r: (
+            (r["user"]["last_name"] or "").strip().lower(),
+            (r["user"]["first_name"] or "").strip().lower(),
+        )
     if field == "gender":
         return lambda r: r["user"].get("gender") or ""
     if field == "age":
         return lambda r: r["age"] if r["age"] is not None else -1
-    return lambda r: ("" if r[field] is None else f"{r[field]!s:>12}")
+    return lambda r: "" if r[field] is None else f"{r[field]!s:>12}"
 
 
 def _ordered(event: Event, removed: bool, field: str) -> list[int]:
@@ -346,7 +373,9 @@ def _ordered(event: Event, removed: bool, field: str) -> list[int]:
     return ids
 
 
-def _select(event: Event, removed: bool, field: str, desc: bool, after: int, before: int, since: int) -> list[int]:
+def _select(
+    event: Event, removed: bool, field: str, desc: bool, after: int, before: int, since: int
+) -> list[int]:
     ids = _ordered(event, removed, field)
     if field in ("registration_id", "registration_date"):
         lo = bisect.bisect_right(ids, after) if after >= 0 else 0

@@ -140,7 +140,9 @@ def _apply(world: World, kind: str, when: int, events: list[Event]) -> Change | 
         target.active[new_id] = moved
         target.touch(new_id)
         event.removed[reg_id] = removed_row(row, "transferred", new_id, when)
-        return Change("transfer", event.race_id, event.event_id, reg_id, new_id, target.event_id, when)
+        return Change(
+            "transfer", event.race_id, event.event_id, reg_id, new_id, target.event_id, when
+        )
     reason = "removed" if kind == "refund" else "deferred"
     event.removed[reg_id] = removed_row(row, reason, None, when)
     return Change(kind, event.race_id, event.event_id, reg_id, at=when)

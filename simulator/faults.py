@@ -101,7 +101,8 @@ class FaultPlan:
 
 HTML_5XX = (
     b"<html>\r\n<head><title>%d Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>%d Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    b"<center><h1>%d Bad Gateway</h1></center>\r\n"
+    b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 
 HTML_MAINTENANCE = (

@@ -6,7 +6,8 @@ RunSignUp mixes several date formats in one response (see ``shared/docs/runsignu
 - ``created`` / ``last_modified`` on races, ``registration_date`` on registrations:
   ``"M/D/YYYY HH:MM"`` (month and day not padded, 24 h), US Eastern time;
 - event ``start_time`` / ``end_time``: ``"M/D/YYYY HH:MM"`` in the race's own time zone;
-- removed-participant ``registration_date`` / ``last_modified``: ``"YYYY-MM-DD HH:MM:SS"`` (Eastern);
+- removed-participant ``registration_date`` / ``last_modified``: ``"YYYY-MM-DD HH:MM:SS"``
+  (Eastern);
 - registration ``last_modified``: Unix seconds (int, UTC epoch).
 
 Money is a dollar string such as ``"$55.00"``; flags are ``"T"``/``"F"``.
@@ -31,6 +32,7 @@ def flag(value: bool) -> str:
     return "T" if value else "F"
 
 
+@lru_cache(maxsize=4096)
 def money(cents: int) -> str:
     """Format integer cents as RunSignUp's dollar string, e.g. ``5500 -> "$55.00"``."""
     sign = "-" if cents < 0 else ""

@@ -24,7 +24,17 @@ _LOCALES = {
     "ko_KR": 3,
 }
 
-_SPECIAL_FIRST = ["Zoë", "José", "Siân", "Øystein", " Åsa", "Renée ", "Chloé", "🏃 Sam", "Ana-María"]
+_SPECIAL_FIRST = [
+    "Zoë",
+    "José",
+    "Siân",
+    "Øystein",
+    " Åsa",
+    "Renée ",
+    "Chloé",
+    "🏃 Sam",
+    "Ana-María",
+]
 _SPECIAL_LAST = ["O'Brien", "van der Berg", "Nguyễn", "Müller", "D'Angelo", "St. John", "López 🎉"]
 
 

@@ -4,7 +4,8 @@
 - ``GET /Rest/race/{id}``: ``{"race": {..., "events": [...]}}``;
 - ``GET /Rest/race/{id}/participants``: a top-level array, one element per requested event,
   ``[{"event": {"event_id": N, "participants": []}, "participants": [...]}]``;
-- ``GET /Rest/race/{id}/removed-participants``: ``[{"event": {"event_id": N, "participants": [...]}}]``.
+- ``GET /Rest/race/{id}/removed-participants``:
+  ``[{"event": {"event_id": N, "participants": [...]}}]``.
 
 JSON rows are cached per registration as encoded bytes (PHP ``\\/`` escapes included), so a
 2,500-row page is one ``b",".join`` away.
@@ -16,7 +17,6 @@ from typing import Any
 
 from .formats import encode_json
 from .world import Event, Race
-
 
 
 def race_object(
@@ -36,7 +36,10 @@ def race_object(
     if with_events:
         events = []
         for ev in race.events.values():
-            if race_event_days_id is not None and ev.data["race_event_days_id"] != race_event_days_id:
+            if (
+                race_event_days_id is not None
+                and ev.data["race_event_days_id"] != race_event_days_id
+            ):
                 continue
             data = dict(ev.data)
             if participant_caps:
@@ -50,7 +53,9 @@ def race_object(
     return out
 
 
-def participant_view(row: dict[str, Any], include_questions: bool, supports_nb: bool) -> dict[str, Any]:
+def participant_view(
+    row: dict[str, Any], include_questions: bool, supports_nb: bool
+) -> dict[str, Any]:
     """One participant dict as served for the given flags (``row`` is the stored full row)."""
     if include_questions and (supports_nb or row["user"].get("gender") != "X"):
         return row
@@ -62,7 +67,9 @@ def participant_view(row: dict[str, Any], include_questions: bool, supports_nb: 
     return out
 
 
-def participant_json(event: Event, reg_id: int, include_questions: bool, supports_nb: bool) -> bytes:
+def participant_json(
+    event: Event, reg_id: int, include_questions: bool, supports_nb: bool
+) -> bytes:
     """Encoded JSON bytes of one active participant row, cached until the row changes."""
     row = event.active[reg_id]
     if not supports_nb and row["user"].get("gender") == "X":
@@ -91,14 +98,18 @@ def participants_json(pages: list[tuple[int, list[bytes]]]) -> bytes:
     parts = []
     for event_id, rows in pages:
         parts.append(
-            b'{"event":{"event_id":%d,"participants":[]},"participants":[%s]}' % (event_id, b",".join(rows))
+            b'{"event":{"event_id":%d,"participants":[]},"participants":[%s]}'
+            % (event_id, b",".join(rows))
         )
     return b"[" + b",".join(parts) + b"]"
 
 
 def participants_object(pages: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
     """The participants response as Python objects (for XML output)."""
-    return [{"event": {"event_id": eid, "participants": []}, "participants": rows} for eid, rows in pages]
+    return [
+        {"event": {"event_id": eid, "participants": []}, "participants": rows}
+        for eid, rows in pages
+    ]
 
 
 def removed_object(pages: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:

@@ -87,7 +87,11 @@ class ReplayApp:
     def __init__(self, exchanges: list[Exchange]) -> None:
         self.exchanges = exchanges
         self._bodies = [
-            ex.body if ex.body is not None else Path(ex.body_file).read_bytes() if ex.body_file else b""
+            ex.body
+            if ex.body is not None
+            else Path(ex.body_file).read_bytes()
+            if ex.body_file
+            else b""
             for ex in exchanges
         ]
         self._served: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
@@ -100,14 +104,20 @@ class ReplayApp:
             text = f"no recorded exchange for {req.method} {req.path} {sorted(req.query)}"
             return Response(404, text.encode(), "text/plain; charset=utf-8")
         best = max(len(self.exchanges[i].query) for i in matches)
-        spec = self.exchanges[next(i for i in matches if len(self.exchanges[i].query) == best)].spec()
+        spec = self.exchanges[
+            next(i for i in matches if len(self.exchanges[i].query) == best)
+        ].spec()
         same = [i for i in matches if self.exchanges[i].spec() == spec]
         with self._lock:
             n = self._served.get(spec, 0)
             self._served[spec] = n + 1
         idx = same[min(n, len(same) - 1)]
         ex = self.exchanges[idx]
-        headers = {k: v for k, v in ex.headers.items() if k.lower() not in ("content-length", "content-type")}
+        headers = {
+            k: v
+            for k, v in ex.headers.items()
+            if k.lower() not in ("content-length", "content-type")
+        }
         ctype = next((v for k, v in ex.headers.items() if k.lower() == "content-type"), JSON_TYPE)
         return Response(ex.status, self._bodies[idx], ctype, headers)
 

@@ -12,6 +12,7 @@ closes idle keep-alive connections.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -66,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.sockets_lock:
                 self.server.open_sockets.discard(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def do_GET(self) -> None:
@@ -102,10 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(decision.delay_s)
         if decision.kind == "drop_connection":
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             owner.log(req, 0, 0, decision.kind, t0)
             return
         resp = _faulty_response(owner, req, decision)
@@ -151,7 +150,9 @@ class LoopbackServer:
     ``faults`` may be reassigned at any time (``server.faults = Faults(...)``).
     """
 
-    def __init__(self, app: App, faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: App, faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         if host not in _LOOPBACK:
             raise ValueError(f"the simulator binds to loopback only, not {host!r}")
         self.app = app
@@ -171,7 +172,10 @@ class LoopbackServer:
             return self
         self._httpd = _HTTPServer((self._host, self._port), self)
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="rsu-simulator", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="rsu-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -185,10 +189,8 @@ class LoopbackServer:
         with httpd.sockets_lock:
             open_sockets = list(httpd.open_sockets)
         for sock in open_sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -197,7 +199,10 @@ class LoopbackServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -226,7 +231,7 @@ class LoopbackServer:
             self._log.clear()
 
     def set_faults(self, faults: Faults | None = None, **changes: Any) -> Faults:
-        """Replace faults (``faults`` or the current ones) with ``changes`` applied; returns them."""
+        """Replace faults (``faults``, else the current ones, with ``changes``); return them."""
         new = (faults or self.faults).with_(**changes) if changes else (faults or Faults())
         self.faults = new
         return new
@@ -258,7 +263,9 @@ class LoopbackServer:
                         raise ValueError(f"known fault fields: {sorted(known)}")
                     self.faults = Faults(**data)
                 except (ValueError, TypeError, msgspec.DecodeError) as exc:
-                    return Response(400, encode_json({"error": str(exc)}, php_escapes=False), JSON_TYPE)
+                    return Response(
+                        400, encode_json({"error": str(exc)}, php_escapes=False), JSON_TYPE
+                    )
             return Response(200, encode_json(asdict(self.faults), php_escapes=False), JSON_TYPE)
         if path == "/_admin/requests" and req.method == "GET":
             body = [asdict(r) for r in self.requests]
@@ -270,10 +277,13 @@ class SimulatorServer(LoopbackServer):
     """A RunSignUp look-alike serving ``world`` on loopback (see :mod:`rsu.simulator.api`).
 
     >>> with SimulatorServer(world, faults=Faults(seed=1, http_5xx=0.1)) as sim:
-    ...     requests.get(sim.base_url + "/Rest/races", params={"format": "json", **cred.query_params()})
+    ...     params = {"format": "json", **cred.query_params()}
+    ...     requests.get(sim.base_url + "/Rest/races", params=params, headers=cred.headers())
     """
 
-    def __init__(self, world: World, faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, world: World, faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.world = world
         super().__init__(SimulatorApp(world), faults, host, port)
 

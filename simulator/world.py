@@ -11,6 +11,7 @@ holds a ``last_modified`` later than ``now``.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import random
 import threading
@@ -47,6 +48,8 @@ _EVENT_KINDS = (
     ("24 hr", "24 Hours", "running_race"),
     ("Virtual 5K", "5K", "virtual_race"),
 )
+
+_SIZES = ("XS", "S", "M", "L", "XL")
 
 _QUESTIONS = (
     ("Is this your first road race?", ("Yes", "No"), False),
@@ -276,7 +279,9 @@ class World:
             events={},
             next_date=next_day,
             questions=questions,
-            headings=[{"heading_text": "Parking", "content": f"<p>Park at {address['street']}</p>"}],
+            headings=[
+                {"heading_text": "Parking", "content": f"<p>Park at {address['street']}</p>"}
+            ],
             waiver=f"I know that running the {name.strip()} is a potentially hazardous activity.",
         )
         self.races[race_id] = race
@@ -344,14 +349,21 @@ class World:
             event.bib_style = rng.choice(("int", "int", "int", "zero", "alpha", "none"))
             race.events[event_id] = event
             self.events[event_id] = event
-            self._populate(event, race, registrations)
+            gc_was_enabled = gc.isenabled()
+            gc.disable()  # millions of fresh dicts: cyclic GC passes would double the time
+            try:
+                self._populate(event, race, registrations)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
             return event_id
 
     def _populate(self, event: Event, race: Race, count: int) -> None:
         cfg, rng = self.config, self.rng
         newest = cfg.start_epoch - 60
         oldest = newest - 150 * 86400
-        times = sorted(rng.randrange(oldest, newest) for _ in range(count))
+        span, r = newest - oldest, rng.random
+        times = sorted(oldest + int(r() * span) for _ in range(count))
         i = 0
         while i < count:
             if rng.random() < cfg.team_fraction and count - i >= 2:
@@ -409,53 +421,57 @@ class World:
         registration_id: int | None = None,
     ) -> dict[str, Any]:
         """Build one participant dict (exact served shape) registered at ``when`` (Unix s)."""
-        rng, pools, cfg = self.rng, self.pools, self.config
+        r = self.rng.random
+        pools, cfg = self.pools, self.config
         reg_id = registration_id or self._alloc_registration_id()
         self._next_user_id += 1
-        first = rng.choice(pools.first_names)
-        last = rng.choice(pools.last_names)
-        year = race.next_date.year - rng.randint(8, 80)
-        dob = dt.date(year, rng.randint(1, 12), rng.randint(1, 28))
-        age = race.next_date.year - dob.year - ((race.next_date.month, race.next_date.day) < (dob.month, dob.day))
-        city, state, zipcode = rng.choice(pools.cities)
+        uid = self._next_user_id
+        firsts, lasts = pools.first_names, pools.last_names
+        race_day = race.next_date
+        year = race_day.year - 8 - int(r() * 73)
+        month, day = 1 + int(r() * 12), 1 + int(r() * 28)
+        age = race_day.year - year - ((race_day.month, race_day.day) < (month, day))
+        city, state, zipcode = pools.cities[int(r() * len(pools.cities))]
         user: dict[str, Any] = {
-            "user_id": self._next_user_id,
-            "first_name": first,
-            "middle_name": None if rng.random() < 0.9 else "J.",
-            "last_name": last,
+            "user_id": uid,
+            "first_name": firsts[int(r() * len(firsts))],
+            "middle_name": None if r() < 0.9 else "J.",
+            "last_name": lasts[int(r() * len(lasts))],
         }
-        r = rng.random()
-        if r >= cfg.missing_email_fraction:
-            user["email"] = f"runner{self._next_user_id}@example.com" if r > 0.1 else None
+        x = r()
+        if x >= cfg.missing_email_fraction:  # the key is missing without permission
+            user["email"] = f"runner{uid}@example.com" if x > 0.1 else None
         user["address"] = {
-            "street": rng.choice(pools.streets),
+            "street": pools.streets[int(r() * len(pools.streets))],
             "city": city,
             "state": state,
             "zipcode": zipcode,
             "country_code": "US",
         }
-        user["dob"] = dob.isoformat()
-        g = rng.random()
+        user["dob"] = f"{year}-{month:02d}-{day:02d}"
+        g = r()
         if g < 0.97:
             user["gender"] = "M" if g < 0.47 else "F" if g < 0.94 else "X" if g < 0.955 else None
-        if rng.random() < 0.9:
-            user["phone"] = f"555-{rng.randrange(1000):03d}-{rng.randrange(10000):04d}"
+        if r() < 0.9:
+            user["phone"] = f"555-{int(r() * 1000):03d}-{int(r() * 10000):04d}"
         user["profile_image_url"] = None
         fee = event.race_fee_cents
         proc = 250 + fee // 20
-        extra = 0 if rng.random() < 0.8 else 500
-        imported = rng.random() < 0.03
+        extra = 0 if r() < 0.8 else 500
+        imported = r() < 0.03
         self._next_txn += 1
+        txn = self._next_txn
         bib = team["relay_bib"] if team and team["relay_bib"] is not None else self.next_bib(event)
+        giveaway = None if r() < 0.4 else _SIZES[int(r() * 5)]
         row: dict[str, Any] = {
             "registration_id": reg_id,
             "event_id": event.event_id,
             "user": user,
-            "rsu_transaction_id": None if imported else self._next_txn,
-            "transaction_id": None if imported else f"ay_{self._next_txn:012d}C_0",
+            "rsu_transaction_id": None if imported else txn,
+            "transaction_id": None if imported else f"ay_{txn:012d}C_0",
             "bib_num": bib,
-            "chip_num": None if rng.random() < 0.7 else f"{rng.randrange(16**8):08X}",
-            "age": None if rng.random() < 0.02 else age,
+            "chip_num": None if r() < 0.7 else f"{int(r() * 16**8):08X}",
+            "age": None if r() < 0.02 else age,
             "registration_date": eastern_mdy_hm(when),
             "team_id": team["team_id"] if team else None,
             "team_name": team["team_name"] if team else None,
@@ -464,7 +480,7 @@ class World:
             "team_gender": team["team_gender"] if team else None,
             "team_bib_num": team["team_bib_num"] if team else None,
             "last_modified": when,
-            "imported": flag(imported),
+            "imported": "T" if imported else "F",
             "race_fee": money(fee),
             "offline_payment_amount": money(fee if imported else 0),
             "processing_fee": money(proc),
@@ -476,26 +492,29 @@ class World:
             "amount_paid": money(0 if imported else fee + proc + extra),
             "usatf_discount_amount_in_cents": "$0.00",
             "usatf_discount_additional_field": None,
-            "giveaway": None if rng.random() < 0.4 else rng.choice(("XS", "S", "M", "L", "XL")),
-            "giveaway_option_id": None,
+            "giveaway": giveaway,
+            "giveaway_option_id": None if giveaway is None else 500 + _SIZES.index(giveaway),
             "question_responses": self._responses(race),
         }
-        if row["giveaway"] is not None:
-            row["giveaway_option_id"] = 500 + "XS S M L XL".split().index(row["giveaway"])
         return row
 
     def _responses(self, race: Race) -> list[dict[str, Any]]:
+        r = self.rng.random
         out = []
         for q in race.questions:
-            text = q["question_text"]
-            spec = next(s for s in _QUESTIONS if s[0] == text)
+            text, choices, multi = _QUESTIONS[q["question_id"] % 10 - 1]
             item: dict[str, Any] = {"question_id": str(q["question_id"]), "question_text": text}
-            if spec[2]:  # multi-select questions answer with responses[]
-                item["responses"] = self.rng.sample(spec[1] or ("x",), self.rng.randint(0, 2))
-            elif spec[1]:
-                item["response"] = self.rng.choice(spec[1])
+            if multi and choices:  # multi-select questions answer with responses[]
+                item["responses"] = [c for c in choices if r() < 0.4]
+            elif choices:
+                item["response"] = choices[int(r() * len(choices))]
+            elif r() < 0.2:
+                item["response"] = None
+            elif "Phone" in text:
+                item["response"] = f"555-{int(r() * 1000):03d}-{int(r() * 10000):04d}"
             else:
-                item["response"] = None if self.rng.random() < 0.2 else f"{self.rng.choice(self.pools.first_names)}"
+                names = self.pools.first_names
+                item["response"] = names[int(r() * len(names))]
             out.append(item)
         return out
 
@@ -503,7 +522,9 @@ class World:
     def race_ids(self, timing_partner_id: int) -> list[int]:
         """Race IDs linked to one timing partner, in generation order."""
         with self.lock:
-            return [r.race_id for r in self.races.values() if r.timing_partner_id == timing_partner_id]
+            return [
+                r.race_id for r in self.races.values() if r.timing_partner_id == timing_partner_id
+            ]
 
     def event_ids(self, race_id: int) -> list[int]:
         """Event IDs of one race, in the order ``/Rest/race/{race_id}`` lists them."""
@@ -511,7 +532,7 @@ class World:
             return list(self.races[race_id].events)
 
     def active_registrations(self, race_id: int, event_id: int) -> dict[int, dict[str, Any]]:
-        """registration_id -> participant dict as ``/participants?include_questions=T&supports_nb=T`` serves it."""
+        """registration_id -> participant dict as served with include_questions, supports_nb."""
         with self.lock:
             event = self._event(race_id, event_id)
             return {k: _deep_copy(v) for k, v in event.active.items()}
@@ -555,12 +576,15 @@ def removed_row(row: dict[str, Any], reason: str, new_id: int | None, when: int)
     """Build a ``/removed-participants`` row from an active participant dict.
 
     ``registration_date``/``last_modified`` are ``"YYYY-MM-DD HH:MM:SS"`` Eastern strings,
-    ``last_modified_ts`` is Unix seconds; ``removed_reason`` is cleared/removed/transferred/deferred.
+    ``last_modified_ts`` is Unix seconds; ``removed_reason`` is cleared, removed, transferred
+    or deferred.
     """
     from .formats import eastern_iso
 
     user = row["user"]
-    out_user = {k: user[k] for k in ("user_id", "first_name", "middle_name", "last_name") if k in user}
+    out_user = {
+        k: user[k] for k in ("user_id", "first_name", "middle_name", "last_name") if k in user
+    }
     for k in ("email", "dob", "gender"):
         if k in user:
             out_user[k] = user[k]

@@ -30,7 +30,7 @@ def _emit(name: str, value: Any, out: list[str]) -> None:
         out.append(f"<{name}>")
         for item in value:
             if isinstance(item, dict) and len(item) == 1:
-                (key, child), = item.items()
+                ((key, child),) = item.items()
                 _emit(str(key), child, out)
             else:
                 _emit(_singular(name), item, out)
@@ -51,7 +51,7 @@ def to_xml(obj: Any, root: str = "response") -> bytes:
     """
     out = ['<?xml version="1.0" encoding="utf-8"?>']
     if isinstance(obj, dict) and len(obj) == 1:
-        (key, value), = obj.items()
+        ((key, value),) = obj.items()
         _emit(str(key), value, out)
     else:
         _emit(root, obj, out)
