@@ -1,5 +1,98 @@
-"""`rsu simulator` commands (placeholder until implemented)."""
+"""``rsu simulator``: run the RunSignUp look-alike on loopback (for demos and manual testing)."""
+
+from __future__ import annotations
+
+import time
 
 import typer
+from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
 
-app = typer.Typer(help="simulator commands", no_args_is_help=True)
+app = typer.Typer(
+    help="Run a local RunSignUp API look-alike (loopback only) with seeded data and faults.",
+    no_args_is_help=True,
+)
+
+
+def _config(seed: int, partners: int, races: int, events: int, registrations: int) -> WorldConfig:
+    return WorldConfig(
+        seed=seed,
+        partners=partners,
+        races_per_partner=races,
+        events_per_race=(1, max(1, events)),
+        registrations_per_event=(max(1, registrations // 2), max(1, registrations)),
+    )
+
+
+def _print_credentials(world: World) -> None:
+    for c in world.credentials:
+        if c.auth == "api_key":
+            how = f"?api_key={c.principal}&api_secret={c.secret}"
+        elif c.auth == "rsu_api_key":
+            how = f"?rsu_api_key={c.principal}  header X-RSU-API-SECRET: {c.secret}"
+        else:
+            how = f"header Authorization: Bearer {c.secret}"
+        races = ",".join(str(r) for r in world.race_ids(c.timing_partner_id))
+        typer.echo(f"partner {c.timing_partner_id} ({c.auth}): {how}  races: {races}")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Loopback address to bind (127.0.0.1 only)."),
+    port: int = typer.Option(0, help="TCP port; 0 picks a free one."),
+    seed: int = typer.Option(1, help="Seed for the generated world and the faults."),
+    partners: int = typer.Option(3, help="Timing partners (one credential each)."),
+    races: int = typer.Option(4, help="Races per partner."),
+    events: int = typer.Option(3, help="At most this many events per race."),
+    registrations: int = typer.Option(400, help="At most this many registrations per event."),
+    http_5xx: float = typer.Option(0.0, help="Rate of HTTP 5xx answers (0..1)."),
+    throttle: float = typer.Option(0.0, help="Rate of error 14 'Request throttled.' (0..1)."),
+    throttle_429: bool = typer.Option(False, help="Throttle with HTTP 429 + Retry-After."),
+    truncated: float = typer.Option(0.0, help="Rate of truncated JSON bodies (0..1)."),
+    html_error: float = typer.Option(0.0, help="Rate of HTML error pages under HTTP 200 (0..1)."),
+    drop_connection: float = typer.Option(0.0, help="Rate of dropped connections (0..1)."),
+    latency_ms: float = typer.Option(0.0, help="Added latency per request, milliseconds."),
+    advance_every: float = typer.Option(0.0, help="Advance the world every N seconds (0: never)."),
+    duration: float = typer.Option(0.0, help="Stop after N seconds (0: run until Ctrl-C)."),
+) -> None:
+    """Serve the simulator and print its base URL and the credentials it accepts."""
+    world = World.generate(_config(seed, partners, races, events, registrations))
+    faults = Faults(
+        seed=seed,
+        http_5xx=http_5xx,
+        throttle=throttle,
+        throttle_http_429=throttle_429,
+        truncated=truncated,
+        html_error=html_error,
+        drop_connection=drop_connection,
+        latency_ms=latency_ms,
+    )
+    try:
+        server = SimulatorServer(world, faults=faults, host=host, port=port)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    with server as sim:
+        typer.echo(f"base URL: {sim.base_url}/Rest  (clock {world.now})")
+        _print_credentials(world)
+        typer.echo(f"advance: curl -X POST {sim.base_url}/_admin/advance -d '{{\"new\": 10}}'")
+        started = last = time.monotonic()
+        try:
+            while duration <= 0 or time.monotonic() - started < duration:
+                time.sleep(0.05)
+                if advance_every > 0 and time.monotonic() - last >= advance_every:
+                    last = time.monotonic()
+                    changes = world.advance(seconds=max(1, int(advance_every)))
+                    typer.echo(f"advanced: {len(changes)} changes, clock {world.now}")
+        except KeyboardInterrupt:
+            pass
+    typer.echo("stopped")
+
+
+@app.command()
+def credentials(
+    seed: int = typer.Option(1, help="Seed of the world."),
+    partners: int = typer.Option(3, help="Timing partners."),
+    races: int = typer.Option(4, help="Races per partner."),
+) -> None:
+    """Print the credentials a world with these knobs accepts (without serving)."""
+    _print_credentials(World.generate(_config(seed, partners, races, 1, 1)))
