@@ -1,0 +1,383 @@
+"""One API exchange: session, auth, timeout, rate limit, retries, a journal event per attempt.
+
+:meth:`ApiClient.get` sends ``GET <base_url><path>?format=json&...`` with the partner's credential
+applied (query parameters and/or headers, see :class:`~rsu.fetcher.credentials.Credential`), and
+journals **every attempt** before looking at it: a ``ResponseReceived`` with the exact body, or a
+``RequestFailed`` with the exception class and a scrubbed message. Only then is the body parsed
+(:func:`rsu.fetcher.shapes.parse`). After the last attempt it journals one ``FetchFailed``.
+
+Retry rules (:class:`RetryPolicy`):
+
+* retried with exponential backoff and jitter: connection errors and timeouts, HTTP 429 and 5xx,
+  RunSignUp error 14 (throttled), and bodies that do not parse or have an unexpected shape
+  (truncated JSON, HTML error pages); ``Retry-After`` is honoured, capped at
+  ``RetryPolicy.retry_after_cap`` seconds;
+* never retried: RunSignUp errors 6 (key authentication failed), 7 (permission denied) and every
+  other code (3 invalid parameters, 201 race not found, 301 event not found, ...), and HTTP 4xx
+  other than 429.
+
+The retry loop is ours (not an ``HTTPAdapter(max_retries=Retry(...))``) because every attempt must
+become a journal event; the backoff and ``Retry-After`` arithmetic is urllib3's ``Retry``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from rsu.journal import (
+    FetchFailed,
+    Journal,
+    RequestFailed,
+    ResponseReceived,
+    redact_query,
+    sha256_hex,
+)
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import RequestHistory, Retry
+
+from .credentials import Credential
+from .redact import scrub
+from .report import RunStats
+from .shapes import ApiErrorBody, PageInfo, ShapeError, parse
+
+#: RunSignUp error codes worth retrying (14: "Request throttled.").
+RETRYABLE_CODES = frozenset({14})
+#: Codes that mean the credential itself is refused (never retried).
+AUTH_CODES = frozenset({6, 7})
+USER_AGENT = "rsu-fetcher/0.1 (+https://github.com/; python-requests)"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry limits. ``max_attempts`` counts the first try; delays are seconds.
+
+    Delay before retry ``n`` (1-based) is ``backoff_factor * 2**n`` plus up to ``jitter``
+    seconds of random jitter, at most ``backoff_max`` (urllib3 ``Retry`` arithmetic); a
+    ``Retry-After`` header replaces it, capped at ``retry_after_cap``.
+    """
+
+    max_attempts: int = 6
+    backoff_factor: float = 0.25
+    backoff_max: float = 30.0
+    jitter: float = 0.5
+    retry_after_cap: float = 30.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-request timeouts in seconds: TCP connect, and each socket read."""
+
+    connect: float = 10.0
+    read: float = 60.0
+
+
+def backoff_seconds(retry_number: int, policy: RetryPolicy) -> float:
+    """Delay (seconds) before retry ``retry_number`` (1 = the first retry), computed by urllib3's
+    ``Retry.get_backoff_time`` with ``retry_number + 1`` consecutive errors in its history."""
+    history = tuple(RequestHistory("GET", None, None, None, None) for _ in range(retry_number + 1))
+    retry = Retry(
+        total=None,
+        backoff_factor=policy.backoff_factor,
+        backoff_max=policy.backoff_max,
+        backoff_jitter=policy.jitter,
+        history=history,
+    )
+    return retry.get_backoff_time()
+
+
+def retry_after_seconds(header: str | None, policy: RetryPolicy) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (delta seconds or HTTP date), capped at
+    ``policy.retry_after_cap``; ``None`` when absent or unparseable."""
+    if not header:
+        return None
+    try:
+        seconds = Retry(total=None).parse_retry_after(header)
+    except InvalidHeader:
+        return None
+    return max(0.0, min(float(seconds), policy.retry_after_cap))
+
+
+class RateLimiter:
+    """At most ``max_rps`` request starts per second (evenly spaced); ``max_rps <= 0`` = no limit.
+
+    Thread-safe; one per credential, shared by every thread using that credential.
+    """
+
+    def __init__(self, max_rps: float) -> None:
+        self.interval = 1.0 / max_rps if max_rps > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until this caller may start a request."""
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+class SessionPool:
+    """One ``requests.Session`` per thread (sessions are not thread-safe), closed together."""
+
+    def __init__(self, pool_size: int = 4) -> None:
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self._pool_size = pool_size
+
+    def get(self) -> requests.Session:
+        """The calling thread's session (created on first use)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_maxsize=self._pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers["User-Agent"] = USER_AGENT
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        """Close every session created so far."""
+        with self._lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+
+
+@dataclass
+class Exchange:
+    """The outcome of :meth:`ApiClient.get` after all attempts.
+
+    ``ok`` with ``info`` (the parsed page) and ``seq`` (journal seq of the good response), or not
+    ok with ``error_code`` (RunSignUp code or ``None``), ``http_status`` (last status or ``None``)
+    and ``error_msg`` (secret-free). ``attempts`` counts tries (1-based).
+    """
+
+    ok: bool
+    info: PageInfo | None = None
+    seq: int | None = None
+    attempts: int = 1
+    error_code: int | None = None
+    http_status: int | None = None
+    error_msg: str = ""
+
+
+@dataclass
+class RunContext:
+    """What every exchange of one run shares: the journal, the ``run_id`` and run totals."""
+
+    journal: Journal
+    run_id: str | None
+    stats: RunStats
+
+
+class ApiClient:
+    """Exchanges of one timing partner (one credential) against ``base_url``.
+
+    ``base_url`` is the site root (``https://runsignup.com``, ``https://test.runsignup.com`` or
+    a simulator); paths start with ``/Rest/``. ``journal`` may be ``None`` only for checks that
+    must leave no trace (``rsu credentials test``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        credential: Credential,
+        context: RunContext | None,
+        sessions: SessionPool,
+        limiter: RateLimiter,
+        policy: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.credential = credential
+        self.context = context
+        self.sessions = sessions
+        self.limiter = limiter
+        self.policy = policy or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self.sleep = sleep
+        self._secrets = credential.secret_values()
+
+    def scrub(self, message: str) -> str:
+        """``message`` without query strings or this credential's secrets."""
+        return scrub(message, self._secrets)
+
+    def _append(self, event: Any, body: bytes | None, race_id: int | None, event_id: int | None):
+        ctx = self.context
+        if ctx is None:
+            return None
+        return ctx.journal.append(
+            event,
+            body,
+            run_id=ctx.run_id,
+            timing_partner_id=self.credential.timing_partner_id,
+            race_id=race_id,
+            event_id=event_id,
+        )
+
+    def get(
+        self,
+        endpoint: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        race_id: int | None = None,
+        event_id: int | None = None,
+        listing_id: str | None = None,
+        page: int | None = None,
+        cursor: int | None = None,
+    ) -> Exchange:
+        """``GET path`` with ``format=json`` + ``params`` (+ credential), retried per policy.
+
+        ``endpoint`` is the stable name journaled and used to parse the body (``auth_check``,
+        ``races``, ``race``, ``participants``, ``removed_participants``). ``race_id``/``event_id``
+        set the journal row scope; ``listing_id``/``page``/``cursor`` tie pages together.
+        Raises only :class:`rsu.journal.JournalError` (the journal refused a write).
+        """
+        query = redact_query({"format": "json", **params})
+        send = {**query, **self.credential.query_params()}
+        headers = self.credential.headers()
+        url = self.base_url + path
+        stats = self.context.stats if self.context else RunStats()
+        policy = self.policy
+        last = Exchange(ok=False)
+        last_seq: int | None = None
+        for attempt in range(1, policy.max_attempts + 1):
+            final = attempt == policy.max_attempts
+            if attempt > 1:
+                stats.add(retries=1)
+            self.limiter.acquire()
+            stats.add(requests=1)
+            started = time.perf_counter()
+            try:
+                resp = self.sessions.get().get(
+                    url,
+                    params=send,
+                    headers=headers,
+                    timeout=(self.timeouts.connect, self.timeouts.read),
+                )
+                body = resp.content
+            except requests.RequestException as exc:
+                message = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
+                last_seq = self._append(
+                    RequestFailed(
+                        endpoint=endpoint,
+                        path=path,
+                        query=query,
+                        error_class=type(exc).__name__,
+                        message=message,
+                        attempt=attempt,
+                        final=final,
+                        listing_id=listing_id,
+                        race_id=race_id,
+                        event_id=event_id,
+                    ),
+                    None,
+                    race_id,
+                    event_id,
+                )
+                last = Exchange(ok=False, attempts=attempt, error_msg=message)
+                if not final:
+                    self.sleep(backoff_seconds(attempt, policy))
+                continue
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+            sha = sha256_hex(body)
+            if self.context is not None and not self.context.journal.has_body(sha):
+                stats.add(new_bodies=1)
+            stats.add(bytes_received=len(body))
+            seq = self._append(
+                ResponseReceived(
+                    endpoint=endpoint,
+                    path=path,
+                    query=query,
+                    status=resp.status_code,
+                    elapsed_ms=elapsed_ms,
+                    attempt=attempt,
+                    content_type=resp.headers.get("Content-Type", ""),
+                    body_sha256=sha,
+                    body_size=len(body),
+                    page=page,
+                    cursor=cursor,
+                    listing_id=listing_id,
+                    race_id=race_id,
+                    event_id=event_id,
+                ),
+                body,
+                race_id,
+                event_id,
+            )
+            last_seq = seq
+            status = resp.status_code
+            retry_after = retry_after_seconds(resp.headers.get("Retry-After"), policy)
+            if status == 429 or status >= 500:
+                last = Exchange(
+                    False, attempts=attempt, http_status=status, error_msg=f"HTTP {status}"
+                )
+                if not final:
+                    self.sleep(
+                        retry_after if retry_after is not None else backoff_seconds(attempt, policy)
+                    )
+                continue
+            if not 200 <= status < 300:
+                last = Exchange(
+                    False, attempts=attempt, http_status=status, error_msg=f"HTTP {status}"
+                )
+                break
+            try:
+                info = parse(endpoint, body)
+            except ShapeError as exc:
+                last = Exchange(
+                    False, attempts=attempt, http_status=status, error_msg=self.scrub(str(exc))
+                )
+                if not final:
+                    self.sleep(backoff_seconds(attempt, policy))
+                continue
+            if isinstance(info, ApiErrorBody):
+                last = Exchange(
+                    False,
+                    attempts=attempt,
+                    error_code=info.code,
+                    http_status=status,
+                    error_msg=self.scrub(f"RunSignUp error {info.code}: {info.message}")[:500],
+                )
+                if info.code in RETRYABLE_CODES and not final:
+                    self.sleep(
+                        retry_after if retry_after is not None else backoff_seconds(attempt, policy)
+                    )
+                    continue
+                break
+            return Exchange(True, info=info, seq=seq, attempts=attempt, http_status=status)
+        self._append(
+            FetchFailed(
+                endpoint=endpoint,
+                path=path,
+                query=query,
+                error_code=last.error_code,
+                http_status=last.http_status,
+                error_msg=last.error_msg,
+                attempts=last.attempts,
+                last_seq=last_seq,
+                race_id=race_id,
+                event_id=event_id,
+            ),
+            None,
+            race_id,
+            event_id,
+        )
+        stats.add(fetch_failed=1)
+        return last

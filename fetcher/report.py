@@ -1,0 +1,263 @@
+"""Run totals, failures, the operator log file, the JSON summary and progress reporting.
+
+Nothing here ever sees a secret: messages are scrubbed by the client before they get here, and
+URLs are never logged with their query.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+#: The fetcher's logger; the log file handler is attached here only (never to the root logger,
+#: so urllib3's debug lines, which carry full URLs, can never reach the file).
+log = logging.getLogger("rsu.fetcher")
+
+COUNTERS = (
+    "requests",
+    "retries",
+    "bytes_received",
+    "new_bodies",
+    "fetch_failed",
+    "pages",
+    "races",
+    "events",
+    "participants",
+    "removed_participants",
+    "listings",
+    "complete_listings",
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed scope. ``level`` is ``"partner"``, ``"race"`` or ``"event"``; ``endpoint`` the
+    request that failed; ``error_code`` the RunSignUp code (``None`` for HTTP/transport errors);
+    ``message`` secret-free."""
+
+    level: str
+    timing_partner_id: int
+    race_id: int | None = None
+    event_id: int | None = None
+    endpoint: str = ""
+    error_code: int | None = None
+    message: str = ""
+
+    def line(self) -> str:
+        """One human-readable line, e.g. ``partner 101 race 12 event 7: participants: ...``."""
+        scope = f"partner {self.timing_partner_id}"
+        if self.race_id is not None:
+            scope += f" race {self.race_id}"
+        if self.event_id is not None:
+            scope += f" event {self.event_id}"
+        code = f" (code {self.error_code})" if self.error_code is not None else ""
+        return f"{scope}: {self.endpoint}{code}: {self.message}"
+
+
+class RunStats:
+    """Thread-safe run totals (see :data:`COUNTERS`) and the list of :class:`Failure`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.failures: list[Failure] = []
+
+    def add(self, **deltas: int) -> None:
+        """Add ``deltas`` to the named counters."""
+        with self._lock:
+            for key, value in deltas.items():
+                self.counts[key] = self.counts.get(key, 0) + value
+
+    def fail(self, failure: Failure) -> None:
+        """Record one failed partner, race or event (also logged as a warning)."""
+        with self._lock:
+            self.failures.append(failure)
+        log.warning("failed: %s", failure.line())
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of the counters."""
+        with self._lock:
+            return dict(self.counts)
+
+
+def failed_syncs(failures: list[Failure]) -> list[dict[str, Any]]:
+    """Failures grouped as the original system's summary wrote them:
+    ``[{"timing_partner_id": N, "errors": ["...", ...]}]``, by partner id."""
+    by_partner: dict[int, list[str]] = {}
+    for f in failures:
+        by_partner.setdefault(f.timing_partner_id, []).append(f.line())
+    return [{"timing_partner_id": p, "errors": errs} for p, errs in sorted(by_partner.items())]
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Write ``summary`` as indented JSON to ``path`` (atomically: temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def failures_json(failures: list[Failure]) -> list[dict[str, Any]]:
+    """Failures as plain dicts (for the summary's ``failures`` list)."""
+    return [asdict(f) for f in failures]
+
+
+@contextmanager
+def log_file(path: Path | None) -> Iterator[None]:
+    """Append the fetcher's INFO log to ``path`` for the duration of the block (no-op if None)."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        handler.close()
+
+
+class Progress(Protocol):
+    """Where the walk reports progress. ``kind`` is ``"partners"``, ``"races"``, ``"events"`` or
+    ``"pages"``. Implementations must be thread-safe."""
+
+    def add_total(self, kind: str, n: int) -> None:
+        """``n`` more items of ``kind`` are known to be coming."""
+
+    def advance(self, kind: str, n: int = 1) -> None:
+        """``n`` items of ``kind`` are done."""
+
+    def note(self, text: str) -> None:
+        """A line worth showing the operator (partner done, failure ...)."""
+
+
+class NullProgress:
+    """Reports nothing."""
+
+    def add_total(self, kind: str, n: int) -> None:
+        pass
+
+    def advance(self, kind: str, n: int = 1) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+class PlainProgress:
+    """Plain lines on ``stream`` (for logs and pipes): only :meth:`note` lines are printed."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def add_total(self, kind: str, n: int) -> None:
+        pass
+
+    def advance(self, kind: str, n: int = 1) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.stream, flush=True)
+
+
+class RichProgress:
+    """A ``rich`` progress display with one bar per kind; use as a context manager."""
+
+    KINDS = ("partners", "races", "events", "pages")
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description:>9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks = {k: self._progress.add_task(k, total=0) for k in self.KINDS}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def add_total(self, kind: str, n: int) -> None:
+        with self._lock:
+            task = self._tasks[kind]
+            current = self._progress.tasks[task].total or 0
+            self._progress.update(task, total=current + n)
+
+    def advance(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self._progress.advance(self._tasks[kind], n)
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            self._progress.console.print(text, highlight=False, markup=False)
+
+
+@dataclass
+class SummaryInputs:
+    """Values of the summary that do not come from :class:`RunStats`."""
+
+    run_id: str
+    sync_time: str
+    duration_seconds: float
+    mode: str
+    base_url: str
+    timing_partners_synced: int
+    status: str
+    exit_code: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_summary(inputs: SummaryInputs, stats: RunStats) -> dict[str, Any]:
+    """The ``runsignup_sync_summary.json`` document: the original system's keys
+    (``sync_time``, ``duration_seconds``, ``total_races``, ``total_events``,
+    ``total_participants``, ``timing_partners_synced``, ``failed_syncs``) plus ``run_id``,
+    request/retry/byte/body counters and the status."""
+    counts = stats.snapshot()
+    return {
+        "run_id": inputs.run_id,
+        "sync_time": inputs.sync_time,
+        "duration_seconds": round(inputs.duration_seconds, 3),
+        "mode": inputs.mode,
+        "base_url": inputs.base_url,
+        "status": inputs.status,
+        "exit_code": inputs.exit_code,
+        "total_races": counts["races"],
+        "total_events": counts["events"],
+        "total_participants": counts["participants"],
+        "total_removed_participants": counts["removed_participants"],
+        "timing_partners_synced": inputs.timing_partners_synced,
+        "failed_syncs": failed_syncs(stats.failures),
+        "requests": counts["requests"],
+        "retries": counts["retries"],
+        "bytes_received": counts["bytes_received"],
+        "new_bodies": counts["new_bodies"],
+        "pages": counts["pages"],
+        "listings": counts["listings"],
+        "complete_listings": counts["complete_listings"],
+        "fetch_failed": counts["fetch_failed"],
+        "failures": failures_json(stats.failures),
+        **inputs.extra,
+    }

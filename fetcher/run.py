@@ -1,0 +1,341 @@
+"""The fetcher's entry point: :func:`run_fetch` (one fetch run) and :func:`check_credentials`.
+
+Both are plain Python (no typer), for ``rsu fetch``, ``rsu credentials test``, ``rsu sync`` and
+``rsu demo``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from rsu.journal import Journal, RunFinished, RunStarted, open_db
+
+from .client import ApiClient, RateLimiter, RetryPolicy, RunContext, SessionPool, Timeouts
+from .credentials import Credential, load_credentials
+from .report import (
+    NullProgress,
+    Progress,
+    RunStats,
+    SummaryInputs,
+    build_summary,
+    log,
+    log_file,
+    write_summary,
+)
+from .walk import Walker, WalkSettings
+
+DEFAULT_BASE_URL = "https://runsignup.com"
+ADD_HINT = (
+    "add one with: rsu credentials add --partner ID --api-key KEY --api-secret SECRET "
+    "(or --rsu-api-key/--rsu-api-secret, or --bearer-token)"
+)
+
+
+class FetchUsageError(ValueError):
+    """The run cannot start as asked (no credentials, unknown partner ...): exit code 2."""
+
+
+@dataclass
+class FetchOptions:
+    """Options of one fetch run. Durations are seconds; dates are ``datetime.date`` (UTC).
+
+    Scope: ``partner_ids`` (empty = every partner with credentials), ``race_ids`` (empty = every
+    race; when given, the date window is dropped so the races are found whatever their date),
+    ``test`` (first partner only, as in the original system).
+    Races window: races dated from ``today - days_back`` to ``today + days_ahead`` (default 30 days
+    back, 365 ahead; ``today`` defaults to the current UTC date); ``all_races`` sends no window.
+    Listings: ``full`` forces complete listings; otherwise a listing is incremental from the
+    journal's cursor, and complete when the last complete one is older than ``full_every``
+    (default 24 h). ``overlap_seconds`` re-reads that many seconds before the cursor (see
+    :mod:`rsu.fetcher.cursor`). ``page_size`` <= 2500 registrations per page; ``races_page_size``
+    <= 1000 races per page.
+    Transport: ``concurrency`` worker threads; ``max_rps`` requests per second per credential
+    (<= 0: unlimited); timeouts and retry policy (``max_attempts`` includes the first try).
+    Output: ``log_file`` and ``summary_file`` (``None`` = not written).
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    partner_ids: tuple[int, ...] = ()
+    race_ids: tuple[int, ...] = ()
+    test: bool = False
+    full: bool = False
+    full_every: float = 24 * 3600.0
+    all_races: bool = False
+    days_back: int = 30
+    days_ahead: int = 365
+    today: date | None = None
+    overlap_seconds: int = 10
+    page_size: int = 2500
+    races_page_size: int = 1000
+    concurrency: int = 4
+    max_rps: float = 5.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_attempts: int = 6
+    backoff_factor: float = 0.25
+    backoff_max: float = 30.0
+    backoff_jitter: float = 0.5
+    retry_after_cap: float = 30.0
+    log_file: Path | None = Path("runsignup_sync.log")
+    summary_file: Path | None = Path("runsignup_sync_summary.json")
+
+    def validate(self) -> None:
+        """Raise :class:`FetchUsageError` for out-of-range values."""
+        if not 1 <= self.page_size <= 2500:
+            raise FetchUsageError("page size must be between 1 and 2500 (RunSignUp's maximum)")
+        if not 1 <= self.races_page_size <= 1000:
+            raise FetchUsageError("races page size must be between 1 and 1000")
+        if self.concurrency < 1:
+            raise FetchUsageError("concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise FetchUsageError("max attempts must be at least 1")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise FetchUsageError("timeouts must be positive")
+
+    def retry_policy(self) -> RetryPolicy:
+        """The :class:`RetryPolicy` these options describe."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_factor=self.backoff_factor,
+            backoff_max=self.backoff_max,
+            jitter=self.backoff_jitter,
+            retry_after_cap=self.retry_after_cap,
+        )
+
+    def window(self) -> tuple[str | None, str | None]:
+        """``(start_date, end_date)`` as ``YYYY-MM-DD`` for ``/Rest/races``, or ``(None, None)``."""
+        if self.all_races or self.race_ids:
+            return None, None
+        today = self.today or datetime.now(UTC).date()
+        return (
+            (today - timedelta(days=self.days_back)).isoformat(),
+            (today + timedelta(days=self.days_ahead)).isoformat(),
+        )
+
+
+@dataclass
+class FetchResult:
+    """Outcome of :func:`run_fetch`: ``exit_code`` 0 (all went well) or 1 (a partner, race or
+    event failed); ``counts`` the run totals (requests, retries, bytes_received, new_bodies,
+    races, events, participants, ...); ``failures`` one line each; ``summary`` the document
+    written to the summary file."""
+
+    run_id: str
+    exit_code: int
+    status: str
+    counts: dict[str, int]
+    failures: list[str]
+    duration_seconds: float
+    summary: dict[str, object] = field(default_factory=dict)
+
+
+def tool_version() -> str:
+    """The installed ``rsu`` version (``"0+unknown"`` when not installed)."""
+    try:
+        return version("rsu")
+    except PackageNotFoundError:  # pragma: no cover
+        return "0+unknown"
+
+
+def select_credentials(db_path: str | Path, options: FetchOptions) -> list[Credential]:
+    """The credentials in scope. Raises :class:`FetchUsageError` when none are configured or a
+    requested partner has none."""
+    db = open_db(db_path)
+    try:
+        every = load_credentials(db)
+    finally:
+        db.conn.close()
+    if not every:
+        raise FetchUsageError(f"no RunSignUp credentials configured in {db_path}; {ADD_HINT}")
+    creds = every
+    if options.partner_ids:
+        known = {c.timing_partner_id for c in every}
+        missing = sorted(set(options.partner_ids) - known)
+        if missing:
+            raise FetchUsageError(
+                f"no credentials for partner(s) {', '.join(map(str, missing))}; {ADD_HINT}"
+            )
+        creds = [c for c in every if c.timing_partner_id in set(options.partner_ids)]
+    if options.test:
+        creds = creds[:1]
+    return creds
+
+
+def run_fetch(
+    db_path: str | Path, options: FetchOptions, progress: Progress | None = None
+) -> FetchResult:
+    """Fetch every partner in scope from the RunSignUp API at ``options.base_url`` into the journal
+    in ``db_path`` (see :mod:`rsu.fetcher.walk` for the requests made).
+
+    Journals ``RunStarted``, every attempt, one ``ListingCompleted`` per (event, endpoint), one
+    ``FetchFailed`` per abandoned request and ``RunFinished``; writes the log and summary files.
+    Raises :class:`FetchUsageError` (exit 2) before anything is journaled when the run cannot
+    start, and :class:`rsu.journal.JournalError` when the journal refuses a write.
+    """
+    options.validate()
+    creds = select_credentials(db_path, options)
+    progress = progress or NullProgress()
+    started = time.time()
+    started_mono = time.monotonic()
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    start_date, end_date = options.window()
+    mode = "full" if options.full else "incremental"
+    stats = RunStats()
+    with log_file(options.log_file), Journal.open(db_path) as journal:
+        scope = {
+            "partner_ids": [c.timing_partner_id for c in creds],
+            "race_ids": list(options.race_ids),
+            "test": options.test,
+            "all_races": options.all_races,
+            "start_date": start_date,
+            "end_date": end_date,
+            "full_every": options.full_every,
+            "overlap_seconds": options.overlap_seconds,
+            "page_size": options.page_size,
+            "concurrency": options.concurrency,
+        }
+        journal.append(
+            RunStarted(
+                mode=mode, scope=scope, tool_version=tool_version(), base_url=options.base_url
+            ),
+            run_id=run_id,
+        )
+        log.info(
+            "run %s started: %s, %d partner(s), base %s, races %s..%s",
+            run_id,
+            mode,
+            len(creds),
+            options.base_url,
+            start_date or "any",
+            end_date or "any",
+        )
+        settings = WalkSettings(
+            base_url=options.base_url,
+            race_ids=tuple(options.race_ids),
+            start_date=start_date,
+            end_date=end_date,
+            full=options.full,
+            full_every=options.full_every,
+            overlap_seconds=options.overlap_seconds,
+            page_size=options.page_size,
+            races_page_size=options.races_page_size,
+            max_rps=options.max_rps,
+            policy=options.retry_policy(),
+            timeouts=Timeouts(options.connect_timeout, options.read_timeout),
+        )
+        sessions = SessionPool(pool_size=max(4, options.concurrency))
+        walker = Walker(settings, RunContext(journal, run_id, stats), sessions, progress, started)
+        interrupted = False
+        try:
+            walker.run(creds, options.concurrency)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            sessions.close()
+        duration = time.monotonic() - started_mono
+        failures = [f.line() for f in stats.failures]
+        if interrupted:
+            failures.append("interrupted by the operator")
+        status = "failed" if failures else "ok"
+        exit_code = 1 if failures else 0
+        counts = stats.snapshot()
+        counts["failed_partners"] = len({f.timing_partner_id for f in stats.failures})
+        counts["failed_races"] = len(
+            {(f.timing_partner_id, f.race_id) for f in stats.failures if f.level == "race"}
+        )
+        counts["failed_events"] = len(
+            {(f.race_id, f.event_id) for f in stats.failures if f.level == "event"}
+        )
+        journal.append(
+            RunFinished(
+                status=status,
+                counts=counts,
+                failures=failures[:1000],
+                duration_seconds=round(duration, 3),
+            ),
+            run_id=run_id,
+        )
+        summary = build_summary(
+            SummaryInputs(
+                run_id=run_id,
+                sync_time=datetime.fromtimestamp(started, UTC).isoformat(),
+                duration_seconds=duration,
+                mode=mode,
+                base_url=options.base_url,
+                timing_partners_synced=len(creds),
+                status=status,
+                exit_code=exit_code,
+            ),
+            stats,
+        )
+        if options.summary_file is not None:
+            write_summary(options.summary_file, summary)
+        log.info(
+            "run %s finished: %s in %.1f s; %d races, %d events, %d participants, %d requests, "
+            "%d retries, %d new bodies, %d failures",
+            run_id,
+            status,
+            duration,
+            counts["races"],
+            counts["events"],
+            counts["participants"],
+            counts["requests"],
+            counts["retries"],
+            counts["new_bodies"],
+            len(failures),
+        )
+    if interrupted:
+        raise KeyboardInterrupt
+    return FetchResult(run_id, exit_code, status, counts, failures, duration, summary)
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one partner's access check: ``ok``, or ``error_code``/``message``."""
+
+    timing_partner_id: int
+    auth_kind: str
+    ok: bool
+    error_code: int | None = None
+    message: str = ""
+
+
+def check_credentials(
+    db_path: str | Path,
+    base_url: str = DEFAULT_BASE_URL,
+    partner_ids: tuple[int, ...] = (),
+    timeouts: Timeouts | None = None,
+    policy: RetryPolicy | None = None,
+) -> list[CheckResult]:
+    """Check each partner's access with ``GET /Rest/races?results_per_page=1&only_partner_races=T``
+    (not journaled). Raises :class:`FetchUsageError` when no credentials are configured."""
+    creds = select_credentials(db_path, FetchOptions(partner_ids=partner_ids))
+    sessions = SessionPool()
+    results = []
+    try:
+        for cred in creds:
+            client = ApiClient(
+                base_url,
+                cred,
+                None,
+                sessions,
+                RateLimiter(0),
+                policy or RetryPolicy(max_attempts=3),
+                timeouts or Timeouts(),
+            )
+            ex = client.get(
+                "auth_check", "/Rest/races", {"results_per_page": "1", "only_partner_races": "T"}
+            )
+            results.append(
+                CheckResult(
+                    cred.timing_partner_id, cred.auth_kind, ex.ok, ex.error_code, ex.error_msg
+                )
+            )
+    finally:
+        sessions.close()
+    return results

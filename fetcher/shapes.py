@@ -1,0 +1,187 @@
+"""Reading just enough of a journaled response body to steer the walk.
+
+The fetcher never normalises or stores parsed data (that is the projector's job). It parses a
+body only **after** the body is journaled, with ``msgspec.json`` into small structs that name the
+few fields it needs (unknown fields are skipped, which is what makes this fast):
+
+* ``races`` / ``auth_check`` (``GET /Rest/races``): ``{"races": [{"race": {"race_id", "events"}}]}``
+  -> the race ids and the event ids listed with each race;
+* ``race`` (``GET /Rest/race/{race_id}``): ``{"race": {"race_id", "events": [{"event_id"}]}}``
+  -> the event ids;
+* ``participants`` (``GET /Rest/race/{race_id}/participants``): a top-level array of
+  ``{"event": {...}, "participants": [rows]}`` -> row count, last ``registration_id`` and the
+  highest ``last_modified`` (epoch seconds);
+* ``removed_participants`` (``GET /Rest/race/{race_id}/removed-participants``): a top-level array
+  of ``{"event": {"participants": [rows]}}`` -> the same, from ``last_modified_ts``.
+
+Any of them may instead be ``{"error": {"error_code": N, "error_msg": "..."}}`` (or
+``{"error": "text"}``): that is an :class:`ApiErrorBody`. A body that does not parse or has an
+unexpected shape raises :class:`ShapeError` (the caller treats it as transient: truncated JSON
+happens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+
+class ShapeError(Exception):
+    """The body is not JSON or not the shape the endpoint sends."""
+
+
+@dataclass(frozen=True)
+class ApiErrorBody:
+    """A RunSignUp error object (sent with HTTP 200). ``code`` is 0 when the body gave none."""
+
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    """What the walk needs from one successful page.
+
+    ``rows``: number of rows (races or registrations) on the page; ``last_id``: the highest
+    ``registration_id`` of the page (the keyset cursor; pages are sorted ASC) or ``None``;
+    ``max_last_modified``: highest row ``last_modified`` (epoch seconds) or ``None``; ``races``:
+    for race listings, ``race_id`` -> event ids listed with it; ``event_ids``: for a race
+    detail, its events.
+    """
+
+    rows: int = 0
+    last_id: int | None = None
+    max_last_modified: int | None = None
+    races: dict[int, list[int]] = field(default_factory=dict)
+    event_ids: list[int] = field(default_factory=list)
+
+
+class _Err(msgspec.Struct):
+    error_code: int | str | None = None
+    error_msg: str | None = None
+
+
+class _Event(msgspec.Struct):
+    event_id: int | str
+
+
+class _Race(msgspec.Struct):
+    race_id: int | str
+    events: list[_Event] | None = None
+
+
+class _RaceItem(msgspec.Struct):
+    race: _Race
+
+
+class _RacesBody(msgspec.Struct):
+    races: list[_RaceItem] | None = None
+    error: _Err | str | None = None
+
+
+class _RaceBody(msgspec.Struct):
+    race: _Race | None = None
+    error: _Err | str | None = None
+
+
+class _Row(msgspec.Struct):
+    registration_id: int | str
+    last_modified: int | str | None = None
+    last_modified_ts: int | str | None = None
+
+
+class _ListingEvent(msgspec.Struct):
+    participants: list[_Row] | None = None
+
+
+class _ListingElement(msgspec.Struct):
+    event: _ListingEvent | None = None
+    participants: list[_Row] | None = None
+
+
+class _ErrorOnly(msgspec.Struct):
+    error: _Err | str
+
+
+_races_decoder = msgspec.json.Decoder(_RacesBody)
+_race_decoder = msgspec.json.Decoder(_RaceBody)
+_listing_decoder = msgspec.json.Decoder(list[_ListingElement] | _ErrorOnly)
+
+
+def _as_int(value: int | str | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+def _error(err: _Err | str) -> ApiErrorBody:
+    if isinstance(err, str):
+        return ApiErrorBody(0, err)
+    return ApiErrorBody(_as_int(err.error_code) or 0, err.error_msg or "")
+
+
+def _required_int(value: int | str) -> int:
+    out = _as_int(value)
+    if out is None:
+        raise ShapeError(f"not an integer id: {value!r}")
+    return out
+
+
+def parse(endpoint: str, body: bytes) -> PageInfo | ApiErrorBody:
+    """Parse ``body`` of ``endpoint`` (see module docstring) into a :class:`PageInfo` or an
+    :class:`ApiErrorBody`. Raises :class:`ShapeError` for anything else."""
+    try:
+        if endpoint in ("races", "auth_check"):
+            races = _races_decoder.decode(body)
+            if races.error is not None:
+                return _error(races.error)
+            if races.races is None:
+                raise ShapeError("no 'races' key")
+            listed = {
+                _required_int(item.race.race_id): [
+                    _required_int(e.event_id) for e in item.race.events or []
+                ]
+                for item in races.races
+            }
+            return PageInfo(rows=len(races.races), races=listed)
+        if endpoint == "race":
+            race = _race_decoder.decode(body)
+            if race.error is not None:
+                return _error(race.error)
+            if race.race is None:
+                raise ShapeError("no 'race' key")
+            ids = [_required_int(e.event_id) for e in race.race.events or []]
+            return PageInfo(rows=1, event_ids=ids)
+        if endpoint in ("participants", "removed_participants"):
+            return _listing(endpoint, _listing_decoder.decode(body))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ShapeError(f"{endpoint} body does not parse: {str(exc)[:200]}") from exc
+    raise ValueError(f"unknown endpoint {endpoint!r}")
+
+
+def _listing(endpoint: str, doc: list[_ListingElement] | _ErrorOnly) -> PageInfo | ApiErrorBody:
+    if isinstance(doc, _ErrorOnly):
+        return _error(doc.error)
+    removed = endpoint == "removed_participants"
+    rows = 0
+    last_id: int | None = None
+    max_lm: int | None = None
+    for element in doc:
+        # participants rows sit at the element's top level; removed rows inside "event"
+        # (the other list is always empty); read both to be tolerant.
+        for group in (element.participants, element.event.participants if element.event else None):
+            for row in group or ():
+                rows += 1
+                rid = _required_int(row.registration_id)
+                if last_id is None or rid > last_id:
+                    last_id = rid
+                lm = _as_int(row.last_modified_ts if removed else row.last_modified)
+                if lm is None:
+                    lm = _as_int(row.last_modified)
+                if lm is not None and (max_lm is None or lm > max_lm):
+                    max_lm = lm
+    return PageInfo(rows=rows, last_id=last_id, max_last_modified=max_lm)

@@ -1,0 +1,332 @@
+"""The walk: partner -> races -> race -> events -> participant and removed-participant listings.
+
+Work is split into small tasks (one per partner, race and event) run by a thread pool of
+``concurrency`` workers. A task returns the tasks it discovered (a partner task returns one race
+task per race, a race task one event task per event); only the main thread submits them, so no
+worker ever waits for another and the pool cannot deadlock. Every failure is recorded as a
+:class:`~rsu.fetcher.report.Failure` and the other tasks go on.
+
+Requests per partner, in order (``format=json`` always):
+
+1. ``auth_check``: ``GET /Rest/races?results_per_page=1&only_partner_races=T``;
+2. ``races``: ``GET /Rest/races?events=T&only_partner_races=T&results_per_page=N&page=P``
+   (+ ``start_date``/``end_date`` as ``YYYY-MM-DD`` unless all races are asked for), every page;
+3. ``race``: ``GET /Rest/race/{race_id}`` per race (all events, past ones included); when it
+   fails, the events listed with the race in step 2 are used (and the race counts as failed);
+4. per event, ``participants``: ``GET /Rest/race/{race_id}/participants?event_id=E&sort=
+   registration_id ASC&include_questions=T&results_per_page=N[&after_registration_id=L]
+   [&modified_after_timestamp=T]`` until a short page, then ``removed_participants``:
+   ``GET /Rest/race/{race_id}/removed-participants`` with the same paging and cursor rule;
+   each listing ends with one ``ListingCompleted``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from functools import partial
+
+from rsu.journal import ListingCompleted
+
+from .client import ApiClient, Exchange, RateLimiter, RetryPolicy, RunContext, SessionPool, Timeouts
+from .credentials import Credential
+from .cursor import ListingState, load_states, modified_after
+from .paging import keyset_next, page_number_next, paginate, short_page
+from .report import Failure, Progress, log
+
+#: A unit of work; returns the follow-up tasks it discovered.
+Task = Callable[[], list["Task"]]
+
+LISTING_PATHS = {
+    "participants": "/Rest/race/{race_id}/participants",
+    "removed_participants": "/Rest/race/{race_id}/removed-participants",
+}
+
+
+@dataclass(frozen=True)
+class WalkSettings:
+    """Walk parameters (see :class:`rsu.fetcher.FetchOptions` for their meaning and units)."""
+
+    base_url: str
+    race_ids: tuple[int, ...]
+    start_date: str | None
+    end_date: str | None
+    full: bool
+    full_every: float
+    overlap_seconds: int
+    page_size: int
+    races_page_size: int
+    max_rps: float
+    policy: RetryPolicy
+    timeouts: Timeouts
+
+
+class Walker:
+    """Runs the walk of one fetch run over a set of credentials (see module docstring)."""
+
+    def __init__(
+        self,
+        settings: WalkSettings,
+        context: RunContext,
+        sessions: SessionPool,
+        progress: Progress,
+        now: float | None = None,
+    ) -> None:
+        self.s = settings
+        self.context = context
+        self.stats = context.stats
+        self.sessions = sessions
+        self.progress = progress
+        self.now = time.time() if now is None else now
+        self.cancelled = threading.Event()
+
+    # -- driving ---------------------------------------------------------------------------
+
+    def run(self, credentials: list[Credential], concurrency: int) -> None:
+        """Walk every credential's partner with ``concurrency`` worker threads; returns when all
+        tasks are done. Re-raises a task's unexpected exception (e.g. ``JournalError``) after
+        cancelling what has not started."""
+        self.progress.add_total("partners", len(credentials))
+        tasks: list[Task] = [partial(self.partner_task, c) for c in credentials]
+        with ThreadPoolExecutor(
+            max_workers=max(1, concurrency), thread_name_prefix="fetch"
+        ) as pool:
+            pending: set[Future[list[Task]]] = {pool.submit(t) for t in tasks}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        for follow in fut.result():
+                            pending.add(pool.submit(follow))
+            except BaseException:
+                self.cancelled.set()
+                for fut in pending:
+                    fut.cancel()
+                raise
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def partner_task(self, credential: Credential) -> list[Task]:
+        """Auth check and race listing of one partner; returns one task per race."""
+        if self.cancelled.is_set():
+            return []
+        pid = credential.timing_partner_id
+        client = ApiClient(
+            self.s.base_url,
+            credential,
+            self.context,
+            self.sessions,
+            RateLimiter(self.s.max_rps),
+            self.s.policy,
+            self.s.timeouts,
+        )
+        log.info("partner %s: auth check (%s)", pid, credential.auth_kind)
+        ex = client.get(
+            "auth_check", "/Rest/races", {"results_per_page": "1", "only_partner_races": "T"}
+        )
+        if not ex.ok:
+            self._fail("partner", pid, None, None, "auth_check", ex)
+            self.progress.advance("partners")
+            self.progress.note(f"partner {pid}: auth check failed: {ex.error_msg}")
+            return []
+        races: dict[int, list[int]] = {}
+        params = {
+            "events": "T",
+            "only_partner_races": "T",
+            "results_per_page": str(self.s.races_page_size),
+        }
+        if self.s.start_date:
+            params["start_date"] = self.s.start_date
+        if self.s.end_date:
+            params["end_date"] = self.s.end_date
+
+        def fetch(page: int) -> Exchange:
+            return client.get("races", "/Rest/races", {**params, "page": str(page)}, page=page)
+
+        for _page, ex in paginate(fetch, 1, page_number_next, short_page(self.s.races_page_size)):
+            if ex.ok and ex.info is not None:
+                self.stats.add(pages=1)
+                self.progress.advance("pages")
+                for rid, events in ex.info.races.items():
+                    races.setdefault(rid, events)
+            else:
+                self._fail("partner", pid, None, None, "races", ex)
+        if self.s.race_ids:
+            races = {r: e for r, e in races.items() if r in self.s.race_ids}
+        log.info("partner %s: %d races", pid, len(races))
+        self.progress.note(f"partner {pid}: {len(races)} races")
+        self.progress.advance("partners")
+        self.progress.add_total("races", len(races))
+        states = load_states(self.context.journal, pid)
+        return [
+            partial(self.race_task, client, rid, listed, states) for rid, listed in races.items()
+        ]
+
+    def race_task(
+        self,
+        client: ApiClient,
+        race_id: int,
+        listed_events: list[int],
+        states: dict[tuple[int, int, str], ListingState],
+    ) -> list[Task]:
+        """``GET /Rest/race/{race_id}``; returns one task per event."""
+        if self.cancelled.is_set():
+            return []
+        pid = client.credential.timing_partner_id
+        ex = client.get("race", f"/Rest/race/{race_id}", {}, race_id=race_id)
+        if ex.ok and ex.info is not None:
+            events = ex.info.event_ids
+        else:
+            self._fail("race", pid, race_id, None, "race", ex)
+            events = listed_events
+            log.info("race %s: using %d events from the races list", race_id, len(events))
+        self.stats.add(races=1, events=len(events))
+        self.progress.advance("races")
+        self.progress.add_total("events", len(events))
+        return [partial(self.event_task, client, race_id, eid, states) for eid in events]
+
+    def event_task(
+        self,
+        client: ApiClient,
+        race_id: int,
+        event_id: int,
+        states: dict[tuple[int, int, str], ListingState],
+    ) -> list[Task]:
+        """Both listings of one event (participants, then removed participants)."""
+        for endpoint in ("participants", "removed_participants"):
+            if self.cancelled.is_set():
+                return []
+            self.listing(
+                client, race_id, event_id, endpoint, states.get((race_id, event_id, endpoint))
+            )
+        self.progress.advance("events")
+        return []
+
+    def listing(
+        self,
+        client: ApiClient,
+        race_id: int,
+        event_id: int,
+        endpoint: str,
+        state: ListingState | None,
+    ) -> ListingCompleted:
+        """Read one listing of one event to its end (keyset paging) and journal its
+        ``ListingCompleted``. Complete (no cursor) or incremental per :func:`modified_after`."""
+        pid = client.credential.timing_partner_id
+        cursor_ts = modified_after(
+            state,
+            now=self.now,
+            full=self.s.full,
+            full_every=self.s.full_every,
+            overlap_seconds=self.s.overlap_seconds,
+        )
+        listing_id = uuid.uuid4().hex
+        path = LISTING_PATHS[endpoint].format(race_id=race_id)
+        params = {
+            "event_id": str(event_id),
+            "sort": "registration_id ASC",
+            "results_per_page": str(self.s.page_size),
+        }
+        if endpoint == "participants":
+            params["include_questions"] = "T"
+        if cursor_ts is not None:
+            params["modified_after_timestamp"] = str(cursor_ts)
+
+        def fetch(after: int) -> Exchange:
+            p = dict(params)
+            if after:
+                p["after_registration_id"] = str(after)
+            return client.get(
+                endpoint,
+                path,
+                p,
+                race_id=race_id,
+                event_id=event_id,
+                listing_id=listing_id,
+                cursor=after or None,
+            )
+
+        stop = short_page(self.s.page_size)
+        pages = rows = requests = 0
+        page_seqs: list[int] = []
+        max_lm: int | None = None
+        failed: Exchange | None = None
+        ended_short = False
+        for _after, ex in paginate(fetch, 0, keyset_next, stop):
+            requests += ex.attempts
+            if not ex.ok or ex.info is None or ex.seq is None:
+                failed = ex
+                break
+            pages += 1
+            rows += ex.info.rows
+            page_seqs.append(ex.seq)
+            if ex.info.max_last_modified is not None:
+                max_lm = max(max_lm or 0, ex.info.max_last_modified)
+            ended_short = stop(ex)
+            self.progress.advance("pages")
+        previous = state.max_last_modified if state is not None else None
+        if cursor_ts is not None and previous is not None:
+            max_lm = previous if max_lm is None else max(max_lm, previous)
+        ok = failed is None
+        complete = ok and ended_short and cursor_ts is None
+        event = ListingCompleted(
+            endpoint=endpoint,
+            race_id=race_id,
+            event_id=event_id,
+            listing_id=listing_id,
+            mode="full" if cursor_ts is None else "incremental",
+            complete=complete,
+            ok=ok,
+            pages=pages,
+            rows=rows,
+            page_seqs=page_seqs,
+            max_last_modified=max_lm,
+            modified_after=cursor_ts,
+            requests=requests,
+            retries=requests - pages - (1 if failed is not None else 0),
+            error_code=None if failed is None else (failed.error_code or 0),
+            error_msg=None if failed is None else failed.error_msg,
+        )
+        self.context.journal.append(
+            event,
+            run_id=self.context.run_id,
+            timing_partner_id=pid,
+            race_id=race_id,
+            event_id=event_id,
+        )
+        counter = "participants" if endpoint == "participants" else "removed_participants"
+        self.stats.add(pages=pages, listings=1, complete_listings=int(complete), **{counter: rows})
+        if failed is not None:
+            self._fail("event", pid, race_id, event_id, endpoint, failed)
+        elif not ended_short:
+            self.stats.fail(
+                Failure(
+                    "event",
+                    pid,
+                    race_id,
+                    event_id,
+                    endpoint,
+                    None,
+                    "paging stopped before a short page (cursor did not advance)",
+                )
+            )
+        return event
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _fail(
+        self,
+        level: str,
+        pid: int,
+        race_id: int | None,
+        event_id: int | None,
+        endpoint: str,
+        ex: Exchange,
+    ) -> None:
+        self.stats.fail(
+            Failure(level, pid, race_id, event_id, endpoint, ex.error_code, ex.error_msg)
+        )
