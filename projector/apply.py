@@ -1,0 +1,549 @@
+"""Per-endpoint handlers: apply one journal event to the projection tables.
+
+:class:`Applier` holds one SQLite connection and a table-name suffix (``""`` for the live tables,
+``"_new"`` while rebuilding). It never commits: the runner wraps a batch of :meth:`Applier.apply`
+calls and the checkpoint in one transaction.
+
+Bodies come from the RunSignUp endpoints (``shared/docs/runsignup-api.md`` §3-4):
+
+- ``races``: ``GET /Rest/races`` -> ``{"races": [{"race": {..., "events": [...]}}]}``
+- ``race``: ``GET /Rest/race/{id}`` -> ``{"race": {..., "events": [...]}}``
+- ``participants``: ``GET /Rest/race/{id}/participants`` -> ``[{"event": {...}, "participants":
+  [...]}]``
+- ``removed_participants``: ``GET /Rest/race/{id}/removed-participants`` -> ``[{"event":
+  {"event_id": N, "participants": [...]}}]``
+
+A failed attempt (HTTP >= 400, a non-JSON or truncated body, a RunSignUp ``{"error": ...}`` object)
+changes no data: its scope's outcome is reported by ``listing_completed``/``fetch_failed``. A JSON
+success body of an unexpected shape, or a row that cannot be read, goes to ``projection_errors``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from rsu.journal import FetchFailed, Journal, JournalRow, ListingCompleted, ResponseReceived
+
+from . import normalize as n
+from .normalize import MISSING
+from .records import (
+    EVENT_DATA_COLUMNS,
+    PARTICIPANT_DATA_COLUMNS,
+    RACE_DATA_COLUMNS,
+    event_values,
+    participant_values,
+    race_values,
+)
+from .schema import EVENTS, PAGES, PARTICIPANTS, PROJECTION_ERRORS, RACES, SYNC_HISTORY, Table
+
+_decode = msgspec.json.decode
+#: Registration ids per ``IN (...)`` look-up.
+_IN_CHUNK = 2000
+_PARTICIPANT_ENDPOINTS = ("participants", "removed_participants")
+_FAILED_FETCH_ENDPOINTS = ("auth_check", "races", "race")
+
+
+class BodyRejected(Exception):
+    """A body that is a failed attempt (not data): HTTP error, not JSON, RunSignUp error object."""
+
+
+class BadShape(Exception):
+    """A success-looking JSON body the projector cannot understand (goes to projection_errors)."""
+
+
+@dataclass
+class Counters:
+    """What one projection run did: ``events`` projected, data ``rows_upserted`` (inserted or
+    changed), ``new_errors`` (new ``projection_errors`` rows plus new error rows in
+    ``sync_history``)."""
+
+    events: int = 0
+    rows_upserted: int = 0
+    new_errors: int = 0
+
+
+def _upsert_sql(table: Table, suffix: str) -> str:
+    cols = table.column_names
+    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in table.pk)
+    return (
+        f"INSERT INTO {table.name}{suffix} ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' * len(cols))}) "
+        f"ON CONFLICT ({', '.join(table.pk)}) DO UPDATE SET {updates}"
+    )
+
+
+def _merge(new: tuple[Any, ...], old: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """Resolve MISSING markers: keep ``old`` values (or ``None`` for a new row)."""
+    if old is None:
+        return tuple(None if v is MISSING else v for v in new)
+    return tuple(o if v is MISSING else v for v, o in zip(new, old, strict=True))
+
+
+def _utc_seconds(recorded_at: str) -> str:
+    """A journal ``recorded_at`` (``...T..:..:..mmmZ``) trimmed to whole seconds, ``...Z``."""
+    return recorded_at[:19] + "Z" if len(recorded_at) >= 19 else recorded_at
+
+
+def error_of(body: Any) -> tuple[int | None, str] | None:
+    """``(error_code, error_msg)`` when ``body`` is a RunSignUp error object, else ``None``.
+
+    Handles the nested ``{"error": {"error_code", "error_msg"}}`` and a bare string ``error``.
+    """
+    if not isinstance(body, dict) or "error" not in body:
+        return None
+    err = body["error"]
+    if isinstance(err, dict):
+        code = err.get("error_code")
+        try:
+            code = n.integer(code)
+        except ValueError:
+            code = None
+        return code, str(err.get("error_msg") or err.get("error_message") or "")
+    return None, str(err)
+
+
+class Applier:
+    """Applies journal events to the projection tables named ``<table><suffix>`` on ``conn``."""
+
+    def __init__(self, conn: sqlite3.Connection, journal: Journal, suffix: str = "") -> None:
+        self.conn = conn
+        self.journal = journal
+        self.suffix = suffix
+        self.counters = Counters()
+        s = suffix
+        self._t_part = PARTICIPANTS.name + s
+        self._t_events = EVENTS.name + s
+        self._t_races = RACES.name + s
+        self._upsert_part = _upsert_sql(PARTICIPANTS, s)
+        self._upsert_events = _upsert_sql(EVENTS, s)
+        self._upsert_races = _upsert_sql(RACES, s)
+        self._part_select = (
+            f"SELECT registration_id, last_seen_seq, {', '.join(PARTICIPANT_DATA_COLUMNS)} "
+            f"FROM {self._t_part} WHERE timing_partner_id = ? AND race_id = ? AND event_id = ? "
+            "AND registration_id IN "
+        )
+        self._seen_update = (
+            f"UPDATE {self._t_part} SET last_seen_seq = ? WHERE timing_partner_id = ? "
+            "AND race_id = ? AND event_id = ? AND registration_id = ?"
+        )
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def apply(self, row: JournalRow) -> None:
+        """Project one journal event (any kind; irrelevant kinds are skipped)."""
+        ev = row.event
+        self.counters.events += 1
+        if isinstance(ev, ResponseReceived):
+            if ev.endpoint in _PARTICIPANT_ENDPOINTS:
+                self._participants_page(row, ev)
+            elif ev.endpoint in ("races", "race"):
+                self._races_body(row, ev)
+        elif isinstance(ev, ListingCompleted):
+            self._listing_completed(row, ev)
+        elif isinstance(ev, FetchFailed) and ev.endpoint in _FAILED_FETCH_ENDPOINTS:
+            self._fetch_failed(row, ev)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _error(self, row: JournalRow, item: int, reason: str, endpoint: str | None) -> None:
+        cur = self.conn.execute(
+            f"INSERT INTO {PROJECTION_ERRORS.name}{self.suffix} "
+            "(seq, item, kind, endpoint, timing_partner_id, reason) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (seq, item) DO NOTHING",
+            (row.seq, item, row.kind, endpoint, row.timing_partner_id, reason[:500]),
+        )
+        self.counters.new_errors += cur.rowcount
+
+    def _load_body(self, row: JournalRow, ev: ResponseReceived) -> Any:
+        """The decoded success body, or raise :class:`BodyRejected`."""
+        if ev.status >= 400 or ev.status < 200:
+            raise BodyRejected(f"HTTP {ev.status}")
+        if not row.body_sha256:
+            raise BodyRejected("no body")
+        try:
+            raw = self.journal.body(row.body_sha256)
+        except KeyError:
+            raise BodyRejected("body missing from journal_blobs") from None
+        try:
+            body = _decode(raw)
+        except msgspec.DecodeError as exc:
+            raise BodyRejected(f"body is not JSON: {exc}") from None
+        err = error_of(body)
+        if err is not None:
+            raise BodyRejected(f"RunSignUp error {err[0]}: {err[1]}")
+        return body
+
+    # -- races / race -----------------------------------------------------------------------
+
+    def _races_body(self, row: JournalRow, ev: ResponseReceived) -> None:
+        tp = row.timing_partner_id
+        try:
+            body = self._load_body(row, ev)
+        except BodyRejected:
+            return
+        try:
+            if tp is None:
+                raise BadShape("no timing_partner_id on the journal row")
+            if ev.endpoint == "races":
+                if not isinstance(body, dict) or not isinstance(body.get("races", []), list):
+                    raise BadShape('races body is not {"races": [...]}')
+                races = [n.obj(item).get("race") for item in body.get("races", [])]
+            else:
+                if not isinstance(body, dict) or not isinstance(body.get("race"), dict):
+                    raise BadShape('race body is not {"race": {...}}')
+                races = [body["race"]]
+        except (BadShape, ValueError) as exc:
+            self._error(row, -1, str(exc), ev.endpoint)
+            return
+        for i, race in enumerate(races):
+            try:
+                self._race(row, tp, race)  # type: ignore[arg-type]
+            except (BadShape, ValueError, TypeError) as exc:
+                self._error(row, i, str(exc), ev.endpoint)
+
+    def _race(self, row: JournalRow, tp: int, race: Any) -> None:
+        if not isinstance(race, dict):
+            raise BadShape("race item is not an object")
+        race_id = n.integer(race.get("race_id"))
+        if race_id is None:
+            raise BadShape("race without race_id")
+        values = race_values(race)
+        events_raw = race.get("events", MISSING)
+        if (
+            events_raw is not MISSING
+            and events_raw not in (None, {})
+            and not isinstance(events_raw, list)
+        ):
+            raise BadShape("race.events is not a list")
+        old = self.conn.execute(
+            f"SELECT {', '.join(RACE_DATA_COLUMNS)} FROM {self._t_races} "
+            "WHERE timing_partner_id = ? AND race_id = ?",
+            (tp, race_id),
+        ).fetchone()
+        merged = _merge(values, old)
+        if merged != old:
+            self.conn.execute(self._upsert_races, (tp, race_id, *merged, row.seq))
+            self.counters.rows_upserted += 1
+        if isinstance(events_raw, list) and events_raw:
+            tz = merged[RACE_DATA_COLUMNS.index("timezone")]
+            self._events(row, tp, race_id, tz, events_raw)
+
+    def _events(
+        self, row: JournalRow, tp: int, race_id: int, tz: str | None, events: list[Any]
+    ) -> None:
+        existing = {
+            r[0]: tuple(r[1:])
+            for r in self.conn.execute(
+                f"SELECT event_id, {', '.join(EVENT_DATA_COLUMNS)} FROM {self._t_events} "
+                "WHERE timing_partner_id = ? AND race_id = ?",
+                (tp, race_id),
+            )
+        }
+        for e in events:
+            e = n.obj(e)
+            event_id = n.integer(e.get("event_id"))
+            if event_id is None:
+                raise BadShape(f"race {race_id}: event without event_id")
+            old = existing.get(event_id)
+            merged = _merge(event_values(e, tz), old)
+            if merged != old:
+                self.conn.execute(self._upsert_events, (tp, race_id, event_id, *merged, row.seq))
+                existing[event_id] = merged
+                self.counters.rows_upserted += 1
+
+    # -- participants / removed participants pages -------------------------------------------
+
+    def _participants_page(self, row: JournalRow, ev: ResponseReceived) -> None:
+        removed = ev.endpoint == "removed_participants"
+        stats = {"rows": 0, "failed": 0, "new": 0, "changed": 0, "unchanged": 0, "removed": 0}
+        ok, reason = 1, None
+        try:
+            body = self._load_body(row, ev)
+            rows = self._page_rows(row, ev, body, removed, stats)
+            self._write_rows(row, rows, removed, stats)
+        except BodyRejected as exc:
+            ok, reason = 0, str(exc)
+        except BadShape as exc:
+            ok, reason = 0, str(exc)
+            self._error(row, -1, str(exc), ev.endpoint)
+        if stats["failed"] and reason is None:
+            reason = f"{stats['failed']} rows could not be projected"
+        self.conn.execute(
+            f"INSERT INTO {PAGES.name}{self.suffix} (seq, listing_id, ok, rows, rows_failed, "
+            "num_new, num_changed, num_unchanged, num_removed, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+            (
+                row.seq,
+                ev.listing_id,
+                ok,
+                stats["rows"],
+                stats["failed"],
+                stats["new"],
+                stats["changed"],
+                stats["unchanged"],
+                stats["removed"],
+                reason,
+            ),
+        )
+
+    def _page_rows(
+        self,
+        row: JournalRow,
+        ev: ResponseReceived,
+        body: Any,
+        removed: bool,
+        stats: dict[str, int],
+    ) -> dict[tuple[int, int, int], tuple[Any, ...]]:
+        """Normalised rows of one page keyed by ``(race_id, event_id, registration_id)``; a
+        registration repeated in the page counts once (the last occurrence wins)."""
+        tp = row.timing_partner_id
+        race_id = row.race_id if row.race_id is not None else ev.race_id
+        scope_event = row.event_id if row.event_id is not None else ev.event_id
+        if tp is None or race_id is None:
+            raise BadShape("no timing_partner_id/race_id on the journal row")
+        if not isinstance(body, list):
+            raise BadShape(f"{ev.endpoint} body is not a JSON array")
+        out: dict[tuple[int, int, int], tuple[Any, ...]] = {}
+        item = 0
+        removed_at_default = _utc_seconds(row.recorded_at)
+        for element in body:
+            if not isinstance(element, dict):
+                raise BadShape("array element is not an object")
+            event_obj = n.obj(element.get("event"))
+            el_event = event_obj.get("event_id")
+            regs = element.get("participants") if not removed else event_obj.get("participants")
+            if removed and not regs:
+                regs = element.get("participants")
+            if regs is None or regs == {}:
+                continue
+            if not isinstance(regs, list):
+                raise BadShape("participants is not a list")
+            for reg in regs:
+                item += 1
+                try:
+                    if not isinstance(reg, dict):
+                        raise ValueError("registration is not an object")
+                    reg_id = n.integer(reg.get("registration_id"))
+                    if reg_id is None:
+                        raise ValueError("registration without registration_id")
+                    event_id = n.integer(reg.get("event_id", el_event))
+                    if event_id is None:
+                        event_id = n.integer(el_event) if el_event is not None else scope_event
+                    if event_id is None:
+                        raise ValueError(f"registration {reg_id} without event_id")
+                    values = participant_values(
+                        reg, removed=removed, removed_at_default=removed_at_default
+                    )
+                except (ValueError, TypeError, AttributeError) as exc:
+                    stats["failed"] += 1
+                    self._error(row, item, str(exc), ev.endpoint)
+                    continue
+                out[(race_id, event_id, reg_id)] = values
+        stats["rows"] = len(out)
+        return out
+
+    def _write_rows(
+        self,
+        row: JournalRow,
+        rows: dict[tuple[int, int, int], tuple[Any, ...]],
+        removed: bool,
+        stats: dict[str, int],
+    ) -> None:
+        if not rows:
+            return
+        tp = row.timing_partner_id
+        seq = row.seq
+        by_scope: dict[tuple[int, int], list[int]] = {}
+        for race_id, event_id, reg_id in rows:
+            by_scope.setdefault((race_id, event_id), []).append(reg_id)
+        upserts: list[tuple[Any, ...]] = []
+        seen: list[tuple[Any, ...]] = []
+        removed_ix = PARTICIPANT_DATA_COLUMNS.index("removed_at")
+        for (race_id, event_id), reg_ids in by_scope.items():
+            existing: dict[int, tuple[Any, ...]] = {}
+            for i in range(0, len(reg_ids), _IN_CHUNK):
+                chunk = reg_ids[i : i + _IN_CHUNK]
+                sql = self._part_select + f"({','.join('?' * len(chunk))})"
+                for r in self.conn.execute(sql, (tp, race_id, event_id, *chunk)):
+                    existing[r[0]] = r[1:]
+            for reg_id in reg_ids:
+                values = rows[(race_id, event_id, reg_id)]
+                old_full = existing.get(reg_id)
+                if old_full is None:
+                    merged = _merge(values, None)
+                    stats["new"] += 1
+                    last_seen = None if removed else seq
+                    if removed:
+                        stats["removed"] += 1
+                    upserts.append((tp, race_id, event_id, reg_id, *merged, seq, last_seen))
+                    continue
+                old = old_full[1:]
+                merged = _merge(values, old)
+                if merged == old:
+                    stats["unchanged"] += 1
+                    if not removed and old_full[0] != seq:
+                        seen.append((seq, tp, race_id, event_id, reg_id))
+                    continue
+                stats["changed"] += 1
+                if removed and old[removed_ix] is None:
+                    stats["removed"] += 1
+                last_seen = old_full[0] if removed else seq
+                upserts.append((tp, race_id, event_id, reg_id, *merged, seq, last_seen))
+        if upserts:
+            self.conn.executemany(self._upsert_part, upserts)
+            self.counters.rows_upserted += len(upserts)
+        if seen:
+            self.conn.executemany(self._seen_update, seen)
+
+    # -- listing outcome / fetch failures -> sync_history ------------------------------------
+
+    def _listing_completed(self, row: JournalRow, ev: ListingCompleted) -> None:
+        tp = row.timing_partner_id
+        page_seqs = sorted(set(ev.page_seqs))
+        pages: dict[int, tuple[Any, ...]] = {}
+        for i in range(0, len(page_seqs), _IN_CHUNK):
+            chunk = page_seqs[i : i + _IN_CHUNK]
+            for r in self.conn.execute(
+                f"SELECT seq, ok, rows, rows_failed, num_new, num_changed, num_unchanged, "
+                f"num_removed, reason FROM {PAGES.name}{self.suffix} "
+                f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                pages[r[0]] = r
+        problems = [f"page seq {s} was not projected" for s in page_seqs if s not in pages]
+        problems += [f"page seq {p[0]}: {p[8]}" for p in pages.values() if not p[1] or p[3]]
+        status, reason = "success", None
+        if not ev.ok:
+            status = "error"
+            reason = ev.error_msg or (f"error {ev.error_code}" if ev.error_code else "failed")
+        elif problems:
+            status, reason = "error", "; ".join(problems)[:500]
+        sums = [sum(p[i] or 0 for p in pages.values()) for i in range(2, 8)]
+        rows, failed, new, changed, unchanged, removed = sums
+        race_id = ev.race_id if ev.race_id is not None else row.race_id
+        event_id = ev.event_id if ev.event_id is not None else row.event_id
+        if (
+            status == "success"
+            and ev.endpoint == "participants"
+            and ev.complete
+            and page_seqs
+            and tp is not None
+        ):
+            cur = self.conn.execute(
+                f"UPDATE {self._t_part} SET removed_at = ?, removed_reason = ?, "
+                "new_registration_id = NULL, source_seq = ? "
+                "WHERE timing_partner_id = ? AND race_id = ? AND event_id = ? "
+                "AND removed_at IS NULL AND (last_seen_seq IS NULL OR last_seen_seq < ?)",
+                (
+                    _utc_seconds(row.recorded_at),
+                    "missing_from_listing",
+                    row.seq,
+                    tp,
+                    race_id,
+                    event_id,
+                    page_seqs[0],
+                ),
+            )
+            removed = cur.rowcount
+        self._sync_row(
+            row,
+            key=f"{tp}:listing:{ev.listing_id}",
+            race_id=race_id,
+            event_id=event_id,
+            status=status,
+            reason=reason,
+            endpoint=ev.endpoint,
+            listing_id=ev.listing_id,
+            mode=ev.mode,
+            complete=int(ev.complete),
+            error_code=ev.error_code,
+            http_status=None,
+            counts=(rows, rows, failed, new, changed, unchanged, removed),
+            pages=ev.pages,
+            requests=ev.requests,
+            retries=ev.retries,
+        )
+
+    def _fetch_failed(self, row: JournalRow, ev: FetchFailed) -> None:
+        tp = row.timing_partner_id
+        reason = ev.error_msg or (
+            f"HTTP {ev.http_status}" if ev.http_status is not None else "no response"
+        )
+        self._sync_row(
+            row,
+            key=f"{tp}:fetch_failed:{row.run_id}:{ev.endpoint}:{ev.path}:{ev.last_seq or row.seq}",
+            race_id=ev.race_id if ev.race_id is not None else row.race_id,
+            event_id=None,
+            status="error",
+            reason=reason,
+            endpoint=ev.endpoint,
+            listing_id=None,
+            mode=None,
+            complete=None,
+            error_code=ev.error_code,
+            http_status=ev.http_status,
+            counts=(0, 0, 0, 0, 0, 0, 0),
+            pages=0,
+            requests=ev.attempts,
+            retries=max(ev.attempts - 1, 0),
+        )
+
+    def _sync_row(
+        self,
+        row: JournalRow,
+        *,
+        key: str,
+        race_id: int | None,
+        event_id: int | None,
+        status: str,
+        reason: str | None,
+        endpoint: str,
+        listing_id: str | None,
+        mode: str | None,
+        complete: int | None,
+        error_code: int | None,
+        http_status: int | None,
+        counts: tuple[int, int, int, int, int, int, int],
+        pages: int,
+        requests: int,
+        retries: int,
+    ) -> None:
+        synced, success, failed, new, changed, unchanged, removed = counts
+        cur = self.conn.execute(
+            f"INSERT INTO {SYNC_HISTORY.name}{self.suffix} "
+            f"({', '.join(SYNC_HISTORY.column_names)}) "
+            f"VALUES ({', '.join('?' * len(SYNC_HISTORY.columns))}) "
+            "ON CONFLICT (sync_key) DO NOTHING",
+            (
+                key,
+                row.timing_partner_id,
+                race_id,
+                event_id,
+                row.recorded_at,
+                synced,
+                status,
+                reason,
+                success,
+                failed,
+                row.run_id,
+                endpoint,
+                listing_id,
+                mode,
+                complete,
+                error_code,
+                http_status,
+                new,
+                changed,
+                unchanged,
+                removed,
+                pages,
+                requests,
+                retries,
+                row.seq,
+            ),
+        )
+        if status == "error":
+            self.counters.new_errors += cur.rowcount

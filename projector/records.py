@@ -1,0 +1,309 @@
+"""Turn one decoded RunSignUp object (race, event, registration) into a tuple of column values.
+
+Pure functions, no database. Each returns the *data* columns of its table in
+:mod:`rsu.projector.schema` order (key and provenance columns are added by ``apply``). A key absent
+from the body yields :data:`~rsu.projector.normalize.MISSING` (keep the stored value); an explicit
+``null`` yields ``None`` (clear it). Invalid values raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from . import normalize as n
+from .normalize import MISSING
+from .schema import EVENTS, PARTICIPANTS, RACES
+
+_json = msgspec.json.Encoder(order="deterministic")
+
+Conv = Callable[[Any], Any]
+
+
+def _apply(src: dict[str, Any], spec: tuple[tuple[str, Conv], ...], out: list[Any]) -> None:
+    get = src.get
+    for key, conv in spec:
+        v = get(key, MISSING)
+        if v is MISSING or v is None:
+            out.append(v)
+        else:
+            out.append(conv(v))
+
+
+def _pair(src: dict[str, Any], key: str, tz: str | None, out: list[Any]) -> None:
+    """Append ``(local, utc)`` for a wall-clock field, or two MISSING markers."""
+    v = src.get(key, MISSING)
+    if v is MISSING:
+        out.append(MISSING)
+        out.append(MISSING)
+    else:
+        out.extend(n.local_and_utc(v, tz))
+
+
+def _ident(v: Any) -> Any:
+    return v
+
+
+# -- races: GET /Rest/races (``races[].race``) and GET /Rest/race/{id} (``race``) -----------------
+
+RACE_DATA_COLUMNS = RACES.column_names[2:-1]  # name .. country_code
+
+
+def race_values(race: dict[str, Any]) -> tuple[Any, ...]:
+    """Data columns of ``runsignup_races`` (``name`` .. ``country_code``) for one race object.
+
+    ``created``/``last_modified`` are Eastern wall-clock times; ``*_date`` become ``YYYY-MM-DD``.
+    """
+    out: list[Any] = []
+    _apply(
+        race,
+        (
+            ("name", n.text),
+            ("next_date", n.date),
+            ("next_end_date", n.date),
+            ("last_date", n.date),
+            ("last_end_date", n.date),
+            ("is_draft_race", n.flag),
+            ("is_private_race", n.flag),
+            ("is_registration_open", n.flag),
+            ("can_use_registration_api", n.flag),
+            ("real_time_notifications_enabled", n.flag),
+        ),
+        out,
+    )
+    _pair(race, "created", n.EASTERN_NAME, out)
+    _pair(race, "last_modified", n.EASTERN_NAME, out)
+    _apply(
+        race,
+        (
+            ("timezone", n.text),
+            ("description", n.text),
+            ("url", n.text),
+            ("external_race_url", n.text),
+            ("external_results_url", n.text),
+            ("fb_page_id", n.text),
+            ("fb_event_id", n.text),
+        ),
+        out,
+    )
+    logo = race.get("logo_url", MISSING)
+    out.append(logo if logo is MISSING else n.logo_url(logo))
+    if "address" in race:
+        _apply(
+            n.obj(race["address"]),
+            (
+                ("street", n.text),
+                ("street2", n.text),
+                ("city", n.text),
+                ("state", n.text),
+                ("zipcode", n.text),
+                ("country_code", n.text),
+            ),
+            out,
+        )
+    else:
+        out.extend([MISSING] * 6)
+    if len(out) != len(RACE_DATA_COLUMNS):  # pragma: no cover - guards the column order
+        raise RuntimeError("race_values out of step with schema")
+    return tuple(out)
+
+
+# -- events: ``race.events[]`` ------------------------------------------------------------------
+
+EVENT_DATA_COLUMNS = EVENTS.column_names[3:-1]  # race_event_days_id .. registration_periods
+
+
+def registration_periods(value: Any) -> str:
+    """``registration_periods[]`` -> JSON text: a list of ``{registration_opens,
+    registration_opens_utc, registration_closes, registration_closes_utc, race_fee,
+    processing_fee}`` with Eastern wall-clock/UTC ISO times and fees in integer cents."""
+    if value == {}:
+        value = []
+    if not isinstance(value, list):
+        raise ValueError(f"registration_periods is not a list: {value!r}")
+    periods = []
+    for p in value:
+        p = n.obj(p)
+        opens, opens_utc = n.eastern(p.get("registration_opens"))
+        closes, closes_utc = n.eastern(p.get("registration_closes"))
+        periods.append(
+            {
+                "registration_opens": opens,
+                "registration_opens_utc": opens_utc,
+                "registration_closes": closes,
+                "registration_closes_utc": closes_utc,
+                "race_fee": n.cents(p.get("race_fee")),
+                "processing_fee": n.cents(p.get("processing_fee")),
+            }
+        )
+    return _json.encode(periods).decode()
+
+
+def _int_list(value: Any) -> str:
+    if value == {}:
+        value = []
+    if not isinstance(value, list):
+        raise ValueError(f"not a list: {value!r}")
+    return _json.encode([n.integer(v) for v in value]).decode()
+
+
+def event_values(event: dict[str, Any], race_tz: str | None) -> tuple[Any, ...]:
+    """Data columns of ``runsignup_events`` (``race_event_days_id`` .. ``registration_periods``).
+
+    ``start_time``/``end_time`` are wall-clock times in the race's zone ``race_tz``;
+    ``registration_opens`` is Eastern.
+    """
+    out: list[Any] = []
+    _apply(
+        event,
+        (("race_event_days_id", n.integer), ("name", n.text), ("details", n.text)),
+        out,
+    )
+    _pair(event, "start_time", race_tz, out)
+    _pair(event, "end_time", race_tz, out)
+    _pair(event, "registration_opens", n.EASTERN_NAME, out)
+    _apply(
+        event,
+        (
+            ("age_calc_base_date", n.date),
+            ("event_type", n.text),
+            ("distance", n.text),
+            ("volunteer", n.flag),
+            ("require_dob", n.flag),
+            ("require_phone", n.flag),
+            ("giveaway", n.text),
+            ("participant_cap", n.integer),
+            ("previous_year_event_id", n.integer),
+            ("sub_event_ids", _int_list),
+            ("registration_periods", registration_periods),
+        ),
+        out,
+    )
+    if len(out) != len(EVENT_DATA_COLUMNS):  # pragma: no cover
+        raise RuntimeError("event_values out of step with schema")
+    return tuple(out)
+
+
+# -- registrations: GET /Rest/race/{id}/participants and /removed-participants -------------------
+
+#: ``user_id`` .. ``new_registration_id``
+PARTICIPANT_DATA_COLUMNS = PARTICIPANTS.column_names[4:-2]
+REMOVED_REASONS = frozenset({"cleared", "removed", "transferred", "deferred"})
+
+_USER_SPEC: tuple[tuple[str, Conv], ...] = (
+    ("user_id", n.integer),
+    ("first_name", n.text),
+    ("middle_name", n.text),
+    ("last_name", n.text),
+    ("email", n.text),
+    ("dob", n.date),
+    ("gender", n.text),
+    ("phone", n.text),
+)
+_ADDRESS_SPEC: tuple[tuple[str, Conv], ...] = (
+    ("street", n.text),
+    ("city", n.text),
+    ("state", n.text),
+    ("zipcode", n.text),
+    ("country_code", n.text),
+)
+_REG_SPEC_1: tuple[tuple[str, Conv], ...] = (
+    ("bib_num", n.text),
+    ("chip_num", n.text),
+    ("age", n.integer),
+)
+_REG_SPEC_2: tuple[tuple[str, Conv], ...] = (
+    ("rsu_transaction_id", n.text),
+    ("transaction_id", n.text),
+    ("imported", n.flag),
+    ("race_fee", n.cents),
+    ("offline_payment_amount", n.cents),
+    ("processing_fee", n.cents),
+    ("processing_fee_paid_by_user", n.cents),
+    ("processing_fee_paid_by_race", n.cents),
+    ("partner_fee", n.cents),
+    ("affiliate_profit", n.cents),
+    ("extra_fees", n.cents),
+    ("amount_paid", n.cents),
+    ("usatf_discount_amount_in_cents", n.cents),
+    ("usatf_discount_additional_field", n.text),
+    ("team_id", n.integer),
+    ("team_name", n.text),
+    ("team_type_id", n.integer),
+    ("team_type", n.text),
+    ("team_bib_num", n.text),
+    ("team_gender", n.text),
+    ("giveaway", n.text),
+    ("giveaway_option_id", n.integer),
+)
+
+
+def question_responses(value: Any) -> str:
+    """``question_responses[]`` -> JSON text, every item kept with its keys as sent (both the
+    single ``response`` and the multi-select ``responses[]`` shape); ``question_id`` is text."""
+    if value == {}:
+        value = []
+    if not isinstance(value, list):
+        raise ValueError(f"question_responses is not a list: {value!r}")
+    items = []
+    for q in value:
+        q = n.obj(q)
+        if "question_id" in q:
+            q = {**q, "question_id": n.text(q["question_id"])}
+        items.append(q)
+    return _json.encode(items).decode()
+
+
+def participant_values(
+    reg: dict[str, Any], *, removed: bool, removed_at_default: str | None = None
+) -> tuple[Any, ...]:
+    """Data columns of ``runsignup_participants`` (``user_id`` .. ``new_registration_id``).
+
+    ``registration_date`` is Eastern (``M/D/YYYY HH:MM``, or ``YYYY-MM-DD HH:MM:SS`` in removed
+    rows); ``last_modified`` is epoch seconds (removed rows: ``last_modified_ts``, else their
+    Eastern string). For an active row (``removed=False``) the removal columns are ``None``, so a
+    registration that reappears is active again. For a removed row ``removed_at`` is the removal
+    time in UTC (``last_modified_ts``, else ``removed_at_default``) and ``removed_reason`` one of
+    cleared/removed/transferred/deferred.
+    """
+    out: list[Any] = []
+    if "user" in reg:
+        user = n.obj(reg["user"])
+        _apply(user, _USER_SPEC, out)
+        if "address" in user:
+            _apply(n.obj(user["address"]), _ADDRESS_SPEC, out)
+        else:
+            out.extend([MISSING] * 5)
+    else:
+        out.extend([MISSING] * 13)
+    _apply(reg, _REG_SPEC_1, out)
+    _pair(reg, "registration_date", n.EASTERN_NAME, out)
+    lm: Any = reg.get("last_modified_ts", MISSING) if removed else MISSING
+    if lm is MISSING:
+        lm = reg.get("last_modified", MISSING)
+    lm_utc: str | None = None
+    if lm is MISSING:
+        out.append(MISSING)
+        out.append(MISSING)
+    else:
+        secs = n.epoch(lm)
+        lm_utc = n.epoch_utc(secs)
+        out.append(secs)
+        out.append(lm_utc)
+    _apply(reg, _REG_SPEC_2, out)
+    qr = reg.get("question_responses", MISSING)
+    out.append(qr if qr is MISSING or qr is None else question_responses(qr))
+    if removed:
+        reason = n.text(reg.get("removed_reason")) or "removed"
+        if reason not in REMOVED_REASONS:
+            raise ValueError(f"unknown removed_reason {reason!r}")
+        out.append(lm_utc or removed_at_default)
+        out.append(reason)
+        out.append(n.integer(reg.get("new_registration_id")))
+    else:
+        out.extend((None, None, None))
+    if len(out) != len(PARTICIPANT_DATA_COLUMNS):  # pragma: no cover
+        raise RuntimeError("participant_values out of step with schema")
+    return tuple(out)

@@ -1,0 +1,253 @@
+"""The checkpoint loop and the rebuild: read journal events after the checkpoint, apply, commit.
+
+Each batch's writes and its new checkpoint commit in one ``BEGIN IMMEDIATE`` transaction, so a
+crash (even SIGKILL) leaves the tables exactly at some checkpoint and a restart resumes from there.
+A rebuild projects from seq 0 into ``*_new`` tables (committed batch by batch, invisible to
+readers), then in one transaction catches up, drops the live tables, renames the new ones and
+recreates the indexes: a reader on another connection sees either the old or the new tables, never
+empty or half-built ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+from rsu.journal import Journal, open_db
+
+from .apply import Applier, Counters
+from .schema import (
+    NEW_SUFFIX,
+    PROJECTION_ERRORS,
+    PROJECTION_VERSION,
+    STATE,
+    SYNC_HISTORY,
+    TABLES,
+    create_indexes,
+    create_tables,
+    drop_tables,
+    tables_exist,
+)
+
+#: Journal events per transaction (``rsu project --batch-size``).
+DEFAULT_BATCH_SIZE = 200
+#: Commit early inside a batch once this many rows were written since the last commit.
+ROWS_PER_COMMIT = 50_000
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ProjectResult:
+    """Outcome of :func:`project`.
+
+    ``events``: journal events projected in this run; ``rows_upserted``: race, event and
+    registration rows inserted or changed; ``new_errors``: new ``projection_errors`` rows plus new
+    error rows in ``sync_history``; ``checkpoint``: the last projected journal seq; ``rebuilt``:
+    whether the tables were rebuilt from seq 0; ``messages``: operator notes (e.g. why a rebuild
+    happened).
+    """
+
+    events: int = 0
+    rows_upserted: int = 0
+    new_errors: int = 0
+    checkpoint: int = 0
+    rebuilt: bool = False
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """``1`` when this run recorded new errors, else ``0`` (the ``rsu project`` exit code)."""
+        return 1 if self.new_errors else 0
+
+
+def _get_state(conn: sqlite3.Connection, name: str, suffix: str = "") -> int | None:
+    row = conn.execute(f"SELECT value FROM {STATE.name}{suffix} WHERE name = ?", (name,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _set_state(conn: sqlite3.Connection, name: str, value: int, suffix: str = "") -> None:
+    conn.execute(
+        f"INSERT INTO {STATE.name}{suffix} (name, value) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _run_batches(
+    conn: sqlite3.Connection,
+    journal: Journal,
+    applier: Applier,
+    batch_size: int,
+    progress: Progress | None,
+    *,
+    in_transaction: bool = False,
+) -> int:
+    """Project every event after the checkpoint of ``applier``'s tables; returns the checkpoint.
+
+    Unless ``in_transaction``, each batch (or each :data:`ROWS_PER_COMMIT` rows) commits with its
+    checkpoint. The checkpoint is re-read under the write lock, so two concurrent projectors never
+    apply an event twice.
+    """
+    suffix = applier.suffix
+    checkpoint = _get_state(conn, "checkpoint", suffix) or 0
+    last = journal.last_seq()
+    for batch in journal.read(checkpoint, batch_size):
+        if not in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            checkpoint = _get_state(conn, "checkpoint", suffix) or 0
+            rows_at_commit = applier.counters.rows_upserted
+            for jrow in batch:
+                if jrow.seq <= checkpoint:
+                    continue
+                applier.apply(jrow)
+                checkpoint = jrow.seq
+                if (
+                    not in_transaction
+                    and applier.counters.rows_upserted - rows_at_commit >= ROWS_PER_COMMIT
+                ):
+                    _set_state(conn, "checkpoint", checkpoint, suffix)
+                    conn.execute("COMMIT")
+                    conn.execute("BEGIN IMMEDIATE")
+                    rows_at_commit = applier.counters.rows_upserted
+            _set_state(conn, "checkpoint", checkpoint, suffix)
+            if not in_transaction:
+                conn.execute("COMMIT")
+        except BaseException:
+            if not in_transaction:
+                _rollback(conn)
+            raise
+        if progress is not None:
+            progress(f"projected up to seq {checkpoint} of {max(last, checkpoint)}")
+    return checkpoint
+
+
+def _init_tables(conn: sqlite3.Connection, suffix: str) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        create_tables(conn, suffix)
+        if suffix == "":
+            create_indexes(conn)
+        if _get_state(conn, "projection_version", suffix) is None:
+            _set_state(conn, "projection_version", PROJECTION_VERSION, suffix)
+            _set_state(conn, "checkpoint", 0, suffix)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _count_new_errors(conn: sqlite3.Connection, have_old: bool) -> int:
+    """Error rows of the rebuilt tables that the live tables did not have."""
+    pe, sh = PROJECTION_ERRORS.name, SYNC_HISTORY.name
+    if have_old:
+        try:
+            return int(
+                conn.execute(
+                    f"SELECT (SELECT COUNT(*) FROM {pe}{NEW_SUFFIX} n WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {pe} o WHERE o.seq = n.seq AND o.item = n.item)) + "
+                    f"(SELECT COUNT(*) FROM {sh}{NEW_SUFFIX} n WHERE n.status = 'error' AND "
+                    f"NOT EXISTS (SELECT 1 FROM {sh} o WHERE o.sync_key = n.sync_key "
+                    "AND o.status = 'error'))"
+                ).fetchone()[0]
+            )
+        except sqlite3.OperationalError:
+            pass  # the old tables have another shape: count everything
+    return int(
+        conn.execute(
+            f"SELECT (SELECT COUNT(*) FROM {pe}{NEW_SUFFIX}) + "
+            f"(SELECT COUNT(*) FROM {sh}{NEW_SUFFIX} WHERE status = 'error')"
+        ).fetchone()[0]
+    )
+
+
+def _rebuild(
+    conn: sqlite3.Connection, journal: Journal, batch_size: int, progress: Progress | None
+) -> tuple[Counters, int, int]:
+    """Build ``*_new`` from seq 0 and swap it in; returns (counters, checkpoint, new errors)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        drop_tables(conn, NEW_SUFFIX)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    _init_tables(conn, NEW_SUFFIX)
+    applier = Applier(conn, journal, NEW_SUFFIX)
+    _run_batches(conn, journal, applier, batch_size, progress)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        checkpoint = _run_batches(conn, journal, applier, batch_size, None, in_transaction=True)
+        have_old = tables_exist(conn)
+        new_errors = _count_new_errors(conn, have_old)
+        drop_tables(conn)
+        for table in TABLES:
+            conn.execute(f"ALTER TABLE {table.name}{NEW_SUFFIX} RENAME TO {table.name}")
+        create_indexes(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return applier.counters, checkpoint, new_errors
+
+
+def project(
+    db: str | Path | sqlite_utils.Database,
+    *,
+    rebuild: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> ProjectResult:
+    """Project the journal in ``db`` (a file path or an open database) into the tables.
+
+    Reads journal events after the stored checkpoint in batches of ``batch_size`` events; with
+    ``rebuild`` (or when the stored projection version differs from
+    :data:`~rsu.projector.schema.PROJECTION_VERSION`) replays from seq 0 into new tables and swaps
+    them in. ``progress`` receives short human-readable lines. Never does HTTP. Raises
+    ``rsu.journal.JournalError`` / ``sqlite3.Error`` only for database failures; bad bodies are
+    recorded in ``projection_errors`` and skipped.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    database = db if isinstance(db, sqlite_utils.Database) else open_db(db)
+    try:
+        journal = Journal(database)
+        conn = database.conn
+        result = ProjectResult()
+        if tables_exist(conn):
+            version = _get_state(conn, "projection_version")
+            if version != PROJECTION_VERSION and not rebuild:
+                rebuild = True
+                result.messages.append(
+                    f"projection version changed ({version} -> {PROJECTION_VERSION}): "
+                    "rebuilding the tables from the journal"
+                )
+                if progress is not None:
+                    progress(result.messages[-1])
+        elif not rebuild:
+            _init_tables(conn, "")
+        if rebuild:
+            counters, checkpoint, new_errors = _rebuild(conn, journal, batch_size, progress)
+            result.rebuilt = True
+            result.new_errors = new_errors
+        else:
+            applier = Applier(conn, journal)
+            checkpoint = _run_batches(conn, journal, applier, batch_size, progress)
+            counters = applier.counters
+            result.new_errors = counters.new_errors
+        result.events = counters.events
+        result.rows_upserted = counters.rows_upserted
+        result.checkpoint = checkpoint
+        return result
+    finally:
+        if not isinstance(db, sqlite_utils.Database):
+            database.conn.close()

@@ -1,0 +1,295 @@
+"""The projection tables, their column order, indexes and the projection version.
+
+Projection tables are never migrated: they are rebuilt from the journal. Bump
+:data:`PROJECTION_VERSION` whenever a table shape or a normalisation rule changes; the next
+``rsu project`` then rebuilds everything from seq 0 into ``*_new`` tables and swaps them in.
+
+Column names follow the original Project88Hub tables where they exist. Units: money columns are
+integer **cents**; ``*_utc`` columns are ISO 8601 UTC (``...Z``); the matching column without
+``_utc`` is the wall-clock time as ISO 8601 with its UTC offset (Eastern for race and registration
+times, the race's own zone for event times); ``last_modified`` of a registration is **epoch
+seconds**; dates are ``YYYY-MM-DD``; flags are ``0``/``1``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+#: Bump to force a rebuild of every projection table from seq 0.
+PROJECTION_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Table:
+    """One projection table: ``columns`` are ``(name, SQL type)`` in storage order."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    pk: tuple[str, ...]
+    indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns)
+
+    def create_sql(self, suffix: str = "") -> str:
+        cols = ",\n  ".join(f"{n} {t}" for n, t in self.columns)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.name}{suffix} (\n  {cols},\n"
+            f"  PRIMARY KEY ({', '.join(self.pk)})\n)"
+        )
+
+
+RACES = Table(
+    "runsignup_races",
+    (
+        ("timing_partner_id", "INTEGER NOT NULL"),
+        ("race_id", "INTEGER NOT NULL"),
+        ("name", "TEXT"),
+        ("next_date", "TEXT"),
+        ("next_end_date", "TEXT"),
+        ("last_date", "TEXT"),
+        ("last_end_date", "TEXT"),
+        ("is_draft_race", "INTEGER"),
+        ("is_private_race", "INTEGER"),
+        ("is_registration_open", "INTEGER"),
+        ("can_use_registration_api", "INTEGER"),
+        ("real_time_notifications_enabled", "INTEGER"),
+        ("created", "TEXT"),
+        ("created_utc", "TEXT"),
+        ("last_modified", "TEXT"),
+        ("last_modified_utc", "TEXT"),
+        ("timezone", "TEXT"),
+        ("description", "TEXT"),
+        ("url", "TEXT"),
+        ("external_race_url", "TEXT"),
+        ("external_results_url", "TEXT"),
+        ("fb_page_id", "TEXT"),
+        ("fb_event_id", "TEXT"),
+        ("logo_url", "TEXT"),
+        ("street", "TEXT"),
+        ("street2", "TEXT"),
+        ("city", "TEXT"),
+        ("state", "TEXT"),
+        ("zipcode", "TEXT"),
+        ("country_code", "TEXT"),
+        ("source_seq", "INTEGER NOT NULL"),
+    ),
+    ("timing_partner_id", "race_id"),
+    (("name", ("timing_partner_id", "name")), ("next_date", ("timing_partner_id", "next_date"))),
+)
+
+EVENTS = Table(
+    "runsignup_events",
+    (
+        ("timing_partner_id", "INTEGER NOT NULL"),
+        ("race_id", "INTEGER NOT NULL"),
+        ("event_id", "INTEGER NOT NULL"),
+        ("race_event_days_id", "INTEGER"),
+        ("name", "TEXT"),
+        ("details", "TEXT"),
+        ("start_time", "TEXT"),
+        ("start_time_utc", "TEXT"),
+        ("end_time", "TEXT"),
+        ("end_time_utc", "TEXT"),
+        ("registration_opens", "TEXT"),
+        ("registration_opens_utc", "TEXT"),
+        ("age_calc_base_date", "TEXT"),
+        ("event_type", "TEXT"),
+        ("distance", "TEXT"),
+        ("volunteer", "INTEGER"),
+        ("require_dob", "INTEGER"),
+        ("require_phone", "INTEGER"),
+        ("giveaway", "TEXT"),
+        ("participant_cap", "INTEGER"),
+        ("previous_year_event_id", "INTEGER"),
+        ("sub_event_ids", "TEXT"),  # JSON array of ints
+        ("registration_periods", "TEXT"),  # JSON array, fees in cents, see apply.py
+        ("source_seq", "INTEGER NOT NULL"),
+    ),
+    ("timing_partner_id", "race_id", "event_id"),
+    (("event", ("timing_partner_id", "event_id")),),
+)
+
+PARTICIPANTS = Table(
+    "runsignup_participants",
+    (
+        ("timing_partner_id", "INTEGER NOT NULL"),
+        ("race_id", "INTEGER NOT NULL"),
+        ("event_id", "INTEGER NOT NULL"),
+        ("registration_id", "INTEGER NOT NULL"),
+        ("user_id", "INTEGER"),
+        ("first_name", "TEXT"),
+        ("middle_name", "TEXT"),
+        ("last_name", "TEXT"),
+        ("email", "TEXT"),
+        ("dob", "TEXT"),
+        ("gender", "TEXT"),
+        ("phone", "TEXT"),
+        ("street", "TEXT"),
+        ("city", "TEXT"),
+        ("state", "TEXT"),
+        ("zipcode", "TEXT"),
+        ("country_code", "TEXT"),
+        ("bib_num", "TEXT"),
+        ("chip_num", "TEXT"),
+        ("age", "INTEGER"),
+        ("registration_date", "TEXT"),
+        ("registration_date_utc", "TEXT"),
+        ("last_modified", "INTEGER"),
+        ("last_modified_utc", "TEXT"),
+        ("rsu_transaction_id", "TEXT"),
+        ("transaction_id", "TEXT"),
+        ("imported", "INTEGER"),
+        ("race_fee", "INTEGER"),
+        ("offline_payment_amount", "INTEGER"),
+        ("processing_fee", "INTEGER"),
+        ("processing_fee_paid_by_user", "INTEGER"),
+        ("processing_fee_paid_by_race", "INTEGER"),
+        ("partner_fee", "INTEGER"),
+        ("affiliate_profit", "INTEGER"),
+        ("extra_fees", "INTEGER"),
+        ("amount_paid", "INTEGER"),
+        ("usatf_discount_amount_in_cents", "INTEGER"),
+        ("usatf_discount_additional_field", "TEXT"),
+        ("team_id", "INTEGER"),
+        ("team_name", "TEXT"),
+        ("team_type_id", "INTEGER"),
+        ("team_type", "TEXT"),
+        ("team_bib_num", "TEXT"),
+        ("team_gender", "TEXT"),
+        ("giveaway", "TEXT"),
+        ("giveaway_option_id", "INTEGER"),
+        ("question_responses", "TEXT"),  # JSON array as sent (response / responses[])
+        ("removed_at", "TEXT"),
+        ("removed_reason", "TEXT"),
+        ("new_registration_id", "INTEGER"),
+        ("source_seq", "INTEGER NOT NULL"),
+        ("last_seen_seq", "INTEGER"),
+    ),
+    ("timing_partner_id", "race_id", "event_id", "registration_id"),
+    (
+        ("event_seen", ("timing_partner_id", "race_id", "event_id", "last_seen_seq")),
+        ("bib", ("timing_partner_id", "event_id", "bib_num")),
+        ("name", ("timing_partner_id", "last_name", "first_name")),
+        ("registration", ("timing_partner_id", "registration_id")),
+    ),
+)
+
+SYNC_HISTORY = Table(
+    "sync_history",
+    (
+        ("sync_key", "TEXT NOT NULL"),
+        ("timing_partner_id", "INTEGER"),
+        ("race_id", "INTEGER"),
+        ("event_id", "INTEGER"),
+        ("sync_time", "TEXT NOT NULL"),
+        ("num_of_synced_records", "INTEGER NOT NULL"),
+        ("status", "TEXT NOT NULL"),
+        ("reason", "TEXT"),
+        ("entries_success", "INTEGER NOT NULL"),
+        ("entries_failed", "INTEGER NOT NULL"),
+        ("run_id", "TEXT"),
+        ("endpoint", "TEXT NOT NULL"),
+        ("listing_id", "TEXT"),
+        ("mode", "TEXT"),
+        ("complete", "INTEGER"),
+        ("error_code", "INTEGER"),
+        ("http_status", "INTEGER"),
+        ("num_new", "INTEGER NOT NULL"),
+        ("num_changed", "INTEGER NOT NULL"),
+        ("num_unchanged", "INTEGER NOT NULL"),
+        ("num_removed", "INTEGER NOT NULL"),
+        ("pages", "INTEGER NOT NULL"),
+        ("requests", "INTEGER NOT NULL"),
+        ("retries", "INTEGER NOT NULL"),
+        ("source_seq", "INTEGER NOT NULL"),
+    ),
+    ("sync_key",),
+    (
+        ("event", ("timing_partner_id", "event_id", "sync_time")),
+        ("status", ("status", "sync_time")),
+    ),
+)
+
+#: One row per projected participants/removed-participants page (per-listing counts, failures).
+PAGES = Table(
+    "projector_pages",
+    (
+        ("seq", "INTEGER NOT NULL"),
+        ("listing_id", "TEXT"),
+        ("ok", "INTEGER NOT NULL"),
+        ("rows", "INTEGER NOT NULL"),
+        ("rows_failed", "INTEGER NOT NULL"),
+        ("num_new", "INTEGER NOT NULL"),
+        ("num_changed", "INTEGER NOT NULL"),
+        ("num_unchanged", "INTEGER NOT NULL"),
+        ("num_removed", "INTEGER NOT NULL"),
+        ("reason", "TEXT"),
+    ),
+    ("seq",),
+)
+
+PROJECTION_ERRORS = Table(
+    "projection_errors",
+    (
+        ("seq", "INTEGER NOT NULL"),
+        ("item", "INTEGER NOT NULL"),  # -1: the whole body; else index of the row in the body
+        ("kind", "TEXT NOT NULL"),
+        ("endpoint", "TEXT"),
+        ("timing_partner_id", "INTEGER"),
+        ("reason", "TEXT NOT NULL"),
+    ),
+    ("seq", "item"),
+)
+
+#: Checkpoint and projection version (``name`` -> integer ``value``).
+STATE = Table(
+    "projector_state",
+    (("name", "TEXT NOT NULL"), ("value", "INTEGER NOT NULL")),
+    ("name",),
+)
+
+#: Every table rebuilt and swapped together.
+TABLES: tuple[Table, ...] = (
+    RACES,
+    EVENTS,
+    PARTICIPANTS,
+    SYNC_HISTORY,
+    PAGES,
+    PROJECTION_ERRORS,
+    STATE,
+)
+#: Suffix of the tables a rebuild writes before the swap.
+NEW_SUFFIX = "_new"
+
+
+def create_tables(conn: sqlite3.Connection, suffix: str = "") -> None:
+    """Create every projection table (``name + suffix``) if missing; no secondary indexes."""
+    for table in TABLES:
+        conn.execute(table.create_sql(suffix))
+
+
+def create_indexes(conn: sqlite3.Connection) -> None:
+    """Create the look-up indexes (event, bib, name, ...) on the live tables."""
+    for table in TABLES:
+        for ix_name, cols in table.indexes:
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS ix_{table.name}_{ix_name} "
+                f"ON {table.name} ({', '.join(cols)})"
+            )
+
+
+def drop_tables(conn: sqlite3.Connection, suffix: str = "") -> None:
+    """Drop every projection table ``name + suffix`` (with its indexes) if present."""
+    for table in TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {table.name}{suffix}")
+
+
+def tables_exist(conn: sqlite3.Connection, suffix: str = "") -> bool:
+    """Whether the checkpoint table ``projector_state + suffix`` exists."""
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (STATE.name + suffix,)
+    ).fetchone()
+    return row is not None
