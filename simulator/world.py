@@ -402,8 +402,8 @@ class World:
     def next_bib(self, event: Event) -> int | str | None:
         """Assign the next bib in the event's style: int, ``"0042"``, ``"A42"`` or ``None``."""
         r = self.rng.random()
-        if event.bib_style == "none" and r < 0.8:
-            return None
+        if r < (0.8 if event.bib_style == "none" else 0.02):
+            return None  # not assigned yet
         n = event.bib_seq
         event.bib_seq += 1
         if event.bib_style == "zero" or r < 0.03:
