@@ -1,7 +1,166 @@
-"""Top-level `rsu` commands from fetch_cmd (placeholder until implemented)."""
+"""``rsu fetch``: thin typer wiring of :func:`rsu.fetcher.run_fetch`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail
+from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchUsageError, run_fetch
+from rsu.fetcher.report import PlainProgress, RichProgress
+from rsu.journal import JournalError
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a YYYY-MM-DD date", param_hint=option) from None
+
+
+def fetch(
+    db: DbOption = DEFAULT_DB,
+    base_url: Annotated[
+        str,
+        typer.Option(
+            "--base-url",
+            envvar="RSU_BASE_URL",
+            help="API root: https://runsignup.com, https://test.runsignup.com or a simulator.",
+        ),
+    ] = DEFAULT_BASE_URL,
+    partner: Annotated[
+        list[int] | None,
+        typer.Option("--partner", help="Only this timing partner id (repeatable)."),
+    ] = None,
+    race: Annotated[
+        list[int] | None,
+        typer.Option("--race", help="Only this race id (repeatable; ignores the date window)."),
+    ] = None,
+    test: Annotated[
+        bool, typer.Option("--test", help="First partner only (as in the original system).")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Complete participant listings, no incremental cursor.")
+    ] = False,
+    full_every: Annotated[
+        float,
+        typer.Option(
+            "--full-every",
+            min=0,
+            help="Hours after which an event's listing is read completely again.",
+        ),
+    ] = 24.0,
+    all_races: Annotated[
+        bool, typer.Option("--all-races", help="Every partner race, whatever its date.")
+    ] = False,
+    start_date: Annotated[
+        str | None,
+        typer.Option("--start-date", help="Races dated on or after YYYY-MM-DD [today - 30 days]."),
+    ] = None,
+    end_date: Annotated[
+        str | None,
+        typer.Option("--end-date", help="Races dated on or before YYYY-MM-DD [today + 365 days]."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=64, help="Worker threads.")
+    ] = 4,
+    max_rps: Annotated[
+        float,
+        typer.Option("--max-rps", help="Requests per second per credential (0: unlimited)."),
+    ] = 5.0,
+    connect_timeout: Annotated[
+        float, typer.Option("--connect-timeout", min=0.001, help="Seconds to connect.")
+    ] = 10.0,
+    read_timeout: Annotated[
+        float, typer.Option("--read-timeout", min=0.001, help="Seconds to wait for data.")
+    ] = 60.0,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", min=1, help="Tries per request, the first included.")
+    ] = 6,
+    backoff: Annotated[
+        float,
+        typer.Option("--backoff", min=0, help="Backoff factor in seconds (doubles per retry)."),
+    ] = 0.25,
+    retry_after_cap: Annotated[
+        float, typer.Option("--retry-after-cap", min=0, help="Longest Retry-After honoured (s).")
+    ] = 30.0,
+    overlap: Annotated[
+        int,
+        typer.Option("--overlap", min=0, help="Seconds re-read before an incremental cursor."),
+    ] = 10,
+    page_size: Annotated[
+        int, typer.Option("--page-size", min=1, max=2500, help="Registrations per page.")
+    ] = 2500,
+    log_file: Annotated[Path, typer.Option("--log-file", help="Operator log (appended).")] = Path(
+        "runsignup_sync.log"
+    ),
+    summary_file: Annotated[
+        Path, typer.Option("--summary-file", help="JSON summary of the run.")
+    ] = Path("runsignup_sync_summary.json"),
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Progress bars [default: on a terminal only]."
+        ),
+    ] = None,
+) -> None:
+    """Fetch races, events, participants and removals of your timing partners into the journal.
+
+    Exit code 0 when all went well, 1 when any partner, race or event failed, 2 for usage
+    errors (e.g. no credentials configured).
+    """
+    options = FetchOptions(
+        base_url=base_url,
+        partner_ids=tuple(partner or ()),
+        race_ids=tuple(race or ()),
+        test=test,
+        full=full,
+        full_every=full_every * 3600.0,
+        all_races=all_races,
+        start_date=_date(start_date, "--start-date"),
+        end_date=_date(end_date, "--end-date"),
+        concurrency=concurrency,
+        max_rps=max_rps,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_attempts=max_attempts,
+        backoff_factor=backoff,
+        retry_after_cap=retry_after_cap,
+        overlap_seconds=overlap,
+        page_size=page_size,
+        log_file=log_file,
+        summary_file=summary_file,
+    )
+    show_bars = sys.stdout.isatty() if progress is None else progress
+    try:
+        if show_bars:
+            with RichProgress() as bars:
+                result = run_fetch(db, options, bars)
+        else:
+            result = run_fetch(db, options, PlainProgress())
+    except FetchUsageError as exc:
+        fail(str(exc), 2)
+    except JournalError as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("interrupted; the journal holds everything fetched so far", 130)
+    c = result.counts
+    typer.echo(
+        f"fetch {result.status}: {c['races']} races, {c['events']} events, "
+        f"{c['participants']} participants, {c['removed_participants']} removed, "
+        f"{c['requests']} requests ({c['retries']} retries), {c['bytes_received']} bytes, "
+        f"{c['new_bodies']} new bodies in {result.duration_seconds:.1f} s; run {result.run_id}"
+    )
+    for line in result.failures:
+        err_console.print(f"[red]failed:[/] {line}", soft_wrap=True, highlight=False, markup=True)
+    raise typer.Exit(result.exit_code)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``rsu fetch`` to the root app."""
+    app.command("fetch")(fetch)

@@ -48,7 +48,8 @@ class FetchOptions:
     race; when given, the date window is dropped so the races are found whatever their date),
     ``test`` (first partner only, as in the original system).
     Races window: races dated from ``today - days_back`` to ``today + days_ahead`` (default 30 days
-    back, 365 ahead; ``today`` defaults to the current UTC date); ``all_races`` sends no window.
+    back, 365 ahead; ``today`` defaults to the current UTC date); ``start_date``/``end_date``
+    replace either end; ``all_races`` sends no window.
     Listings: ``full`` forces complete listings; otherwise a listing is incremental from the
     journal's cursor, and complete when the last complete one is older than ``full_every``
     (default 24 h). ``overlap_seconds`` re-reads that many seconds before the cursor (see
@@ -69,6 +70,8 @@ class FetchOptions:
     days_back: int = 30
     days_ahead: int = 365
     today: date | None = None
+    start_date: date | None = None
+    end_date: date | None = None
     overlap_seconds: int = 10
     page_size: int = 2500
     races_page_size: int = 1000
@@ -96,6 +99,9 @@ class FetchOptions:
             raise FetchUsageError("max attempts must be at least 1")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
             raise FetchUsageError("timeouts must be positive")
+        start, end = self.window()
+        if start and end and start > end:
+            raise FetchUsageError(f"start date {start} is after end date {end}")
 
     def retry_policy(self) -> RetryPolicy:
         """The :class:`RetryPolicy` these options describe."""
@@ -112,10 +118,9 @@ class FetchOptions:
         if self.all_races or self.race_ids:
             return None, None
         today = self.today or datetime.now(UTC).date()
-        return (
-            (today - timedelta(days=self.days_back)).isoformat(),
-            (today + timedelta(days=self.days_ahead)).isoformat(),
-        )
+        start = self.start_date or today - timedelta(days=self.days_back)
+        end = self.end_date or today + timedelta(days=self.days_ahead)
+        return start.isoformat(), end.isoformat()
 
 
 @dataclass
