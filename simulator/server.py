@@ -53,6 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "nginx"
     sys_version = ""
     timeout = 30
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: _HTTPServer
 
     def setup(self) -> None:
@@ -102,14 +103,14 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.delay_s > 0:
             time.sleep(decision.delay_s)
         if decision.kind == "drop_connection":
+            owner.log(req, 0, 0, decision.kind, t0)  # log first: the client may look at once
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            owner.log(req, 0, 0, decision.kind, t0)
             return
         resp = _faulty_response(owner, req, decision)
-        self._send(resp)
         owner.log(req, resp.status, len(resp.body), decision.kind, t0)
+        self._send(resp)
 
     def _send(self, resp: Response) -> None:
         self.send_response(resp.status)

@@ -1,0 +1,183 @@
+"""Fault injection (each kind, per-credential throttling, runtime switching, determinism),
+concurrency, the request log and clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from rsu.simulator import Faults, SimulatorServer, World
+from rsu.simulator.testing import SMALL, api_get
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World.generate(SMALL)
+
+
+@pytest.fixture
+def sim(world: World) -> Iterator[SimulatorServer]:
+    with SimulatorServer(world) as server:
+        yield server
+
+
+def _races(sim: SimulatorServer, n: int = 0) -> requests.Response:
+    return api_get(sim, sim.world.credentials[n], "/Rest/races", session=requests.Session())
+
+
+def test_no_faults_by_default(sim: SimulatorServer) -> None:
+    resp = _races(sim)
+    assert resp.status_code == 200 and "races" in resp.json()
+    (entry,) = sim.requests
+    assert (entry.method, entry.path, entry.status, entry.fault) == (
+        "GET",
+        "/Rest/races",
+        200,
+        None,
+    )
+    assert entry.bytes == len(resp.content)
+    assert entry.query["api_secret"] == "***" and entry.auth == "api_key"
+
+
+def test_drop_connection(sim: SimulatorServer) -> None:
+    sim.faults = Faults(drop_connection=1.0)
+    with pytest.raises(requests.ConnectionError):
+        _races(sim)
+    assert [(r.status, r.fault) for r in sim.requests] == [(0, "drop_connection")]
+
+
+def test_http_5xx_is_an_html_page(sim: SimulatorServer) -> None:
+    sim.faults = Faults(http_5xx=1.0)
+    resp = _races(sim)
+    assert resp.status_code in (500, 502, 503, 504)
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b"<center>nginx</center>" in resp.content
+    assert sim.requests[-1].fault == "http_5xx"
+
+
+def test_html_error_under_http_200(sim: SimulatorServer) -> None:
+    sim.faults = Faults(html_error=1.0)
+    resp = _races(sim)
+    assert resp.status_code == 200
+    assert resp.text.startswith("<!DOCTYPE html>")
+    with pytest.raises(ValueError):
+        resp.json()
+
+
+def test_throttle_error_14_under_http_200(sim: SimulatorServer) -> None:
+    sim.faults = Faults(throttle=1.0)
+    resp = _races(sim)
+    assert resp.status_code == 200
+    assert resp.content == b'{"error":{"error_code":14,"error_msg":"Request throttled."}}'
+    assert "Retry-After" not in resp.headers
+
+
+def test_throttle_as_http_429_with_retry_after(sim: SimulatorServer) -> None:
+    sim.faults = Faults(throttle=1.0, throttle_http_429=True, retry_after_s=3)
+    resp = _races(sim)
+    assert resp.status_code == 429
+    assert resp.headers["Retry-After"] == "3"
+    assert resp.json() == {"error": {"error_code": 14, "error_msg": "Request throttled."}}
+
+
+def test_throttling_is_per_credential(sim: SimulatorServer) -> None:
+    sim.faults = Faults(throttle_every=2)
+    codes = []
+    for n in (0, 0, 1, 0, 1, 1):
+        body = _races(sim, n).json()
+        codes.append((n, body.get("error", {}).get("error_code")))
+    assert codes == [(0, None), (0, 14), (1, None), (0, None), (1, 14), (1, None)]
+
+
+def test_truncated_body(sim: SimulatorServer) -> None:
+    whole = _races(sim).content
+    sim.faults = Faults(truncated=1.0, seed=4)
+    cut = _races(sim).content
+    assert 0 < len(cut) < len(whole) and whole.startswith(cut)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut)
+    assert sim.requests[-1].fault == "truncated" and sim.requests[-1].bytes == len(cut)
+
+
+def test_latency(sim: SimulatorServer) -> None:
+    sim.faults = Faults(latency_ms=200)
+    t0 = time.perf_counter()
+    _races(sim)
+    assert time.perf_counter() - t0 >= 0.2
+
+
+def test_faults_switch_at_runtime(sim: SimulatorServer) -> None:
+    sim.faults = Faults(http_5xx=1.0)
+    assert _races(sim).status_code >= 500
+    sim.set_faults(http_5xx=0.0)
+    assert _races(sim).status_code == 200
+    resp = requests.post(
+        sim.base_url + "/_admin/faults", data=json.dumps({"html_error": 1.0}), timeout=10
+    )
+    assert resp.json()["html_error"] == 1.0 and sim.faults == Faults(html_error=1.0)
+    assert _races(sim).text.startswith("<!DOCTYPE html>")
+    requests.post(sim.base_url + "/_admin/faults", data="{}", timeout=10)
+    assert _races(sim).status_code == 200
+    assert (
+        requests.post(sim.base_url + "/_admin/faults", data='{"nope": 1}', timeout=10).status_code
+        == 400
+    )
+
+
+def _fault_sequence(world: World, seed: int) -> list[str | None]:
+    faults = Faults(seed=seed, http_5xx=0.2, throttle=0.2, truncated=0.2, html_error=0.1)
+    with SimulatorServer(world, faults=faults) as server:
+        session = requests.Session()
+        for _ in range(40):
+            api_get(server, world.credentials[0], "/Rest/races", session=session)
+        return [r.fault for r in server.requests]
+
+
+def test_faults_are_deterministic_from_the_seed(world: World) -> None:
+    a, b, c = _fault_sequence(world, 1), _fault_sequence(world, 1), _fault_sequence(world, 2)
+    assert a == b
+    assert a != c
+    assert {"http_5xx", "throttle", "truncated", None} <= set(a)
+
+
+def test_serves_concurrently(sim: SimulatorServer) -> None:
+    sim.faults = Faults(latency_ms=100)
+    cred = sim.world.credentials[0]
+
+    def call(_: int) -> int:
+        return api_get(sim, cred, "/Rest/races").status_code
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(call, range(16)))
+    elapsed = time.perf_counter() - t0
+    assert statuses == [200] * 16
+    assert len(sim.requests) == 16
+    assert elapsed < 16 * 0.1  # served in parallel, not one after another
+
+
+def test_binds_loopback_only_and_shuts_down_cleanly(world: World) -> None:
+    with pytest.raises(ValueError):
+        SimulatorServer(world, host="0.0.0.0")
+    server = SimulatorServer(world).start()
+    port = server.port
+    session = requests.Session()  # keeps an idle keep-alive connection open
+    assert api_get(server, world.credentials[0], "/Rest/races", session=session).status_code == 200
+    t0 = time.perf_counter()
+    server.stop()
+    assert time.perf_counter() - t0 < 2
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
+
+
+def test_request_log_over_http(sim: SimulatorServer) -> None:
+    _races(sim)
+    log = requests.get(sim.base_url + "/_admin/requests", timeout=10).json()
+    assert [(e["path"], e["status"]) for e in log] == [("/Rest/races", 200)]
+    sim.clear_requests()
+    assert sim.requests == []
