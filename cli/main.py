@@ -6,6 +6,7 @@ import typer
 
 from rsu.cli import (
     credentials_cmd,
+    demo_cmd,
     fetch_cmd,
     journal_cmd,
     ops_cmd,
@@ -21,11 +22,14 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(journal_cmd.app, name="journal", help="Audit the journal of raw API responses.")
-app.add_typer(credentials_cmd.app, name="credentials", help="Manage timing partner API credentials.")
+app.add_typer(
+    credentials_cmd.app, name="credentials", help="Manage timing partner API credentials."
+)
 app.add_typer(simulator_cmd.app, name="simulator", help="Run the local RunSignUp API simulator.")
 fetch_cmd.register(app)
 project_cmd.register(app)
 ops_cmd.register(app)
+demo_cmd.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

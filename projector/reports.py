@@ -1,0 +1,289 @@
+"""Read models over the projected tables for operators: sync status per partner and race, recent
+``sync_history`` rows, and table totals.
+
+Everything here only reads ``runsignup_*`` and ``sync_history`` (as written by
+:mod:`rsu.projector.apply`). Times are ISO 8601 UTC strings (``...Z``); ages are seconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utc_iso(moment: datetime) -> str:
+    """``moment`` as ISO 8601 UTC with milliseconds and ``Z`` (the journal's ``recorded_at``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_utc(value: str) -> datetime:
+    """Parse an ISO 8601 UTC string written by the journal or the projector."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+@dataclass
+class RaceStatus:
+    """Sync state of one race of one timing partner.
+
+    ``last_success`` is the newest ``sync_time`` of a run in which every listing of this race
+    succeeded (``None`` when never); ``last_attempt``/``last_attempt_ok`` describe the newest run
+    that touched the race; ``counts`` sum that successful run's rows (synced, new, changed,
+    removed); ``next_event_utc`` is the next event start (UTC) at or after ``now``, if any;
+    ``age_seconds`` is ``now - last_success``; ``stale`` is true when the race has an upcoming
+    event and no success within ``max_age``.
+    """
+
+    timing_partner_id: int
+    race_id: int
+    name: str | None
+    next_event_utc: str | None
+    active: int
+    removed: int
+    last_success: str | None = None
+    last_attempt: str | None = None
+    last_attempt_ok: bool | None = None
+    last_error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    age_seconds: float | None = None
+    stale: bool = False
+
+
+@dataclass
+class PartnerStatus:
+    """Sync state of one timing partner: partner-level failures (auth, races list) of its newest
+    run, its newest success, and whether it is ``failing`` (newest run had a partner-level error,
+    or no success within ``max_age``)."""
+
+    timing_partner_id: int
+    last_success: str | None = None
+    last_attempt: str | None = None
+    last_error: str | None = None
+    age_seconds: float | None = None
+    failing: bool = False
+    races: list[RaceStatus] = field(default_factory=list)
+
+
+@dataclass
+class StatusReport:
+    """Result of :func:`sync_status`; ``ok`` is false when any partner fails or any race with an
+    upcoming event is stale (``rsu status`` then exits 1)."""
+
+    now: str
+    max_age_seconds: float
+    partners: list[PartnerStatus]
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.failing or any(r.stale for r in p.races) for p in self.partners)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the whole report."""
+        return {**asdict(self), "ok": self.ok}
+
+
+def _run_rows(conn: sqlite3.Connection) -> dict[tuple[int, int | None], list[dict[str, Any]]]:
+    """Per (partner, race or None): one dict per run, newest first, with status and sums."""
+    out: dict[tuple[int, int | None], list[dict[str, Any]]] = {}
+    for row in conn.execute(
+        "SELECT timing_partner_id, race_id, run_id, MAX(sync_time), "
+        "SUM(status = 'error'), SUM(num_of_synced_records), SUM(num_new), SUM(num_changed), "
+        "SUM(num_removed), "
+        "(SELECT COALESCE(reason, '') FROM sync_history s2 WHERE s2.run_id = s.run_id "
+        " AND s2.timing_partner_id = s.timing_partner_id AND s2.race_id IS s.race_id "
+        " AND s2.status = 'error' ORDER BY s2.sync_time DESC LIMIT 1) "
+        "FROM sync_history s WHERE timing_partner_id IS NOT NULL "
+        "GROUP BY timing_partner_id, race_id, run_id ORDER BY MAX(sync_time) DESC"
+    ):
+        tp, race, run, t, errors, synced, new, changed, removed, reason = row
+        out.setdefault((tp, race), []).append(
+            {
+                "run_id": run,
+                "time": t,
+                "ok": not errors,
+                "error": reason,
+                "counts": {
+                    "synced": synced or 0,
+                    "new": new or 0,
+                    "changed": changed or 0,
+                    "removed": removed or 0,
+                },
+            }
+        )
+    return out
+
+
+def sync_status(
+    conn: sqlite3.Connection, *, max_age_seconds: float, now: datetime | None = None
+) -> StatusReport:
+    """Per partner and race: last successful sync, its counts and age (see :class:`RaceStatus`).
+
+    Partners come from ``sync_history`` and ``runsignup_races``; a database never projected gives
+    an empty report. ``now`` defaults to the current UTC time.
+    """
+    now = now or datetime.now(UTC)
+    now_iso = utc_iso(now)
+    report = StatusReport(now=now_iso, max_age_seconds=max_age_seconds, partners=[])
+    if not _has_table(conn, "sync_history"):
+        return report
+    runs = _run_rows(conn)
+
+    def age(t: str | None) -> float | None:
+        return None if t is None else (now - parse_utc(t)).total_seconds()
+
+    def fresh(t: str | None) -> bool:
+        a = age(t)
+        return a is not None and a <= max_age_seconds
+
+    partners: dict[int, PartnerStatus] = {}
+    for tp in sorted({tp for tp, _ in runs}):
+        p = PartnerStatus(timing_partner_id=tp)
+        all_runs = sorted(
+            (r for (t, _), rs in runs.items() if t == tp for r in rs),
+            key=lambda r: r["time"],
+            reverse=True,
+        )
+        p.last_attempt = all_runs[0]["time"] if all_runs else None
+        p.last_success = next((r["time"] for r in all_runs if r["ok"]), None)
+        partner_level = runs.get((tp, None), [])
+        newest_run = all_runs[0]["run_id"] if all_runs else None
+        bad = [r for r in partner_level if not r["ok"] and r["run_id"] == newest_run]
+        p.last_error = bad[0]["error"] if bad else None
+        p.age_seconds = age(p.last_success)
+        p.failing = bool(bad) or not fresh(p.last_success)
+        partners[tp] = p
+
+    for tp, race_id, name, next_start, active, removed in conn.execute(
+        "SELECT r.timing_partner_id, r.race_id, r.name, "
+        " (SELECT MIN(e.start_time_utc) FROM runsignup_events e "
+        "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
+        "  AND e.start_time_utc >= ?), "
+        " (SELECT COUNT(*) FROM runsignup_participants x WHERE x.timing_partner_id = "
+        "  r.timing_partner_id AND x.race_id = r.race_id AND x.removed_at IS NULL), "
+        " (SELECT COUNT(*) FROM runsignup_participants x WHERE x.timing_partner_id = "
+        "  r.timing_partner_id AND x.race_id = r.race_id AND x.removed_at IS NOT NULL) "
+        "FROM runsignup_races r ORDER BY r.timing_partner_id, r.race_id",
+        (now_iso,),
+    ):
+        rs = RaceStatus(tp, race_id, name, next_start, active, removed)
+        race_runs = runs.get((tp, race_id), [])
+        if race_runs:
+            rs.last_attempt = race_runs[0]["time"]
+            rs.last_attempt_ok = race_runs[0]["ok"]
+            rs.last_error = None if race_runs[0]["ok"] else race_runs[0]["error"]
+        good = next((r for r in race_runs if r["ok"]), None)
+        if good:
+            rs.last_success, rs.counts = good["time"], good["counts"]
+        rs.age_seconds = age(rs.last_success)
+        rs.stale = next_start is not None and not fresh(rs.last_success)
+        partners.setdefault(tp, PartnerStatus(timing_partner_id=tp)).races.append(rs)
+    report.partners = [partners[k] for k in sorted(partners)]
+    return report
+
+
+#: Columns of ``sync_history`` that :func:`history` returns, in order.
+HISTORY_COLUMNS = (
+    "sync_time",
+    "run_id",
+    "timing_partner_id",
+    "race_id",
+    "event_id",
+    "endpoint",
+    "mode",
+    "status",
+    "num_of_synced_records",
+    "num_new",
+    "num_changed",
+    "num_removed",
+    "pages",
+    "requests",
+    "retries",
+    "error_code",
+    "reason",
+)
+
+
+def history(
+    conn: sqlite3.Connection,
+    *,
+    timing_partner_id: int | None = None,
+    race_id: int | None = None,
+    event_id: int | None = None,
+    status: str | None = None,
+    run_id: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Newest ``sync_history`` rows first (at most ``limit``), filtered by any given value.
+
+    Each row is a dict with the keys of :data:`HISTORY_COLUMNS`. Empty when never projected.
+    """
+    if not _has_table(conn, "sync_history"):
+        return []
+    clauses, params = [], []
+    for col, val in (
+        ("timing_partner_id", timing_partner_id),
+        ("race_id", race_id),
+        ("event_id", event_id),
+        ("status", status),
+        ("run_id", run_id),
+    ):
+        if val is not None:
+            clauses.append(f"{col} = ?")
+            params.append(val)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    cur = conn.execute(
+        f"SELECT {', '.join(HISTORY_COLUMNS)} FROM sync_history {where} "
+        "ORDER BY sync_time DESC, source_seq DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [dict(zip(HISTORY_COLUMNS, r, strict=True)) for r in cur]
+
+
+@dataclass
+class Totals:
+    """Row counts of the projected tables (optionally for one ``run_id``'s changes)."""
+
+    partners: int
+    races: int
+    events: int
+    active: int
+    removed: int
+
+
+def totals(conn: sqlite3.Connection) -> Totals:
+    """Counts of partners, races, events, active and removed registrations in the tables."""
+    if not _has_table(conn, "runsignup_participants"):
+        return Totals(0, 0, 0, 0, 0)
+    partners = conn.execute(
+        "SELECT COUNT(DISTINCT timing_partner_id) FROM runsignup_races"
+    ).fetchone()[0]
+    races = conn.execute("SELECT COUNT(*) FROM runsignup_races").fetchone()[0]
+    events = conn.execute("SELECT COUNT(*) FROM runsignup_events").fetchone()[0]
+    active, removed = conn.execute(
+        "SELECT COALESCE(SUM(removed_at IS NULL), 0), COALESCE(SUM(removed_at IS NOT NULL), 0) "
+        "FROM runsignup_participants"
+    ).fetchone()
+    return Totals(partners, races, events, active, removed)
+
+
+def run_changes(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
+    """Sums of one run's ``sync_history`` rows: listings, errors, new, changed, unchanged and
+    removed registrations."""
+    if not _has_table(conn, "sync_history"):
+        return {}
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(status = 'error'), 0), COALESCE(SUM(num_new), 0), "
+        "COALESCE(SUM(num_changed), 0), COALESCE(SUM(num_unchanged), 0), "
+        "COALESCE(SUM(num_removed), 0) FROM sync_history WHERE run_id = ?",
+        (run_id,),
+    ).fetchone()
+    keys = ("listings", "errors", "new", "changed", "unchanged", "removed")
+    return dict(zip(keys, (int(v) for v in row), strict=True))
