@@ -1,0 +1,106 @@
+"""Shared helpers for the fetcher tests (plain functions, no conftest)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rsu.fetcher import FetchOptions
+from rsu.fetcher.credentials import add_credential
+from rsu.journal import Journal, ResponseReceived, open_db
+from rsu.simulator import Credential, World, WorldConfig
+
+SMALL = WorldConfig(
+    seed=3,
+    partners=3,
+    races_per_partner=2,
+    events_per_race=(1, 2),
+    registrations_per_event=(20, 120),
+)
+
+
+def seed_credentials(db_path: Path, credentials: list[Credential]) -> None:
+    """Store the simulator's credentials in ``partner_provider_credentials``."""
+    db = open_db(db_path)
+    try:
+        for c in credentials:
+            add_credential(db, c.timing_partner_id, c.auth, c.secret, c.principal)
+    finally:
+        db.conn.close()
+
+
+def fast_options(base_url: str, tmp_path: Path, **overrides: Any) -> FetchOptions:
+    """Options for tests: tiny backoff, no rate limit, every race, files under ``tmp_path``."""
+    values: dict[str, Any] = {
+        "base_url": base_url,
+        "all_races": True,
+        "max_rps": 0,
+        "max_attempts": 10,
+        "backoff_factor": 0.001,
+        "backoff_jitter": 0.002,
+        "backoff_max": 0.02,
+        "retry_after_cap": 0.01,
+        "connect_timeout": 5,
+        "read_timeout": 10,
+        "log_file": tmp_path / "runsignup_sync.log",
+        "summary_file": tmp_path / "runsignup_sync_summary.json",
+    }
+    values.update(overrides)
+    return FetchOptions(**values)
+
+
+def _rows(endpoint: str, body: bytes) -> list[dict[str, Any]] | None:
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(doc, list):
+        return None
+    rows: list[dict[str, Any]] = []
+    for element in doc:
+        if endpoint == "participants":
+            rows.extend(element.get("participants") or [])
+        else:
+            rows.extend((element.get("event") or {}).get("participants") or [])
+    return rows
+
+
+def journaled_ids(
+    db_path: Path, endpoint: str = "participants", run_id: str | None = None
+) -> dict[tuple[int, int], set[int]]:
+    """``(race_id, event_id) -> registration ids`` in every parseable journaled page of
+    ``endpoint`` (optionally of one run)."""
+    out: dict[tuple[int, int], set[int]] = defaultdict(set)
+    with Journal.open(db_path) as j:
+        for row in j.find(kind="response_received", run_id=run_id):
+            ev = row.event
+            if not isinstance(ev, ResponseReceived) or ev.endpoint != endpoint or ev.status != 200:
+                continue
+            rows = _rows(endpoint, j.body(ev.body_sha256))
+            if rows is None:
+                continue
+            assert ev.race_id is not None and ev.event_id is not None
+            out[(ev.race_id, ev.event_id)].update(r["registration_id"] for r in rows)
+    return dict(out)
+
+
+def world_ids(world: World, removed: bool = False) -> dict[tuple[int, int], set[int]]:
+    """``(race_id, event_id) -> registration ids`` the simulator holds (active or removed)."""
+    out = {}
+    for pid in world.partner_ids:
+        for rid in world.race_ids(pid):
+            for eid in world.event_ids(rid):
+                rows = (
+                    world.removed_registrations(rid, eid)
+                    if removed
+                    else world.active_registrations(rid, eid)
+                )
+                out[(rid, eid)] = set(rows)
+    return out
+
+
+def non_empty(d: dict[tuple[int, int], set[int]]) -> dict[tuple[int, int], set[int]]:
+    """``d`` without empty sets."""
+    return {k: v for k, v in d.items() if v}

@@ -1,0 +1,324 @@
+"""The fetcher against the simulator: completeness under faults, big events, bad keys,
+incremental runs, scope options and the journal contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fetch_helpers import (
+    SMALL,
+    fast_options,
+    journaled_ids,
+    non_empty,
+    seed_credentials,
+    world_ids,
+)
+from rsu.fetcher import run_fetch
+from rsu.journal import (
+    FetchFailed,
+    Journal,
+    ListingCompleted,
+    RequestFailed,
+    ResponseReceived,
+    RunFinished,
+    RunStarted,
+)
+from rsu.simulator import Credential, Faults, SimulatorServer, World, WorldConfig
+
+FAULTS = Faults(
+    seed=1,
+    http_5xx=0.1,
+    throttle=0.05,
+    truncated=0.05,
+    html_error=0.02,
+    drop_connection=0.02,
+)
+
+
+def test_complete_data_under_faults(tmp_path: Path) -> None:
+    world = World.generate(
+        WorldConfig(
+            seed=1,
+            partners=3,
+            races_per_partner=3,
+            events_per_race=(1, 3),
+            registrations_per_event=(50, 400),
+        )
+    )
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world, faults=FAULTS) as sim:
+        result = run_fetch(db, fast_options(sim.base_url, tmp_path, page_size=100))
+        faults_seen = {r.fault for r in sim.requests if r.fault}
+    assert result.exit_code == 0, result.failures
+    assert {"http_5xx", "throttle", "truncated"} <= faults_seen
+    assert result.counts["retries"] > 0
+    expected = world_ids(world)
+    assert journaled_ids(db) == non_empty(expected)
+    assert result.counts["participants"] == sum(len(v) for v in expected.values())
+    assert journaled_ids(db, "removed_participants") == non_empty(world_ids(world, removed=True))
+    with Journal.open(db) as j:
+        assert j.verify().ok
+        listings = [r.event for r in j.find(kind="listing_completed")]
+        assert all(isinstance(e, ListingCompleted) and e.complete and e.ok for e in listings)
+        assert len(listings) == 2 * len(expected)
+        # every attempt is journaled: response_received + request_failed == requests
+        kinds = j.stats().events_by_kind
+        assert (
+            kinds["response_received"] + kinds.get("request_failed", 0)
+            == (result.counts["requests"])
+        )
+        # page_seqs point at this listing's successful pages
+        for e in listings:
+            assert isinstance(e, ListingCompleted)
+            for seq in e.page_seqs:
+                page = j.get(seq).event
+                assert isinstance(page, ResponseReceived)
+                assert page.listing_id == e.listing_id and page.status == 200
+    summary = json.loads((tmp_path / "runsignup_sync_summary.json").read_text())
+    assert summary["total_participants"] == result.counts["participants"]
+    assert summary["total_races"] == 9
+    assert summary["total_events"] == len(expected)
+    assert summary["timing_partners_synced"] == 3
+    assert summary["failed_syncs"] == []
+    assert summary["run_id"] == result.run_id
+    for key in ("requests", "retries", "bytes_received", "new_bodies", "duration_seconds"):
+        assert key in summary
+
+
+def test_event_with_6000_registrations(tmp_path: Path) -> None:
+    world = World.generate(
+        WorldConfig(seed=5, partners=1, races_per_partner=1, events_per_race=(1, 1))
+    )
+    race_id = world.race_ids(world.partner_ids[0])[0]
+    big = world.add_event(race_id, registrations=6000)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        result = run_fetch(db, fast_options(sim.base_url, tmp_path))
+        part_requests = [r for r in sim.requests if r.path.endswith("/participants")]
+    assert result.exit_code == 0
+    assert journaled_ids(db)[(race_id, big)] == set(world.active_registrations(race_id, big))
+    big_pages = [r for r in part_requests if r.query.get("event_id") == str(big)]
+    assert len(big_pages) >= 3
+    assert all(int(r.query["results_per_page"]) <= 2500 for r in part_requests)
+    assert all(r.query["sort"] == "registration_id ASC" for r in part_requests)
+    assert all(r.query["format"] == "json" for r in sim.requests)
+    with Journal.open(db) as j:
+        listing = next(
+            r.event
+            for r in j.find(kind="listing_completed", event_id=big)
+            if isinstance(r.event, ListingCompleted) and r.event.endpoint == "participants"
+        )
+    assert isinstance(listing, ListingCompleted)
+    active = len(world.active_registrations(race_id, big))
+    assert active > 5000 and listing.rows == active and listing.pages == 3 and listing.complete
+
+
+def test_bad_key_partner_fails_others_complete(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    bad = world.credentials[1]
+    creds = [
+        c
+        if c is not bad
+        else Credential(c.timing_partner_id, c.auth, c.principal, "0" * len(c.secret))
+        for c in world.credentials
+    ]
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, creds)
+    with SimulatorServer(world) as sim:
+        result = run_fetch(db, fast_options(sim.base_url, tmp_path))
+        auth_attempts = [r for r in sim.requests if r.auth == bad.auth]
+    assert result.exit_code == 1
+    assert len(auth_attempts) == 1  # error 6 is never retried
+    expected = non_empty(world_ids(world))
+    bad_races = set(world.race_ids(bad.timing_partner_id))
+    good = {k: v for k, v in expected.items() if k[0] not in bad_races}
+    assert journaled_ids(db) == good
+    with Journal.open(db) as j:
+        failed = j.find(kind="fetch_failed")
+        assert len(failed) == 1
+        ev = failed[0].event
+        assert isinstance(ev, FetchFailed)
+        assert (ev.endpoint, ev.error_code, ev.attempts) == ("auth_check", 6, 1)
+        assert failed[0].timing_partner_id == bad.timing_partner_id
+        fin = j.find(kind="run_finished")[-1].event
+        assert isinstance(fin, RunFinished) and fin.status == "failed"
+        assert fin.counts["failed_partners"] == 1
+    summary = json.loads((tmp_path / "runsignup_sync_summary.json").read_text())
+    assert [f["timing_partner_id"] for f in summary["failed_syncs"]] == [bad.timing_partner_id]
+    assert "code 6" in summary["failed_syncs"][0]["errors"][0]
+
+
+def _run_ids(db: Path) -> list[str]:
+    with Journal.open(db) as j:
+        return [r.run_id for r in j.find(kind="run_started") if r.run_id]
+
+
+def test_incremental_journals_exactly_the_changes(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        first = run_fetch(db, fast_options(sim.base_url, tmp_path, overlap_seconds=0))
+        assert first.exit_code == 0
+        before = world.now
+        changes = world.advance(new=12, edits=6, refunds=3, transfers=2, deferrals=2, seconds=600)
+        assert {c.kind for c in changes} == {"new", "edit", "refund", "transfer", "deferral"}
+        second = run_fetch(db, fast_options(sim.base_url, tmp_path, overlap_seconds=0))
+        incr = [r for r in sim.requests if "modified_after_timestamp" in r.query]
+    assert second.exit_code == 0
+    assert incr  # the second run used cursors
+    run2 = _run_ids(db)[-1]
+    changed_active = {
+        k: {i for i, row in world.active_registrations(*k).items() if row["last_modified"] > before}
+        for k in world_ids(world)
+    }
+    changed_removed = {
+        k: {
+            i
+            for i, row in world.removed_registrations(*k).items()
+            if row["last_modified_ts"] > before
+        }
+        for k in world_ids(world)
+    }
+    got_active = journaled_ids(db, "participants", run2)
+    got_removed = journaled_ids(db, "removed_participants", run2)
+    assert non_empty(got_active) == non_empty(changed_active)
+    assert non_empty(got_removed) == non_empty(changed_removed)
+    # and the changes the simulator reported are in there
+    new_ids = {c.registration_id for c in changes if c.kind == "new"}
+    assert new_ids <= set().union(*got_active.values())
+    gone = {c.registration_id for c in changes if c.kind in ("refund", "transfer", "deferral")}
+    assert gone <= set().union(*got_removed.values())
+    with Journal.open(db) as j:
+        started = j.find(kind="run_started", run_id=run2)[0].event
+        assert isinstance(started, RunStarted) and started.mode == "incremental"
+        listings = [r.event for r in j.find(kind="listing_completed", run_id=run2)]
+    part = [e for e in listings if isinstance(e, ListingCompleted) and e.endpoint == "participants"]
+    assert part and all(e.mode == "incremental" and not e.complete for e in part)
+    # a removed listing that never saw a row has no cursor yet, so it is read completely again
+    for e in listings:
+        assert isinstance(e, ListingCompleted)
+        if e.mode == "full":
+            assert e.endpoint == "removed_participants"
+            assert not world_ids(world, removed=True)[(e.race_id, e.event_id)] - gone
+
+
+def test_run_without_changes_stores_no_new_bodies(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        assert run_fetch(db, fast_options(sim.base_url, tmp_path)).exit_code == 0
+        # the first incremental run re-reads the 10 s overlap window (new bodies)
+        assert run_fetch(db, fast_options(sim.base_url, tmp_path)).exit_code == 0
+        with Journal.open(db) as j:
+            blobs = j.stats().blobs
+        third = run_fetch(db, fast_options(sim.base_url, tmp_path))
+    assert third.exit_code == 0
+    assert third.counts["new_bodies"] == 0
+    with Journal.open(db) as j:
+        assert j.stats().blobs == blobs
+
+
+def test_full_flag_and_full_every(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        run_fetch(db, fast_options(sim.base_url, tmp_path))
+        sim.clear_requests()
+        forced = run_fetch(db, fast_options(sim.base_url, tmp_path, full=True))
+        assert not any("modified_after_timestamp" in r.query for r in sim.requests)
+        sim.clear_requests()
+        aged = run_fetch(db, fast_options(sim.base_url, tmp_path, full_every=0.0))
+        assert not any("modified_after_timestamp" in r.query for r in sim.requests)
+    assert forced.counts["complete_listings"] == forced.counts["listings"] > 0
+    assert aged.counts["complete_listings"] == aged.counts["listings"]
+    with Journal.open(db) as j:
+        modes = [
+            r.event.mode for r in j.find(kind="run_started") if isinstance(r.event, RunStarted)
+        ]
+    assert modes == ["incremental", "full", "incremental"]
+
+
+def test_scope_partner_race_and_test_flag(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    p0, p1 = sorted(world.partner_ids)[:2]
+    race = world.race_ids(p1)[0]
+    with SimulatorServer(world) as sim:
+        r1 = run_fetch(db, fast_options(sim.base_url, tmp_path, test=True))
+        assert {k[0] for k in journaled_ids(db)} == set(world.race_ids(p0))
+        r2 = run_fetch(db, fast_options(sim.base_url, tmp_path, race_ids=(race,), full=True))
+        r3 = run_fetch(db, fast_options(sim.base_url, tmp_path, partner_ids=(p1,), full=True))
+    assert (r1.counts["races"], r2.counts["races"]) == (len(world.race_ids(p0)), 1)
+    assert r3.counts["races"] == len(world.race_ids(p1))
+    assert r3.summary["timing_partners_synced"] == 1
+
+
+def test_date_window_is_sent(tmp_path: Path) -> None:
+    from datetime import date
+
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        result = run_fetch(
+            db, fast_options(sim.base_url, tmp_path, all_races=False, today=date(2026, 1, 1))
+        )
+        listing = [r for r in sim.requests if r.path == "/Rest/races" and "events" in r.query]
+    assert {(r.query["start_date"], r.query["end_date"]) for r in listing} == {
+        ("2025-12-02", "2027-01-01")
+    }
+    assert all(r.query["only_partner_races"] == "T" for r in listing)
+    assert result.counts["races"] == sum(len(world.race_ids(p)) for p in world.partner_ids)
+
+
+def test_races_listing_pages(tmp_path: Path) -> None:
+    world = World.generate(
+        WorldConfig(seed=9, partners=1, races_per_partner=5, registrations_per_event=(5, 10))
+    )
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        result = run_fetch(db, fast_options(sim.base_url, tmp_path, races_page_size=2))
+        pages = [r.query["page"] for r in sim.requests if r.query.get("events") == "T"]
+    assert pages == ["1", "2", "3"]
+    assert result.counts["races"] == 5
+
+
+def test_connection_refused_is_journaled_and_fails(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials[:1])
+    with SimulatorServer(world) as sim:
+        url = sim.base_url
+    result = run_fetch(db, fast_options(url, tmp_path, max_attempts=2))
+    assert result.exit_code == 1
+    with Journal.open(db) as j:
+        attempts = [r.event for r in j.find(kind="request_failed")]
+        assert [isinstance(a, RequestFailed) and a.final for a in attempts] == [False, True]
+        failed = j.find(kind="fetch_failed")[0].event
+        assert isinstance(failed, FetchFailed)
+        assert failed.http_status is None and failed.attempts == 2
+
+
+@pytest.mark.parametrize("kind", ["http_429", "error_14"])
+def test_throttling_is_retried(tmp_path: Path, kind: str) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials[:1])
+    faults = Faults(seed=2, throttle_every=3, throttle_http_429=kind == "http_429", retry_after_s=1)
+    with SimulatorServer(world, faults=faults) as sim:
+        result = run_fetch(db, fast_options(sim.base_url, tmp_path))
+        throttled = [r for r in sim.requests if r.fault == "throttle"]
+    assert result.exit_code == 0
+    assert throttled and result.counts["retries"] >= len(throttled)
+    pid = world.credentials[0].timing_partner_id
+    expected = {k: v for k, v in non_empty(world_ids(world)).items() if k[0] in world.race_ids(pid)}
+    assert journaled_ids(db) == expected
