@@ -1,0 +1,171 @@
+"""End to end: fetch + project against the simulator, twice with changes in between; the tables
+must then equal the simulator's world exactly. Also ``rsu status`` exit codes."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fetch_helpers import fast_options, seed_credentials
+from rsu.cli.main import app
+from rsu.fetcher import run_fetch
+from rsu.journal import Journal
+from rsu.projector import project
+from rsu.projector.reports import sync_status
+from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
+from typer.testing import CliRunner
+
+FAULTS = Faults(seed=5, http_5xx=0.05, throttle=0.05, truncated=0.03)
+#: The world's clock starts today so its races are upcoming, as on a real race week.
+TODAY = int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
+
+
+def _world() -> World:
+    return World.generate(
+        WorldConfig(
+            seed=11,
+            partners=2,
+            races_per_partner=2,
+            events_per_race=(1, 3),
+            registrations_per_event=(30, 200),
+            start_epoch=TODAY,
+        )
+    )
+
+
+def _table_state(db: Path) -> tuple[dict[tuple[int, int, int], tuple], dict]:
+    """(active: (race, event, reg) -> (bib, first, last), removed: key -> (reason, new_id))."""
+    conn = sqlite3.connect(db)
+    try:
+        active = {
+            (r[0], r[1], r[2]): (r[3], r[4], r[5])
+            for r in conn.execute(
+                "SELECT race_id, event_id, registration_id, bib_num, first_name, last_name "
+                "FROM runsignup_participants WHERE removed_at IS NULL"
+            )
+        }
+        removed = {
+            (r[0], r[1], r[2]): (r[3], r[4])
+            for r in conn.execute(
+                "SELECT race_id, event_id, registration_id, removed_reason, new_registration_id "
+                "FROM runsignup_participants WHERE removed_at IS NOT NULL"
+            )
+        }
+    finally:
+        conn.close()
+    return active, removed
+
+
+def _world_state(world: World) -> tuple[dict[tuple[int, int, int], tuple], dict]:
+    active, removed = {}, {}
+    for pid in world.partner_ids:
+        for rid in world.race_ids(pid):
+            for eid in world.event_ids(rid):
+                for reg, row in world.active_registrations(rid, eid).items():
+                    bib = row.get("bib_num")
+                    user = row.get("user") or {}
+                    active[(rid, eid, reg)] = (
+                        None if bib is None else str(bib),
+                        user.get("first_name"),
+                        user.get("last_name"),
+                    )
+                for reg, row in world.removed_registrations(rid, eid).items():
+                    removed[(rid, eid, reg)] = (
+                        row["removed_reason"],
+                        row.get("new_registration_id"),
+                    )
+    return active, removed
+
+
+def _sync(db: Path, sim: SimulatorServer, tmp_path: Path, **opts: object) -> tuple[int, int]:
+    fetched = run_fetch(db, fast_options(sim.base_url, tmp_path, **opts))
+    projected = project(db)
+    return fetched.exit_code, projected.exit_code
+
+
+def test_two_runs_with_changes_end_equal_to_the_world(tmp_path: Path) -> None:
+    world = _world()
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world, faults=FAULTS) as sim:
+        assert _sync(db, sim, tmp_path) == (0, 0)
+        first_active, _ = _table_state(db)
+        assert first_active == _world_state(world)[0]
+
+        changes = world.advance(new=25, edits=15, refunds=3, transfers=3, deferrals=3)
+        kinds = {c.kind for c in changes}
+        assert {"new", "edit", "refund", "transfer", "deferral"} <= kinds
+        assert _sync(db, sim, tmp_path) == (0, 0)
+
+    active, removed = _table_state(db)
+    want_active, want_removed = _world_state(world)
+    assert active == want_active
+    assert removed == want_removed
+    # the changes really reached the tables (not only an equal count)
+    transferred = [c for c in changes if c.kind == "transfer"]
+    for c in transferred:
+        assert removed[(c.race_id, c.event_id, c.registration_id)] == (
+            "transferred",
+            c.new_registration_id,
+        )
+    with Journal.open(db) as j:
+        report = j.verify()
+    assert report.ok, report.problems
+    result = CliRunner().invoke(app, ["journal", "verify", "--db", str(db)])
+    assert result.exit_code == 0 and "OK" in result.output
+
+
+def test_status_exits_1_for_a_failing_partner_and_0_when_all_fresh(tmp_path: Path) -> None:
+    world = _world()
+    db = tmp_path / "rsu.db"
+    good, bad = world.credentials
+    seed_credentials(db, [good])
+    runner = CliRunner()
+    with SimulatorServer(world) as sim:
+        assert _sync(db, sim, tmp_path) == (0, 0)
+        fresh = runner.invoke(app, ["status", "--db", str(db), "--max-age", "3600"])
+        assert fresh.exit_code == 0, fresh.output
+
+        # the second partner's key is wrong: its sync fails (code 6) while the first one's works
+        broken = type(bad)(bad.timing_partner_id, bad.auth, bad.principal, "wrong-secret")
+        seed_credentials(db, [broken])
+        assert _sync(db, sim, tmp_path) == (1, 1)
+        failing = runner.invoke(app, ["status", "--db", str(db), "--max-age", "3600", "--json"])
+    assert failing.exit_code == 1, failing.output
+    conn = sqlite3.connect(db)
+    report = sync_status(conn, max_age_seconds=3600)
+    conn.close()
+    by_partner = {p.timing_partner_id: p for p in report.partners}
+    assert by_partner[bad.timing_partner_id].failing
+    assert "Key authentication failed" in (by_partner[bad.timing_partner_id].last_error or "")
+    assert not by_partner[good.timing_partner_id].failing
+    assert all(not r.stale for r in by_partner[good.timing_partner_id].races)
+
+
+def test_status_flags_a_race_with_an_upcoming_event_that_stopped_syncing(tmp_path: Path) -> None:
+    world = _world()
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        assert _sync(db, sim, tmp_path) == (0, 0)
+    conn = sqlite3.connect(db)
+    try:
+        now = datetime.now(UTC)
+        assert sync_status(conn, max_age_seconds=3600, now=now).ok
+        later = sync_status(conn, max_age_seconds=3600, now=now + timedelta(hours=2))
+    finally:
+        conn.close()
+    assert not later.ok
+    stale = [r for p in later.partners for r in p.races if r.stale]
+    assert stale and all(r.next_event_utc is not None for r in stale)
+
+
+@pytest.mark.parametrize("args", [["status"], ["history"]])
+def test_read_commands_refuse_a_missing_database(tmp_path: Path, args: list[str]) -> None:
+    missing = tmp_path / "nope.db"
+    result = CliRunner().invoke(app, [*args, "--db", str(missing)])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+    assert not missing.exists()
