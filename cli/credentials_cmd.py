@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 from rsu.cli.common import DEFAULT_DB, DbOption, fail
-from rsu.fetcher import DEFAULT_BASE_URL, FetchUsageError, Timeouts, check_credentials
+from rsu.fetcher import (
+    DEFAULT_BASE_URL,
+    FetchUsageError,
+    RetryPolicy,
+    Timeouts,
+    check_credentials,
+)
 from rsu.fetcher.credentials import (
     CredentialError,
     add_credential,
@@ -126,11 +132,18 @@ def test(
         str, typer.Option("--base-url", envvar="RSU_BASE_URL", help="API root.")
     ] = DEFAULT_BASE_URL,
     timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds.")] = 15.0,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", min=1, help="Tries per partner, the first included.")
+    ] = 3,
 ) -> None:
     """Check each partner's access (GET /Rest/races?results_per_page=1). Exit 1 if any fails."""
     try:
         results = check_credentials(
-            db, base_url, tuple(partner or ()), timeouts=Timeouts(timeout, timeout)
+            db,
+            base_url,
+            tuple(partner or ()),
+            timeouts=Timeouts(timeout, timeout),
+            policy=RetryPolicy(max_attempts=max_attempts, backoff_factor=0.1, jitter=0.1),
         )
     except FetchUsageError as exc:
         fail(str(exc), 2)

@@ -1,0 +1,112 @@
+"""No secret leaks: canary credentials never appear outside ``partner_provider_credentials``."""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+from fetch_helpers import SMALL, seed_credentials
+from rsu.cli.main import app
+from rsu.simulator import Credential, Faults, SimulatorServer, World
+from typer.testing import CliRunner
+
+CANARIES = {
+    "api_key": ("CANARYKEY-a1b2c3d4e5f6", "CANARY/secret+api=1a2b3c"),
+    "rsu_api_key": ("CANARYRSU-f6e5d4c3b2a1", "CANARY/secret+rsu=4d5e6f"),
+    "bearer": ("", "CANARY/bearer+token=7a8b9c"),
+}
+
+
+def _needles() -> list[bytes]:
+    out: set[bytes] = set()
+    for principal, secret in CANARIES.values():
+        for value in (principal, secret):
+            if value:
+                for v in (value, quote(value, safe=""), quote_plus(value), quote(value)):
+                    out.add(v.encode())
+    # the distinctive cores, in case something re-encodes the separators differently
+    out.update({b"a1b2c3d4e5f6", b"f6e5d4c3b2a1", b"1a2b3c", b"4d5e6f", b"7a8b9c"})
+    return sorted(out)
+
+
+def _scan_db(path: Path, needles: list[bytes]) -> list[str]:
+    hits = []
+    conn = sqlite3.connect(path)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert "journal" in tables and "journal_blobs" in tables
+    for table in tables:
+        if table == "partner_provider_credentials":
+            continue
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        for row in conn.execute(f"SELECT * FROM {table}"):
+            for col, value in zip(cols, row, strict=True):
+                blobs: list[bytes] = []
+                if isinstance(value, str):
+                    blobs.append(value.encode())
+                elif isinstance(value, bytes):
+                    blobs.append(value)
+                    if table == "journal_blobs" and col == "data":
+                        blobs.append(zlib.decompress(value))
+                for data in blobs:
+                    hits += [f"{table}.{col}: {n!r}" for n in needles if n in data]
+    conn.close()
+    return hits
+
+
+def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    world = World.generate(SMALL)
+    world.credentials = [
+        Credential(c.timing_partner_id, c.auth, CANARIES[c.auth][0], CANARIES[c.auth][1])
+        for c in world.credentials
+    ]
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    runner = CliRunner()
+    outputs: list[str] = []
+    faults = Faults(
+        seed=4, http_5xx=0.15, throttle=0.05, truncated=0.05, html_error=0.05, drop_connection=0.1
+    )
+    common = ["--db", str(db), "--all-races", "--max-rps", "0", "--backoff", "0.001"]
+    with SimulatorServer(world, faults=faults) as sim:
+        res = runner.invoke(
+            app, ["fetch", "--base-url", sim.base_url, "--max-attempts", "8", *common]
+        )
+        outputs += [res.stdout, res.stderr]
+        assert res.exit_code == 0, res.output
+        assert any(r.fault == "drop_connection" for r in sim.requests)
+        res = runner.invoke(
+            app, ["credentials", "test", "--db", str(db), "--base-url", sim.base_url]
+        )
+        outputs += [res.stdout, res.stderr]
+        dead_url = sim.base_url
+    # connection refused: requests puts the full URL with its query into the exception message
+    res = runner.invoke(app, ["fetch", "--base-url", dead_url, "--max-attempts", "2", *common])
+    outputs += [res.stdout, res.stderr]
+    assert res.exit_code == 1
+    res = runner.invoke(app, ["credentials", "list", "--db", str(db)])
+    outputs += [res.stdout, res.stderr]
+    res = runner.invoke(
+        app,
+        ["credentials", "test", "--db", str(db), "--base-url", dead_url, "--max-attempts", "2"],
+    )
+    outputs += [res.stdout, res.stderr]
+    assert res.exit_code == 1
+
+    needles = _needles()
+    files = {
+        "log": (tmp_path / "runsignup_sync.log").read_bytes(),
+        "summary": (tmp_path / "runsignup_sync_summary.json").read_bytes(),
+    }
+    assert b"ConnectionError" in files["log"] or b"connection" in files["log"].lower()
+    hits = [f"output: {n!r}" for o in outputs for n in needles if n in o.encode()]
+    hits += [f"{name}: {n!r}" for name, data in files.items() for n in needles if n in data]
+    hits += _scan_db(db, needles)
+    assert hits == []
+    # the credentials table does hold them (the scan would have found them there)
+    conn = sqlite3.connect(db)
+    secrets = {r[0] for r in conn.execute("SELECT secret FROM partner_provider_credentials")}
+    conn.close()
+    assert secrets == {s for _, s in CANARIES.values()}
