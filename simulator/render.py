@@ -95,13 +95,14 @@ def removed_view(row: dict[str, Any], condensed: bool) -> dict[str, Any]:
 
 def participants_json(pages: list[tuple[int, list[bytes]]]) -> bytes:
     """Assemble a participants body from ``(event_id, encoded rows)`` pairs."""
-    parts = []
-    for event_id, rows in pages:
-        parts.append(
-            b'{"event":{"event_id":%d,"participants":[]},"participants":[%s]}'
-            % (event_id, b",".join(rows))
-        )
-    return b"[" + b",".join(parts) + b"]"
+    parts = [b"["]
+    for n, (event_id, rows) in enumerate(pages):
+        if n:
+            parts.append(b",")
+        parts.append(b'{"event":{"event_id":%d,"participants":[]},"participants":[' % event_id)
+        parts += [b",".join(rows), b"]}"]
+    parts.append(b"]")
+    return b"".join(parts)
 
 
 def participants_object(pages: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:

@@ -132,6 +132,7 @@ class Event:
     version: int = 0
     row_cache: dict[tuple[int, bool], bytes] = field(default_factory=dict)
     order_cache: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    encoded_cache: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
     bib_seq: int = 1
     bib_style: str = "int"
     race_fee_cents: int = 3500

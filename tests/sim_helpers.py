@@ -52,7 +52,7 @@ class Schema:
 
 
 def mismatches(fixture: Any, ours: Schema, path: str = "$") -> list[str]:
-    """Where ``fixture`` has a key or a JSON type that ``ours`` never produced (null matches all)."""
+    """Where ``fixture`` has a key or JSON type ``ours`` never produced (null matches all)."""
     if fixture is None:
         return []
     t = _tname(fixture)

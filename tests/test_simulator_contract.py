@@ -20,7 +20,11 @@ from rsu.simulator.testing import api_get
 from sim_helpers import REAL, Schema, load, mismatches, real_fixtures
 
 CONFIG = WorldConfig(
-    seed=3, partners=3, races_per_partner=4, events_per_race=(1, 3), registrations_per_event=(40, 120)
+    seed=3,
+    partners=3,
+    races_per_partner=4,
+    events_per_race=(1, 3),
+    registrations_per_event=(40, 120),
 )
 
 # The query each recording was made with (from the fixtures README).
