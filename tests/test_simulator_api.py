@@ -466,3 +466,69 @@ def test_admin_state_and_advance_over_http(sim: SimulatorServer) -> None:
     assert [c["kind"] for c in body["changes"]] == ["new", "new"]
     bad = requests.post(sim.base_url + "/_admin/advance", data='{"bogus": 1}', timeout=10)
     assert bad.status_code == 400
+
+
+def test_served_pages_follow_changes(sim: SimulatorServer) -> None:
+    """Cached row JSON and sort orders are invalidated by every change kind."""
+    cred = sim.world.credentials[0]
+    race_id = sim.world.race_ids(cred.timing_partner_id)[0]
+    path = f"/Rest/race/{race_id}/participants"
+
+    def served() -> dict[int, list[dict[str, Any]]]:
+        return {
+            e: _rows(
+                api_get(
+                    sim,
+                    cred,
+                    path,
+                    event_id=e,
+                    results_per_page=2500,
+                    include_questions="T",
+                    supports_nb="T",
+                ).json()
+            )
+            for e in sim.world.event_ids(race_id)
+        }
+
+    def expected() -> dict[int, list[dict[str, Any]]]:
+        out = {}
+        for e in sim.world.event_ids(race_id):
+            active = sim.world.active_registrations(race_id, e)
+            out[e] = [active[i] for i in sorted(active)]
+        return out
+
+    assert served() == expected()  # warms the caches
+    since = sim.world.now
+    changes = sim.world.advance(
+        new=3, edits=6, refunds=1, transfers=2, deferrals=1, race_ids=[race_id]
+    )
+    assert served() == expected()
+    touched = {
+        c.new_registration_id or c.registration_id
+        for c in changes
+        if c.kind in ("new", "edit", "transfer")
+    }
+    delta = {
+        r["registration_id"]
+        for e in sim.world.event_ids(race_id)
+        for r in _rows(
+            api_get(sim, cred, path, event_id=e, modified_after_timestamp=since + 1).json()
+        )
+    }
+    still_active = {
+        i for e in sim.world.event_ids(race_id) for i in sim.world.active_registrations(race_id, e)
+    }
+    assert delta == touched & still_active
+    gone = {c.registration_id for c in changes if c.kind in ("refund", "transfer", "deferral")}
+    removed_path = f"/Rest/race/{race_id}/removed-participants"
+    recent = {
+        r["registration_id"]: r["removed_reason"]
+        for e in sim.world.event_ids(race_id)
+        for el in api_get(
+            sim, cred, removed_path, event_id=e, modified_after_timestamp=since + 1
+        ).json()
+        for r in el["event"]["participants"]
+    }
+    assert set(recent) == gone
+    kinds = {"refund": "removed", "transfer": "transferred", "deferral": "deferred"}
+    assert recent == {c.registration_id: kinds[c.kind] for c in changes if c.kind in kinds}
