@@ -33,6 +33,7 @@ from .records import (
     EVENT_DATA_COLUMNS,
     PARTICIPANT_DATA_COLUMNS,
     RACE_DATA_COLUMNS,
+    active_participant_values,
     event_values,
     participant_values,
     race_values,
@@ -263,7 +264,7 @@ class Applier:
         try:
             body = self._load_body(row, ev)
             rows = self._page_rows(row, ev, body, removed, stats)
-            self._write_rows(row, rows, removed, stats)
+            self._write_rows(row, ev, rows, removed, stats)
         except BodyRejected as exc:
             ok, reason = 0, str(exc)
         except BadShape as exc:
@@ -296,8 +297,8 @@ class Applier:
         body: Any,
         removed: bool,
         stats: dict[str, int],
-    ) -> dict[tuple[int, int, int], tuple[Any, ...]]:
-        """Normalised rows of one page keyed by ``(race_id, event_id, registration_id)``; a
+    ) -> dict[tuple[int, int, int], tuple[int, dict[str, Any]]]:
+        """Raw rows of one page keyed by ``(race_id, event_id, registration_id)``; a
         registration repeated in the page counts once (the last occurrence wins)."""
         tp = row.timing_partner_id
         race_id = row.race_id if row.race_id is not None else ev.race_id
@@ -306,9 +307,9 @@ class Applier:
             raise BadShape("no timing_partner_id/race_id on the journal row")
         if not isinstance(body, list):
             raise BadShape(f"{ev.endpoint} body is not a JSON array")
-        out: dict[tuple[int, int, int], tuple[Any, ...]] = {}
+        out: dict[tuple[int, int, int], tuple[int, dict[str, Any]]] = {}
         item = 0
-        removed_at_default = _utc_seconds(row.recorded_at)
+        integer = n.integer
         for element in body:
             if not isinstance(element, dict):
                 raise BadShape("array element is not an object")
@@ -324,81 +325,102 @@ class Applier:
             for reg in regs:
                 item += 1
                 try:
-                    if not isinstance(reg, dict):
+                    if reg.__class__ is not dict:
                         raise ValueError("registration is not an object")
-                    reg_id = n.integer(reg.get("registration_id"))
-                    if reg_id is None:
-                        raise ValueError("registration without registration_id")
-                    event_id = n.integer(reg.get("event_id", el_event))
-                    if event_id is None:
-                        event_id = n.integer(el_event) if el_event is not None else scope_event
-                    if event_id is None:
-                        raise ValueError(f"registration {reg_id} without event_id")
-                    values = participant_values(
-                        reg, removed=removed, removed_at_default=removed_at_default
-                    )
-                except (ValueError, TypeError, AttributeError) as exc:
+                    reg_id = reg.get("registration_id")
+                    if reg_id.__class__ is not int:
+                        reg_id = integer(reg_id)
+                        if reg_id is None:
+                            raise ValueError("registration without registration_id")
+                    event_id = reg.get("event_id", el_event)
+                    if event_id.__class__ is not int:
+                        event_id = integer(event_id)
+                        if event_id is None:
+                            event_id = integer(el_event) if el_event is not None else scope_event
+                        if event_id is None:
+                            raise ValueError(f"registration {reg_id} without event_id")
+                except (ValueError, TypeError) as exc:
                     stats["failed"] += 1
                     self._error(row, item, str(exc), ev.endpoint)
                     continue
-                out[(race_id, event_id, reg_id)] = values
-        stats["rows"] = len(out)
+                out[(race_id, event_id, reg_id)] = (item, reg)
         return out
 
-    def _write_rows(
-        self,
-        row: JournalRow,
-        rows: dict[tuple[int, int, int], tuple[Any, ...]],
-        removed: bool,
-        stats: dict[str, int],
-    ) -> None:
-        if not rows:
-            return
-        tp = row.timing_partner_id
-        seq = row.seq
+    def _existing(self, tp: int, keys: Any) -> dict[tuple[int, int, int], tuple[Any, ...]]:
+        """Stored ``(last_seen_seq, *data columns)`` of these registrations, one query per
+        (race, event) and :data:`_IN_CHUNK` ids."""
         by_scope: dict[tuple[int, int], list[int]] = {}
-        for race_id, event_id, reg_id in rows:
+        for race_id, event_id, reg_id in keys:
             by_scope.setdefault((race_id, event_id), []).append(reg_id)
-        upserts: list[tuple[Any, ...]] = []
-        seen: list[tuple[Any, ...]] = []
-        removed_ix = PARTICIPANT_DATA_COLUMNS.index("removed_at")
+        existing: dict[tuple[int, int, int], tuple[Any, ...]] = {}
         for (race_id, event_id), reg_ids in by_scope.items():
-            existing: dict[int, tuple[Any, ...]] = {}
             for i in range(0, len(reg_ids), _IN_CHUNK):
                 chunk = reg_ids[i : i + _IN_CHUNK]
                 sql = self._part_select + f"({','.join('?' * len(chunk))})"
                 for r in self.conn.execute(sql, (tp, race_id, event_id, *chunk)):
-                    existing[r[0]] = r[1:]
-            for reg_id in reg_ids:
-                values = rows[(race_id, event_id, reg_id)]
-                old_full = existing.get(reg_id)
-                if old_full is None:
-                    merged = _merge(values, None)
-                    stats["new"] += 1
-                    last_seen = None if removed else seq
-                    if removed:
-                        stats["removed"] += 1
-                    upserts.append((tp, race_id, event_id, reg_id, *merged, seq, last_seen))
-                    continue
-                old = old_full[1:]
-                merged = _merge(values, old)
-                if merged == old:
-                    stats["unchanged"] += 1
-                    if not removed and old_full[0] != seq:
-                        seen.append((seq, tp, race_id, event_id, reg_id))
-                    continue
-                stats["changed"] += 1
-                if removed and old[removed_ix] is None:
+                    existing[(race_id, event_id, r[0])] = r[1:]
+        return existing
+
+    def _write_rows(
+        self,
+        row: JournalRow,
+        ev: ResponseReceived,
+        rows: dict[tuple[int, int, int], tuple[int, dict[str, Any]]],
+        removed: bool,
+        stats: dict[str, int],
+    ) -> None:
+        """Normalise, diff against the stored rows and upsert one page's registrations."""
+        if not rows:
+            return
+        tp = row.timing_partner_id
+        seq = row.seq
+        existing = self._existing(tp, rows.keys())
+        removed_at_default = _utc_seconds(row.recorded_at)
+        upserts: list[tuple[Any, ...]] = []
+        seen: list[tuple[Any, ...]] = []
+        removed_ix = PARTICIPANT_DATA_COLUMNS.index("removed_at")
+        provenance_new = (seq, None if removed else seq)
+        for key, (item, reg) in rows.items():
+            old_full = existing.get(key)
+            try:
+                if removed:
+                    values = participant_values(
+                        reg, removed=True, removed_at_default=removed_at_default
+                    )
+                    if old_full is None:
+                        values = _merge(values, None)
+                else:
+                    values = active_participant_values(
+                        reg, MISSING if old_full is not None else None
+                    )
+            except (ValueError, TypeError, AttributeError) as exc:
+                stats["failed"] += 1
+                self._error(row, item, f"registration {key[2]}: {exc}", ev.endpoint)
+                continue
+            stats["rows"] += 1
+            if old_full is None:
+                stats["new"] += 1
+                if removed:
                     stats["removed"] += 1
-                last_seen = old_full[0] if removed else seq
-                upserts.append((tp, race_id, event_id, reg_id, *merged, seq, last_seen))
+                upserts.append((tp, *key, *values, *provenance_new))
+                continue
+            old = old_full[1:]
+            merged = _merge(values, old) if MISSING in values else values
+            if merged == old:
+                stats["unchanged"] += 1
+                if not removed and old_full[0] != seq:
+                    seen.append((seq, tp, *key))
+                continue
+            stats["changed"] += 1
+            if removed and old[removed_ix] is None:
+                stats["removed"] += 1
+            last_seen = old_full[0] if removed else seq
+            upserts.append((tp, *key, *merged, seq, last_seen))
         if upserts:
             self.conn.executemany(self._upsert_part, upserts)
             self.counters.rows_upserted += len(upserts)
         if seen:
             self.conn.executemany(self._seen_update, seen)
-
-    # -- listing outcome / fetch failures -> sync_history ------------------------------------
 
     def _listing_completed(self, row: JournalRow, ev: ListingCompleted) -> None:
         tp = row.timing_partner_id
