@@ -1,0 +1,130 @@
+"""Unit tests of the fetcher's small parts: backoff, Retry-After, scrubbing, body shapes,
+paging, cursors, rate limiting."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+
+import pytest
+from rsu.fetcher.client import Exchange, RateLimiter, RetryPolicy, backoff_seconds
+from rsu.fetcher.client import retry_after_seconds as retry_after
+from rsu.fetcher.cursor import ListingState, modified_after
+from rsu.fetcher.paging import keyset_next, page_number_next, paginate, short_page
+from rsu.fetcher.redact import scrub
+from rsu.fetcher.shapes import ApiErrorBody, PageInfo, ShapeError, parse
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    policy = RetryPolicy(backoff_factor=0.5, backoff_max=3.0, jitter=0.0)
+    assert [backoff_seconds(n, policy) for n in (1, 2, 3, 4)] == [1.0, 2.0, 3.0, 3.0]
+    jittery = RetryPolicy(backoff_factor=0.5, backoff_max=30.0, jitter=0.25)
+    values = [backoff_seconds(1, jittery) for _ in range(50)]
+    assert all(1.0 <= v <= 1.25 for v in values) and len(set(values)) > 1
+
+
+def test_retry_after() -> None:
+    policy = RetryPolicy(retry_after_cap=30.0)
+    assert retry_after("5", policy) == 5.0
+    assert retry_after("3600", policy) == 30.0
+    assert retry_after(None, policy) is None
+    assert retry_after("soon", policy) is None
+    assert 8 <= (retry_after(formatdate(time.time() + 10, usegmt=True), policy) or 0) <= 10
+
+
+def test_scrub_removes_queries_and_secrets() -> None:
+    msg = (
+        "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded with url: "
+        "/Rest/races?format=json&api_key=KEY1&api_secret=a%2Fb%2Bc (Caused by NewConnectionError)"
+    )
+    out = scrub(msg, ["a/b+c", "KEY1"])
+    assert "KEY1" not in out and "a%2Fb%2Bc" not in out and "api_secret" not in out
+    assert "/Rest/races?<query>" in out
+    assert scrub("token a/b+c leaked", ["a/b+c"]) == "token *** leaked"
+    assert scrub("x a%2Fb%2Bc y", ["a/b+c"]) == "x *** y"
+
+
+def test_parse_shapes_and_quirks() -> None:
+    races = (
+        b'{"races":[{"race":{"race_id":5,"events":[{"event_id":9},{"event_id":"10"}]}},'
+        b'{"race":{"race_id":6,"name":"x"}}]}'
+    )
+    assert parse("races", races) == PageInfo(rows=2, races={5: [9, 10], 6: []})
+    assert parse("race", b'{"race":{"race_id":5,"events":[{"event_id":7}]}}').event_ids == [7]
+    part = (
+        b'[{"event":{"event_id":1,"participants":[]},"participants":['
+        b'{"registration_id":3,"last_modified":100},{"registration_id":8,"last_modified":90}]}]'
+    )
+    assert parse("participants", part) == PageInfo(rows=2, last_id=8, max_last_modified=100)
+    removed = (
+        b'[{"event":{"event_id":1,"participants":[{"registration_id":4,'
+        b'"last_modified":"2026-01-01 10:00:00","last_modified_ts":1767279600}]}}]'
+    )
+    assert parse("removed_participants", removed) == PageInfo(1, 4, 1767279600)
+    assert parse("participants", b"[]") == PageInfo()
+    err = b'{"error":{"error_code":6,"error_msg":"Key authentication failed"}}'
+    for endpoint in ("auth_check", "races", "race", "participants", "removed_participants"):
+        assert parse(endpoint, err) == ApiErrorBody(6, "Key authentication failed")
+    assert parse("participants", b'{"error":"bad thing"}') == ApiErrorBody(0, "bad thing")
+    for endpoint, body in [
+        ("participants", b'[{"event":{"event_id":1},"participants":[{"registration_id":3,"las'),
+        ("participants", b"<html><body>502 Bad Gateway</body></html>"),
+        ("participants", b'{"participants":[]}'),
+        ("races", b'{"something":"else"}'),
+        ("race", b"[]"),
+        ("races", b""),
+    ]:
+        with pytest.raises(ShapeError):
+            parse(endpoint, body)
+
+
+def _page(rows: int, last: int | None = None) -> Exchange:
+    return Exchange(True, PageInfo(rows=rows, last_id=last), seq=1)
+
+
+def test_paginate_keyset_until_short_page() -> None:
+    pages = {0: _page(3, 30), 30: _page(3, 60), 60: _page(1, 70)}
+    seen = [t for t, _ in paginate(pages.__getitem__, 0, keyset_next, short_page(3))]
+    assert seen == [0, 30, 60]
+
+
+def test_paginate_stops_on_failure_and_stuck_cursor() -> None:
+    pages = {0: _page(3, 30), 30: Exchange(False, error_msg="boom")}
+    assert [ex.ok for _, ex in paginate(pages.__getitem__, 0, keyset_next, short_page(3))] == [
+        True,
+        False,
+    ]
+    stuck = {0: _page(3, 30), 30: _page(3, 30)}
+    assert [t for t, _ in paginate(stuck.__getitem__, 0, keyset_next, short_page(3))] == [0, 30]
+    numbered = {1: _page(2), 2: _page(2), 3: _page(0)}
+    assert [t for t, _ in paginate(numbered.__getitem__, 1, page_number_next, short_page(2))] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_modified_after_rules() -> None:
+    now = 1_000_000.0
+    state = ListingState(max_last_modified=5000, last_complete_at=now - 60)
+    kw = {"now": now, "full": False, "full_every": 3600.0}
+    assert modified_after(state, overlap_seconds=10, **kw) == 4991
+    assert modified_after(state, overlap_seconds=0, **kw) == 5001
+    assert modified_after(None, overlap_seconds=10, **kw) is None
+    assert modified_after(ListingState(None, now), overlap_seconds=10, **kw) is None
+    assert modified_after(ListingState(5000, None), overlap_seconds=10, **kw) is None
+    assert modified_after(ListingState(5000, now - 7200), overlap_seconds=10, **kw) is None
+    assert modified_after(state, overlap_seconds=10, now=now, full=True, full_every=3600) is None
+
+
+def test_rate_limiter_spaces_requests() -> None:
+    limiter = RateLimiter(50.0)
+    start = time.monotonic()
+    for _ in range(6):
+        limiter.acquire()
+    assert time.monotonic() - start >= 0.09
+    unlimited = RateLimiter(0)
+    start = time.monotonic()
+    for _ in range(100):
+        unlimited.acquire()
+    assert time.monotonic() - start < 0.05
