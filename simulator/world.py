@@ -17,10 +17,13 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .formats import eastern_mdy_hm, flag, mdy_hm, money, race_date
 from .pools import Pools, build_pools
+
+if TYPE_CHECKING:
+    from .changes import Change
 
 AUTH_KINDS = ("api_key", "rsu_api_key", "bearer")
 
@@ -563,7 +566,7 @@ class World:
         deferrals: int = 1,
         seconds: int = 600,
         race_ids: Sequence[int] | None = None,
-    ) -> list[Any]:
+    ) -> list[Change]:
         """Move the clock ``seconds`` forward and apply changes; returns ``list[Change]``.
 
         See :func:`rsu.simulator.changes.advance` for the exact semantics.

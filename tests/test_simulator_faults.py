@@ -13,6 +13,7 @@ import pytest
 import requests
 from rsu.simulator import Faults, SimulatorServer, World
 from rsu.simulator.testing import SMALL, api_get
+from rsu.simulator.testing import simulator_fixture  # noqa: F401 - a pytest fixture
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +182,8 @@ def test_request_log_over_http(sim: SimulatorServer) -> None:
     assert [(e["path"], e["status"]) for e in log] == [("/Rest/races", 200)]
     sim.clear_requests()
     assert sim.requests == []
+
+
+def test_ready_made_fixture(simulator_fixture: SimulatorServer) -> None:  # noqa: F811
+    assert simulator_fixture.base_url.startswith("http://127.0.0.1:")
+    assert _races(simulator_fixture).status_code == 200
