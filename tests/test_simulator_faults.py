@@ -12,8 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from rsu.simulator import Faults, SimulatorServer, World
-from rsu.simulator.testing import SMALL, api_get
-from rsu.simulator.testing import simulator_fixture  # noqa: F401 - a pytest fixture
+from rsu.simulator.testing import (
+    SMALL,
+    api_get,
+    simulator_fixture,  # noqa: F401 - a pytest fixture
+)
 
 
 @pytest.fixture(scope="module")
