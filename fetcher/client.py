@@ -22,6 +22,7 @@ become a journal event; the backoff and ``Retry-After`` arithmetic is urllib3's 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from urllib3.util.retry import RequestHistory, Retry
 
 from .credentials import Credential
 from .redact import scrub
-from .report import RunStats
+from .report import RunStats, log
 from .shapes import ApiErrorBody, PageInfo, ShapeError, parse
 
 #: RunSignUp error codes worth retrying (14: "Request throttled.").
@@ -217,6 +218,20 @@ class ApiClient:
         """``message`` without query strings or this credential's secrets."""
         return scrub(message, self._secrets)
 
+    def _log_attempt(
+        self, endpoint: str, path: str, attempt: int, final: bool, message: str
+    ) -> None:
+        log.log(
+            logging.WARNING if final else logging.INFO,
+            "partner %s %s %s attempt %d %s: %s",
+            self.credential.timing_partner_id,
+            endpoint,
+            path,
+            attempt,
+            "gave up" if final else "will retry",
+            message,
+        )
+
     def _append(self, event: Any, body: bytes | None, race_id: int | None, event_id: int | None):
         ctx = self.context
         if ctx is None:
@@ -292,6 +307,7 @@ class ApiClient:
                     event_id,
                 )
                 last = Exchange(ok=False, attempts=attempt, error_msg=message)
+                self._log_attempt(endpoint, path, attempt, final, message)
                 if not final:
                     self.sleep(backoff_seconds(attempt, policy))
                 continue
@@ -328,6 +344,7 @@ class ApiClient:
                 last = Exchange(
                     False, attempts=attempt, http_status=status, error_msg=f"HTTP {status}"
                 )
+                self._log_attempt(endpoint, path, attempt, final, last.error_msg)
                 if not final:
                     self.sleep(
                         retry_after if retry_after is not None else backoff_seconds(attempt, policy)
@@ -344,6 +361,7 @@ class ApiClient:
                 last = Exchange(
                     False, attempts=attempt, http_status=status, error_msg=self.scrub(str(exc))
                 )
+                self._log_attempt(endpoint, path, attempt, final, last.error_msg)
                 if not final:
                     self.sleep(backoff_seconds(attempt, policy))
                 continue
@@ -354,6 +372,13 @@ class ApiClient:
                     error_code=info.code,
                     http_status=status,
                     error_msg=self.scrub(f"RunSignUp error {info.code}: {info.message}")[:500],
+                )
+                self._log_attempt(
+                    endpoint,
+                    path,
+                    attempt,
+                    final or info.code not in RETRYABLE_CODES,
+                    last.error_msg,
                 )
                 if info.code in RETRYABLE_CODES and not final:
                     self.sleep(

@@ -190,7 +190,9 @@ class RichProgress:
             console=console,
             transient=False,
         )
-        self._tasks = {k: self._progress.add_task(k, total=0) for k in self.KINDS}
+        self._tasks = {
+            k: self._progress.add_task(k, total=None if k == "pages" else 0) for k in self.KINDS
+        }
         self._lock = threading.Lock()
 
     def __enter__(self) -> RichProgress:

@@ -128,3 +128,48 @@ def test_rate_limiter_spaces_requests() -> None:
     for _ in range(100):
         unlimited.acquire()
     assert time.monotonic() - start < 0.05
+
+
+class _StubClient:
+    """Answers ``race`` with error 201 and every listing with one empty page."""
+
+    def __init__(self) -> None:
+        from rsu.fetcher.credentials import Credential
+
+        self.credential = Credential(5, "bearer", "", "t")
+        self.calls: list[tuple[str, int | None]] = []
+
+    def get(self, endpoint: str, path: str, params: dict, **kw) -> Exchange:
+        self.calls.append((endpoint, kw.get("event_id")))
+        if endpoint == "race":
+            return Exchange(False, error_code=201, error_msg="RunSignUp error 201: Race not found.")
+        return Exchange(True, PageInfo(rows=0), seq=1)
+
+
+def test_failed_race_detail_falls_back_to_listed_events() -> None:
+    from rsu.fetcher.client import RunContext, SessionPool, Timeouts
+    from rsu.fetcher.report import NullProgress, RunStats
+    from rsu.fetcher.walk import Walker, WalkSettings
+    from rsu.journal import Journal, ListingCompleted, open_db
+
+    settings = WalkSettings(
+        "http://x", (), None, None, False, 3600.0, 10, 2500, 1000, 0, RetryPolicy(), Timeouts()
+    )
+    journal = Journal(open_db(":memory:"))
+    stats = RunStats()
+    walker = Walker(settings, RunContext(journal, "r1", stats), SessionPool(), NullProgress())
+    client = _StubClient()
+    tasks = walker.race_task(client, 77, [701, 702], {})  # type: ignore[arg-type]
+    for task in tasks:
+        task()
+    assert client.calls == [
+        ("race", None),
+        ("participants", 701),
+        ("removed_participants", 701),
+        ("participants", 702),
+        ("removed_participants", 702),
+    ]
+    assert [(f.level, f.race_id, f.error_code) for f in stats.failures] == [("race", 77, 201)]
+    listings = [r.event for r in journal.find(kind="listing_completed")]
+    assert len(listings) == 4
+    assert all(isinstance(e, ListingCompleted) and e.complete for e in listings)
