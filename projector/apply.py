@@ -435,8 +435,13 @@ class Applier:
                 chunk,
             ):
                 pages[r[0]] = r
-        problems = [f"page seq {s} was not projected" for s in page_seqs if s not in pages]
-        problems += [f"page seq {p[0]}: {p[8]}" for p in pages.values() if not p[1] or p[3]]
+        problems = []
+        for number, page_seq in enumerate(dict.fromkeys(ev.page_seqs), 1):
+            page = pages.get(page_seq)
+            if page is None:
+                problems.append(f"page {number}: not projected")
+            elif not page[1] or page[3]:
+                problems.append(f"page {number}: {page[8]}")
         status, reason = "success", None
         if not ev.ok:
             status = "error"

@@ -20,6 +20,7 @@ from rsu.journal import (
     FetchFailed,
     Journal,
     ListingCompleted,
+    RequestFailed,
     ResponseReceived,
     RunFinished,
     RunStarted,
@@ -300,6 +301,15 @@ class Builder:
         http_status: int | None = 200,
         times: int = 1,
     ) -> int:
+        attempt = RequestFailed(
+            endpoint=endpoint,
+            path=f"/Rest/{endpoint}",
+            error_class="X",
+            attempt=3,
+            final=True,
+            race_id=race_id,
+        )
+        last = self.append(attempt, times=times, race_id=race_id)
         ev = FetchFailed(
             endpoint=endpoint,
             path=f"/Rest/{endpoint}",
@@ -308,6 +318,7 @@ class Builder:
             error_msg=msg,
             attempts=3,
             race_id=race_id,
+            last_seq=last,
         )
         return self.append(ev, times=times, race_id=race_id)
 

@@ -197,7 +197,7 @@ def test_participant_quirks_from_own_json():
             "status": "error",
             "entries_success": 2,
             "entries_failed": 1,
-            "reason": "page seq 1: 1 rows could not be projected",
+            "reason": "page 1: 1 rows could not be projected",
         }
     ]
 

@@ -139,7 +139,7 @@ def test_failed_or_incomplete_listing_removes_nobody():
     assert hist[1] == {"status": "error", "error_code": 14, "reason": "Request throttled."}
     assert hist[2]["status"] == "success"
     assert hist[3]["status"] == "error"
-    assert hist[3]["reason"].startswith("page seq ") and "body is not JSON" in hist[3]["reason"]
+    assert hist[3]["reason"].startswith("page 1: ") and "body is not JSON" in hist[3]["reason"]
     assert result.new_errors == 2 and result.exit_code == 1
     # the failed attempt's error body changed nothing
     assert len(_state(jn.db.conn)) == 6
@@ -231,10 +231,10 @@ def test_cli_project(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["project", "--db", str(db), "--batch-size", "2"])
     assert res.exit_code == 1, res.output
-    assert "projected: 4 events, 2 rows upserted, 1 new errors, checkpoint 4" in res.output
+    assert "projected: 5 events, 2 rows upserted, 1 new errors, checkpoint 5" in res.output
     res = runner.invoke(app, ["project", "--db", str(db)])
     assert res.exit_code == 0
-    assert "projected: 0 events, 0 rows upserted, 0 new errors, checkpoint 4" in res.output
+    assert "projected: 0 events, 0 rows upserted, 0 new errors, checkpoint 5" in res.output
     res = runner.invoke(app, ["project", "--db", str(db), "--rebuild"])
     assert res.exit_code == 0, res.output
-    assert "rebuilt: 4 events, 2 rows upserted, 0 new errors, checkpoint 4" in res.output
+    assert "rebuilt: 5 events, 2 rows upserted, 0 new errors, checkpoint 5" in res.output
