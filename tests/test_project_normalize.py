@@ -298,7 +298,7 @@ def test_real_race_85675_php_escapes():
 
 
 def test_real_races_list_and_2019_detail():
-    conn, result = _project_body("races", need_real("races-list-no-events-2018.json"))
+    conn, _ = _project_body("races", need_real("races-list-no-events-2018.json"))
     got = rows(
         conn,
         "SELECT race_id, name, fb_page_id, logo_url, is_registration_open "
@@ -392,3 +392,20 @@ def test_bad_shape_goes_to_projection_errors():
         {"item": -1, "reason": 'race body is not {"race": {...}}'}
     ]
     assert result.exit_code == 1
+
+
+def test_projector_imports_no_http_fetcher_cli_or_simulator():
+    import ast
+
+    from project_helpers import REPO
+
+    banned = ("requests", "urllib3", "rsu.fetcher", "rsu.cli", "rsu.simulator")
+    for path in (REPO / "projector").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            for name in names:
+                assert not name.startswith(banned), f"{path.name} imports {name}"

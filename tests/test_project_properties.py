@@ -6,10 +6,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+import rsu.projector.runner as runner_mod
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import rsu.projector.runner as runner_mod
 from project_helpers import (
     MAIN_TABLES,
     PROVENANCE,
@@ -220,7 +219,7 @@ def test_readers_never_see_empty_or_half_built_tables(tmp_path):
                     + conn.execute("SELECT COUNT(*) FROM sync_history").fetchone()
                 )
                 conn.execute("COMMIT")
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failures.append(exc)
         finally:
             conn.close()

@@ -3,8 +3,6 @@ error rows in sync_history, and the ``rsu project`` command."""
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
 from project_helpers import (
     Builder,
     j,
@@ -17,6 +15,7 @@ from project_helpers import (
 )
 from rsu.cli.main import app
 from rsu.projector import project
+from typer.testing import CliRunner
 
 RACE, EV = 100, 11
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
