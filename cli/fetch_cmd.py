@@ -1,17 +1,20 @@
-"""``rsu fetch``: thin typer wiring of :func:`rsu.fetcher.run_fetch`."""
+"""``rsu fetch`` and ``rsu sync``: thin typer wiring of :func:`rsu.fetcher.run_fetch` (and, for
+sync, :func:`rsu.projector.project` after it)."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail
-from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchUsageError, run_fetch
+from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchResult, FetchUsageError, run_fetch
 from rsu.fetcher.report import PlainProgress, RichProgress
 from rsu.journal import JournalError
+from rsu.projector import project
 
 
 def _date(value: str | None, option: str) -> date | None:
@@ -114,28 +117,36 @@ def fetch(
     Exit code 0 when all went well, 1 when any partner, race or event failed, 2 for usage
     errors (e.g. no credentials configured).
     """
+    result = _fetch(locals())
+    raise typer.Exit(result.exit_code)
+
+
+def _fetch(values: dict[str, Any]) -> FetchResult:
+    """Run one fetch from the parsed options of :func:`fetch` and print its one-line summary."""
+    db: Path = values["db"]
     options = FetchOptions(
-        base_url=base_url,
-        partner_ids=tuple(partner or ()),
-        race_ids=tuple(race or ()),
-        test=test,
-        full=full,
-        full_every=full_every * 3600.0,
-        all_races=all_races,
-        start_date=_date(start_date, "--start-date"),
-        end_date=_date(end_date, "--end-date"),
-        concurrency=concurrency,
-        max_rps=max_rps,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_attempts=max_attempts,
-        backoff_factor=backoff,
-        retry_after_cap=retry_after_cap,
-        overlap_seconds=overlap,
-        page_size=page_size,
-        log_file=log_file,
-        summary_file=summary_file,
+        base_url=values["base_url"],
+        partner_ids=tuple(values["partner"] or ()),
+        race_ids=tuple(values["race"] or ()),
+        test=values["test"],
+        full=values["full"],
+        full_every=values["full_every"] * 3600.0,
+        all_races=values["all_races"],
+        start_date=_date(values["start_date"], "--start-date"),
+        end_date=_date(values["end_date"], "--end-date"),
+        concurrency=values["concurrency"],
+        max_rps=values["max_rps"],
+        connect_timeout=values["connect_timeout"],
+        read_timeout=values["read_timeout"],
+        max_attempts=values["max_attempts"],
+        backoff_factor=values["backoff"],
+        retry_after_cap=values["retry_after_cap"],
+        overlap_seconds=values["overlap"],
+        page_size=values["page_size"],
+        log_file=values["log_file"],
+        summary_file=values["summary_file"],
     )
+    progress = values["progress"]
     show_bars = sys.stdout.isatty() if progress is None else progress
     try:
         if show_bars:
@@ -158,9 +169,35 @@ def fetch(
     )
     for line in result.failures:
         err_console.print(f"[red]failed:[/] {line}", soft_wrap=True, highlight=False, markup=True)
-    raise typer.Exit(result.exit_code)
+    return result
+
+
+def sync(**values: Any) -> None:
+    """Fetch, then project: the command for cron. Takes every option of `rsu fetch`.
+
+    Exit code 0 only when everything synced: the fetch had no failure and the projection
+    recorded no new error; 1 otherwise; 2 for usage errors.
+    """
+    fetched = _fetch(values)
+    try:
+        projected = project(values["db"])
+    except JournalError as exc:
+        fail(str(exc), 1)
+    for message in projected.messages:
+        err_console.print(message)
+    typer.echo(
+        f"project: {projected.events} events, {projected.rows_upserted} rows upserted, "
+        f"{projected.new_errors} new errors (see `rsu history --status error`)"
+    )
+    raise typer.Exit(max(fetched.exit_code, projected.exit_code))
+
+
+# `rsu sync` takes exactly the options of `rsu fetch` (one list, no copy to drift apart).
+sync.__signature__ = inspect.signature(fetch)  # type: ignore[attr-defined]
+sync.__annotations__ = {**fetch.__annotations__}
 
 
 def register(app: typer.Typer) -> None:
     """Add ``rsu fetch`` to the root app."""
     app.command("fetch")(fetch)
+    app.command("sync")(sync)

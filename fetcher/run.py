@@ -232,6 +232,7 @@ def run_fetch(
             max_rps=options.max_rps,
             policy=options.retry_policy(),
             timeouts=Timeouts(options.connect_timeout, options.read_timeout),
+            direct_races=len(creds) == 1,
         )
         sessions = SessionPool(pool_size=max(4, options.concurrency))
         walker = Walker(settings, RunContext(journal, run_id, stats), sessions, progress, started)

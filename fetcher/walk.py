@@ -11,6 +11,8 @@ Requests per partner, in order (``format=json`` always):
 1. ``auth_check``: ``GET /Rest/races?results_per_page=1&only_partner_races=T``;
 2. ``races``: ``GET /Rest/races?events=T&only_partner_races=T&results_per_page=N&page=P``
    (+ ``start_date``/``end_date`` as ``YYYY-MM-DD`` unless all races are asked for), every page;
+   With ``race_ids`` only those races are walked; when a single partner is in scope, a
+   requested race missing from its list is still asked for in step 3 (``direct_races``);
 3. ``race``: ``GET /Rest/race/{race_id}`` per race (all events, past ones included); when it
    fails, the events listed with the race in step 2 are used (and the race counts as failed);
 4. per event, ``participants``: ``GET /Rest/race/{race_id}/participants?event_id=E&sort=
@@ -63,6 +65,7 @@ class WalkSettings:
     max_rps: float
     policy: RetryPolicy
     timeouts: Timeouts
+    direct_races: bool = False
 
 
 class Walker:
@@ -156,7 +159,12 @@ class Walker:
             else:
                 self._fail("partner", pid, None, None, "races", ex)
         if self.s.race_ids:
-            races = {r: e for r, e in races.items() if r in self.s.race_ids}
+            if self.s.direct_races:
+                # one partner in scope: a race it did not list (past, private, outside the
+                # window) is still asked for directly; RunSignUp answers 201/7 if it is not hers
+                races = {r: races.get(r, []) for r in self.s.race_ids}
+            else:
+                races = {r: e for r, e in races.items() if r in self.s.race_ids}
         log.info("partner %s: %d races", pid, len(races))
         self.progress.note(f"partner {pid}: {len(races)} races")
         self.progress.advance("partners")
