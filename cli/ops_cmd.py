@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,8 @@ from rsu.cli.common import DEFAULT_DB, DbOption, fail
 from rsu.journal import open_db
 from rsu.projector.reports import StatusReport, history, sync_status
 
-console = Console(highlight=False)
+#: Wide when piped (cron mail, logs), the terminal's width otherwise.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _age(seconds: float | None) -> str:
@@ -32,24 +34,35 @@ def _open_existing(db: Path):  # type: ignore[no-untyped-def]
     return open_db(db)
 
 
+def _short_time(iso: str | None) -> str:
+    """``2026-11-30T05:01:02.123Z`` -> ``11-30 05:01`` (UTC); empty for ``None``."""
+    return "" if not iso else f"{iso[5:10]} {iso[11:16]}"
+
+
 def _print_status(report: StatusReport) -> None:
-    table = Table(title=f"Sync status at {report.now} (max age {_age(report.max_age_seconds)})")
-    for col in ("partner", "race", "name", "next event (UTC)", "active", "removed"):
-        table.add_column(col)
-    for col in ("last success", "age", "state"):
-        table.add_column(col)
+    title = f"Sync status at {report.now[:16]} UTC, max age {_age(report.max_age_seconds)}"
+    table = Table(title=title)
+    table.add_column("partner", justify="right")
+    table.add_column("race", justify="right")
+    table.add_column("name", no_wrap=True, max_width=24, overflow="ellipsis")
+    table.add_column("next event", no_wrap=True)
+    table.add_column("active", justify="right")
+    table.add_column("removed", justify="right")
+    table.add_column("last ok", no_wrap=True)
+    table.add_column("age", justify="right")
+    table.add_column("state", no_wrap=True)
     for p in report.partners:
         if p.failing or not p.races:
             state = "[red]FAILING[/]" if p.failing else "ok"
-            detail = f" ({p.last_error})" if p.last_error else ""
+            name = f"partner: {p.last_error}" if p.last_error else "partner"
             table.add_row(
                 str(p.timing_partner_id),
                 "-",
-                f"partner{detail}",
+                name,
                 "",
                 "",
                 "",
-                p.last_success or "never",
+                _short_time(p.last_success) or "never",
                 _age(p.age_seconds),
                 state,
             )
@@ -63,11 +76,11 @@ def _print_status(report: StatusReport) -> None:
             table.add_row(
                 str(r.timing_partner_id),
                 str(r.race_id),
-                r.name or "",
-                r.next_event_utc or "",
+                (r.name or "").strip(),
+                (r.next_event_utc or "")[:16].replace("T", " "),
                 str(r.active),
                 str(r.removed),
-                r.last_success or "never",
+                _short_time(r.last_success) or "never",
                 _age(r.age_seconds),
                 state,
             )
@@ -141,23 +154,34 @@ def register(app: typer.Typer) -> None:
                 typer.echo(json.dumps(row, ensure_ascii=False))
             return
         table = Table()
-        shown = (
-            "sync_time",
-            "timing_partner_id",
-            "race_id",
-            "event_id",
-            "endpoint",
-            "mode",
-            "status",
-            "num_of_synced_records",
-            "num_new",
-            "num_changed",
-            "num_removed",
-            "reason",
+        columns = (
+            ("time", "sync_time"),
+            ("partner", "timing_partner_id"),
+            ("race", "race_id"),
+            ("event", "event_id"),
+            ("listing", "endpoint"),
+            ("mode", "mode"),
+            ("status", "status"),
+            ("rows", "num_of_synced_records"),
+            ("new", "num_new"),
+            ("chg", "num_changed"),
+            ("rem", "num_removed"),
+            ("reason", "reason"),
         )
-        for col in shown:
-            table.add_column(col.replace("timing_partner_id", "partner").replace("num_", ""))
+        for header, _ in columns:
+            wrap = header == "reason"
+            table.add_column(header, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis")
+        short = {"participants": "participants", "removed_participants": "removed"}
         for row in rows:
-            style = "red" if row["status"] == "error" else None
-            table.add_row(*("" if row[c] is None else str(row[c]) for c in shown), style=style)
+            cells = []
+            for _, key in columns:
+                value = row[key]
+                if key == "sync_time":
+                    value = _short_time(value)
+                elif key == "endpoint":
+                    value = short.get(value, value)
+                elif key == "mode" and value:
+                    value = value[:4]
+                cells.append("" if value is None else str(value))
+            table.add_row(*cells, style="red" if row["status"] == "error" else None)
         console.print(table)
