@@ -361,7 +361,11 @@ class ApiClient:
                 last = Exchange(
                     False, attempts=attempt, http_status=status, error_msg=self.scrub(str(exc))
                 )
-                self._log_attempt(endpoint, path, attempt, final, last.error_msg)
+                self._log_attempt(
+                    endpoint, path, attempt, final or not exc.transient, last.error_msg
+                )
+                if not exc.transient:
+                    break
                 if not final:
                     self.sleep(backoff_seconds(attempt, policy))
                 continue

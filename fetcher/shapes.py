@@ -16,8 +16,9 @@ few fields it needs (unknown fields are skipped, which is what makes this fast):
 
 Any of them may instead be ``{"error": {"error_code": N, "error_msg": "..."}}`` (or
 ``{"error": "text"}``): that is an :class:`ApiErrorBody`. A body that does not parse or has an
-unexpected shape raises :class:`ShapeError` (the caller treats it as transient: truncated JSON
-happens).
+unexpected shape raises :class:`ShapeError`: ``transient`` when it is not JSON at all (truncated
+bodies and HTML error pages happen, and a retry usually cures them), not transient when it is
+valid JSON of the wrong shape (asking again would get the same answer).
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ import msgspec
 
 
 class ShapeError(Exception):
-    """The body is not JSON or not the shape the endpoint sends."""
+    """The body is not JSON (``transient``) or not the shape the endpoint sends (not transient)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,10 @@ def parse(endpoint: str, body: bytes) -> PageInfo | ApiErrorBody:
             return PageInfo(rows=1, event_ids=ids)
         if endpoint in ("participants", "removed_participants"):
             return _listing(endpoint, _listing_decoder.decode(body))
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ShapeError(f"{endpoint} body does not parse: {str(exc)[:200]}") from exc
+    except msgspec.ValidationError as exc:
+        raise ShapeError(f"{endpoint} body has an unexpected shape: {str(exc)[:200]}") from exc
+    except msgspec.DecodeError as exc:
+        raise ShapeError(f"{endpoint} body is not JSON: {str(exc)[:200]}", transient=True) from exc
     raise ValueError(f"unknown endpoint {endpoint!r}")
 
 

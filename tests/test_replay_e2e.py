@@ -162,6 +162,12 @@ def test_sync_of_recorded_real_responses(manifest: Path, tmp_path: Path) -> None
     with Journal.open(db) as j:
         assert j.verify().ok
         # byte-exact audit trail: the journaled body is the recorded file
-        page = j.find(kind="response_received", event_id=661702)[0]
-        body = j.body(page.body_sha256 or "")
+        pages = [
+            r
+            for r in j.find(kind="response_received", event_id=661702)
+            if r.event.endpoint == "participants"  # type: ignore[union-attr]
+        ]
+        body = j.body(pages[0].body_sha256 or "")
+    # valid JSON of an unexpected shape is not retried: asking again gets the same answer
+    assert len(pages) == 1
     assert body == (REAL / "participants-page-event-661702-trimmed.json").read_bytes()
