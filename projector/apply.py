@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 from rsu.journal import FetchFailed, Journal, JournalRow, ListingCompleted, ResponseReceived
 
 from . import normalize as n
+from . import typed
 from .normalize import MISSING
 from .records import (
     EVENT_DATA_COLUMNS,
@@ -41,6 +43,8 @@ from .records import (
 from .schema import EVENTS, PAGES, PARTICIPANTS, PROJECTION_ERRORS, RACES, SYNC_HISTORY, Table
 
 _decode = msgspec.json.decode
+#: ``(race_id, event_id, registration_id)`` of a registration (the timing partner is the row's).
+Key = tuple[int, int, int]
 #: Registration ids per ``IN (...)`` look-up.
 _IN_CHUNK = 2000
 _PARTICIPANT_ENDPOINTS = ("participants", "removed_participants")
@@ -158,16 +162,20 @@ class Applier:
         )
         self.counters.new_errors += cur.rowcount
 
-    def _load_body(self, row: JournalRow, ev: ResponseReceived) -> Any:
-        """The decoded success body, or raise :class:`BodyRejected`."""
+    def _raw_body(self, row: JournalRow, ev: ResponseReceived) -> bytes:
+        """The stored body of a success response, or raise :class:`BodyRejected`."""
         if ev.status >= 400 or ev.status < 200:
             raise BodyRejected(f"HTTP {ev.status}")
         if not row.body_sha256:
             raise BodyRejected("no body")
         try:
-            raw = self.journal.body(row.body_sha256)
+            return self.journal.body(row.body_sha256)
         except KeyError:
             raise BodyRejected("body missing from journal_blobs") from None
+
+    @staticmethod
+    def _decode_body(raw: bytes) -> Any:
+        """The decoded success body, or raise :class:`BodyRejected`."""
         try:
             body = _decode(raw)
         except msgspec.DecodeError as exc:
@@ -176,6 +184,10 @@ class Applier:
         if err is not None:
             raise BodyRejected(f"RunSignUp error {err[0]}: {err[1]}")
         return body
+
+    def _load_body(self, row: JournalRow, ev: ResponseReceived) -> Any:
+        """The decoded success body, or raise :class:`BodyRejected`."""
+        return self._decode_body(self._raw_body(row, ev))
 
     # -- races / race -----------------------------------------------------------------------
 
@@ -262,9 +274,14 @@ class Applier:
         stats = {"rows": 0, "failed": 0, "new": 0, "changed": 0, "unchanged": 0, "removed": 0}
         ok, reason = 1, None
         try:
-            body = self._load_body(row, ev)
-            rows = self._page_rows(row, ev, body, removed, stats)
-            self._write_rows(row, ev, rows, removed, stats)
+            raw = self._raw_body(row, ev)
+            typed_page = None if removed else self._typed_page(row, ev, raw)
+            if typed_page is not None:
+                self._store(row, typed_page[0], typed_page[1], removed, stats)
+            else:
+                body = self._decode_body(raw)
+                rows = self._page_rows(row, ev, body, removed, stats)
+                self._write_rows(row, ev, rows, removed, stats)
         except BodyRejected as exc:
             ok, reason = 0, str(exc)
         except BadShape as exc:
@@ -297,7 +314,7 @@ class Applier:
         body: Any,
         removed: bool,
         stats: dict[str, int],
-    ) -> dict[tuple[int, int, int], tuple[int, dict[str, Any]]]:
+    ) -> dict[Key, tuple[int, dict[str, Any]]]:
         """Raw rows of one page keyed by ``(race_id, event_id, registration_id)``; a
         registration repeated in the page counts once (the last occurrence wins)."""
         tp = row.timing_partner_id
@@ -307,7 +324,7 @@ class Applier:
             raise BadShape("no timing_partner_id/race_id on the journal row")
         if not isinstance(body, list):
             raise BadShape(f"{ev.endpoint} body is not a JSON array")
-        out: dict[tuple[int, int, int], tuple[int, dict[str, Any]]] = {}
+        out: dict[Key, tuple[int, dict[str, Any]]] = {}
         item = 0
         integer = n.integer
         for element in body:
@@ -346,13 +363,13 @@ class Applier:
                 out[(race_id, event_id, reg_id)] = (item, reg)
         return out
 
-    def _existing(self, tp: int, keys: Any) -> dict[tuple[int, int, int], tuple[Any, ...]]:
+    def _existing(self, tp: int, keys: Any) -> dict[Key, tuple[Any, ...]]:
         """Stored ``(last_seen_seq, *data columns)`` of these registrations, one query per
         (race, event) and :data:`_IN_CHUNK` ids."""
         by_scope: dict[tuple[int, int], list[int]] = {}
         for race_id, event_id, reg_id in keys:
             by_scope.setdefault((race_id, event_id), []).append(reg_id)
-        existing: dict[tuple[int, int, int], tuple[Any, ...]] = {}
+        existing: dict[Key, tuple[Any, ...]] = {}
         for (race_id, event_id), reg_ids in by_scope.items():
             for i in range(0, len(reg_ids), _IN_CHUNK):
                 chunk = reg_ids[i : i + _IN_CHUNK]
@@ -361,25 +378,57 @@ class Applier:
                     existing[(race_id, event_id, r[0])] = r[1:]
         return existing
 
+    def _typed_page(
+        self, row: JournalRow, ev: ResponseReceived, raw: bytes
+    ) -> tuple[dict[Key, tuple[Any, ...]], list[tuple[Key, tuple[Any, ...]]]] | None:
+        """A ``/participants`` page of the common shape, decoded to Structs and normalised by
+        :mod:`rsu.projector.typed`: ``(stored rows, [(key, values)])``. ``None`` when the page
+        has anything unusual: the generic path then projects it (and records its errors)."""
+        tp = row.timing_partner_id
+        race_id = row.race_id if row.race_id is not None else ev.race_id
+        if tp is None or race_id is None:
+            return None
+        elements = typed.decode_page(raw)
+        if elements is None:
+            return None
+        regs: dict[Key, typed.Registration] = {}
+        for element in elements:
+            e = element.event
+            el_event = e.event_id if e.__class__ is typed.ElementEvent else None  # type: ignore[union-attr]
+            page_regs = element.participants
+            if page_regs is None or page_regs is UNSET:
+                continue
+            for reg in page_regs:  # type: ignore[union-attr]
+                event_id = reg.event_id
+                if event_id is UNSET:
+                    if el_event.__class__ is not int:
+                        return None
+                    event_id = el_event
+                regs[(race_id, event_id, reg.registration_id)] = reg  # type: ignore[assignment]
+        existing = self._existing(tp, regs.keys())
+        out: list[tuple[Key, tuple[Any, ...]]] = []
+        typed_values = typed.typed_values
+        try:
+            for key, reg in regs.items():
+                out.append((key, typed_values(reg, key in existing)))
+        except Exception:  # any doubt: the generic path decides (and records the error)
+            return None
+        return existing, out
+
     def _write_rows(
         self,
         row: JournalRow,
         ev: ResponseReceived,
-        rows: dict[tuple[int, int, int], tuple[int, dict[str, Any]]],
+        rows: dict[Key, tuple[int, dict[str, Any]]],
         removed: bool,
         stats: dict[str, int],
     ) -> None:
-        """Normalise, diff against the stored rows and upsert one page's registrations."""
+        """Normalise one page's registrations (recording the rows that fail), then store them."""
         if not rows:
             return
-        tp = row.timing_partner_id
-        seq = row.seq
-        existing = self._existing(tp, rows.keys())
+        existing = self._existing(row.timing_partner_id, rows.keys())
         removed_at_default = _utc_seconds(row.recorded_at)
-        upserts: list[tuple[Any, ...]] = []
-        seen: list[tuple[Any, ...]] = []
-        removed_ix = PARTICIPANT_DATA_COLUMNS.index("removed_at")
-        provenance_new = (seq, None if removed else seq)
+        out: list[tuple[Key, tuple[Any, ...]]] = []
         for key, (item, reg) in rows.items():
             old_full = existing.get(key)
             try:
@@ -397,6 +446,29 @@ class Applier:
                 stats["failed"] += 1
                 self._error(row, item, f"registration {key[2]}: {exc}", ev.endpoint)
                 continue
+            out.append((key, values))
+        self._store(row, existing, out, removed, stats)
+
+    def _store(
+        self,
+        row: JournalRow,
+        existing: dict[Key, tuple[Any, ...]],
+        rows: list[tuple[Key, tuple[Any, ...]]],
+        removed: bool,
+        stats: dict[str, int],
+    ) -> None:
+        """Diff normalised registrations against the stored rows; upsert the new and changed
+        ones, move ``last_seen_seq`` of the unchanged ones."""
+        if not rows:
+            return
+        tp = row.timing_partner_id
+        seq = row.seq
+        upserts: list[tuple[Any, ...]] = []
+        seen: list[tuple[Any, ...]] = []
+        removed_ix = PARTICIPANT_DATA_COLUMNS.index("removed_at")
+        provenance_new = (seq, None if removed else seq)
+        for key, values in rows:
+            old_full = existing.get(key)
             stats["rows"] += 1
             if old_full is None:
                 stats["new"] += 1

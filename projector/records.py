@@ -249,17 +249,18 @@ def question_responses(value: Any) -> str:
         value = []
     if not isinstance(value, list):
         raise ValueError(f"question_responses is not a list: {value!r}")
-    for q in value:
-        if q.__class__ is not dict or q.get("question_id").__class__ is not str:
-            break
-    else:  # the common case: encode as sent, in C
-        return _json_plain.encode(value).decode()
-    items = []
-    for q in value:
-        q = n.obj(q)
-        if "question_id" in q:
-            q = {**q, "question_id": n.text(q["question_id"])}
-        items.append(q)
+    items = value  # copied on the first item that changes
+    for i, q in enumerate(value):
+        if q.__class__ is dict:
+            qid = q.get("question_id", MISSING)
+            if qid.__class__ is str or qid is MISSING:
+                continue
+            q = {**q, "question_id": n.text(qid)}
+        else:
+            q = n.obj(q)
+        if items is value:
+            items = list(value)
+        items[i] = q
     return _json_plain.encode(items).decode()
 
 

@@ -1,0 +1,290 @@
+"""Typed decoding of ``/participants`` pages: the common shape straight into msgspec Structs.
+
+RunSignUp's ``GET /Rest/race/{id}/participants`` pages (``shared/docs/runsignup-api.md`` §4) almost
+always have one shape. :func:`decode_page` decodes a page of that shape into :class:`Element` /
+:class:`Registration` Structs (no dicts, only the fields the projector reads) and
+:func:`typed_values` turns one registration into the same data columns as
+:func:`~rsu.projector.records.participant_values` (``removed=False``).
+
+Anything else -- a field of another JSON type (``[]`` for an object, a number where RunSignUp sends
+text, a boolean, a string ``last_modified``...), a missing ``registration_id``, an error object --
+fails validation, and the caller projects that page with the generic path
+(``msgspec.json.decode`` to dicts + :mod:`rsu.projector.records`), which handles every shape and
+records errors. So this module only has to be right for the inputs it accepts, and equal to the
+generic path there (``tests/test_project_typed.py`` checks this).
+
+Absent keys come out of :func:`typed_values` as :data:`~rsu.projector.normalize.MISSING`, an
+explicit ``null`` as ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from . import normalize as n
+from .normalize import MISSING
+from .records import _GMT_FORMAT, _Memo, question_responses
+
+# Field types: what the typed path accepts (anything else falls back to the generic path).
+_Text = str | int | UnsetType | None  # text as sent; a JSON integer becomes its decimal text
+_Int = int | str | UnsetType | None  # an integer, or a digit string
+_Str = str | UnsetType | None  # money, flags, dates: strings only
+
+
+class Address(msgspec.Struct, gc=False):
+    street: _Text = UNSET
+    city: _Text = UNSET
+    state: _Text = UNSET
+    zipcode: _Text = UNSET
+    country_code: _Text = UNSET
+
+
+class User(msgspec.Struct, gc=False):
+    user_id: _Int = UNSET
+    first_name: _Text = UNSET
+    middle_name: _Text = UNSET
+    last_name: _Text = UNSET
+    email: _Text = UNSET
+    dob: _Str = UNSET
+    gender: _Text = UNSET
+    phone: _Text = UNSET
+    address: Address | UnsetType | None = UNSET
+
+
+class Registration(msgspec.Struct, gc=False):
+    registration_id: int
+    event_id: int | UnsetType = UNSET
+    user: User | UnsetType | None = UNSET
+    bib_num: _Text = UNSET
+    chip_num: _Text = UNSET
+    age: _Int = UNSET
+    registration_date: _Str = UNSET
+    last_modified: int | UnsetType | None = UNSET
+    rsu_transaction_id: _Text = UNSET
+    transaction_id: _Text = UNSET
+    imported: _Str = UNSET
+    race_fee: _Str = UNSET
+    offline_payment_amount: _Str = UNSET
+    processing_fee: _Str = UNSET
+    processing_fee_paid_by_user: _Str = UNSET
+    processing_fee_paid_by_race: _Str = UNSET
+    partner_fee: _Str = UNSET
+    affiliate_profit: _Str = UNSET
+    extra_fees: _Str = UNSET
+    amount_paid: _Str = UNSET
+    usatf_discount_amount_in_cents: _Str = UNSET
+    usatf_discount_additional_field: _Text = UNSET
+    team_id: _Int = UNSET
+    team_name: _Text = UNSET
+    team_type_id: _Int = UNSET
+    team_type: _Text = UNSET
+    team_bib_num: _Text = UNSET
+    team_gender: _Text = UNSET
+    giveaway: _Text = UNSET
+    giveaway_option_id: _Int = UNSET
+    question_responses: Any = UNSET
+
+
+class ElementEvent(msgspec.Struct, gc=False):
+    event_id: int | UnsetType | None = UNSET
+
+
+class Element(msgspec.Struct, gc=False):
+    event: ElementEvent | UnsetType | None = UNSET
+    participants: list[Registration] | UnsetType | None = UNSET
+
+
+_decoder = msgspec.json.Decoder(list[Element])
+
+
+def decode_page(raw: bytes) -> list[Element] | None:
+    """The page as Structs, or ``None`` when it is not of the common shape (or not JSON)."""
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+class Unusual(Exception):
+    """A value the typed path does not handle: project the page with the generic path."""
+
+
+class _Memos:
+    """Memoised converters for one meaning of an absent key (``MISSING`` or ``None``)."""
+
+    def __init__(self, miss: Any) -> None:
+        self.miss = miss
+        self.text = self._memo(_text_of, limit=4096)
+        self.int = self._memo(n.integer, limit=4096)
+        self.flag = self._memo(n.flag)
+        self.cents = self._memo(n.cents)
+        self.date = self._memo(n.date)
+        self.no_user = (miss,) * 13
+        self.no_address = (miss,) * 5
+        self.no_lm = (miss, miss)
+
+    def _memo(self, fn: Any, limit: int = 65536) -> _Memo:
+        memo = _Memo(fn, missing=self.miss, limit=limit)
+        memo[UNSET] = self.miss
+        return memo
+
+
+#: ``M/D/YYYY HH:MM`` exactly (RunSignUp's ``registration_date``); the groups end at the hour.
+_MDY_HM = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):([0-5]\d)")
+_WHOLE_HOUR_OFFSET = re.compile(r"[+-]\d\d:00")
+#: ``"M/D/YYYY HH"`` -> (local ISO prefix up to the hour, its offset, UTC ISO prefix) when the
+#: whole hour has one offset of whole hours (every hour but a few in history), else ``None``.
+_HOURS: dict[str, tuple[str, str, str] | None] = {}
+_HOURS_LIMIT = 65536
+
+
+def _eastern_hour(hour: str) -> tuple[str, str, str] | None:
+    first, first_utc = n.eastern(hour + ":00")
+    last, last_utc = n.eastern(hour + ":59")
+    if (
+        first is None
+        or first_utc is None
+        or last is None
+        or len(first) != 25  # YYYY-MM-DDTHH:MM:SS+HH:MM
+        or len(first_utc) != 20  # YYYY-MM-DDTHH:MM:SSZ
+        or first[19:] != last[19:]
+        or not _WHOLE_HOUR_OFFSET.fullmatch(first[19:])
+        or first_utc[:14] + "59:00Z" != last_utc
+    ):
+        return None
+    return first[:14], first[19:], first_utc[:14]
+
+
+def eastern(value: Any) -> tuple[Any, Any]:
+    """:func:`rsu.projector.normalize.eastern`, computed once per hour for ``M/D/YYYY HH:MM``
+    (registration dates are nearly all distinct, their hours are not)."""
+    m = _MDY_HM.fullmatch(value) if value.__class__ is str else None
+    if m is None:
+        return n.eastern(value)
+    hour = value[: m.end(4)]
+    try:
+        base = _HOURS[hour]
+    except KeyError:
+        base = _eastern_hour(hour)
+        if len(_HOURS) < _HOURS_LIMIT:
+            _HOURS[hour] = base
+    if base is None:
+        return n.eastern(value)
+    minute = m.group(5)
+    return f"{base[0]}{minute}:00{base[1]}", f"{base[2]}{minute}:00Z"
+
+
+def _text_of(value: Any) -> Any:
+    return str(value) if value.__class__ is int else n.text(value)
+
+
+#: For a registration already stored (absent: keep the stored value) / not stored yet (``None``).
+_STORED = _Memos(MISSING)
+_NEW = _Memos(None)
+#: ``last_modified`` epoch seconds handled here (years 1970-9999); others go the generic way.
+_EPOCH_MAX = 253_402_300_800
+_gmtime = time.gmtime
+_strftime = time.strftime
+
+
+def typed_values(r: Registration, stored: bool = True) -> tuple[Any, ...]:
+    """The data columns of ``runsignup_participants`` for an active registration, as
+    ``participant_values(..., removed=False)`` gives them; for a registration not ``stored`` yet,
+    absent keys give ``None`` instead of ``MISSING``. Raises (``ValueError``, ``TypeError``,
+    :class:`Unusual`...) for a value the generic path would reject or could treat differently:
+    the caller then uses that path."""
+    m = _STORED if stored else _NEW
+    text = m.text
+    integer = m.int
+    user = r.user
+    if user.__class__ is User:
+        u: Any = user
+        a = u.address
+        if a.__class__ is Address:
+            address: tuple[Any, ...] = (
+                v if (v := a.street).__class__ is str else text[v],
+                v if (v := a.city).__class__ is str else text[v],
+                v if (v := a.state).__class__ is str else text[v],
+                v if (v := a.zipcode).__class__ is str else text[v],
+                v if (v := a.country_code).__class__ is str else text[v],
+            )
+        else:  # absent, or null (read as {}: every key absent)
+            address = m.no_address
+        user_cols: tuple[Any, ...] = (
+            v if (v := u.user_id).__class__ is int else integer[v],
+            v if (v := u.first_name).__class__ is str else text[v],
+            v if (v := u.middle_name).__class__ is str else text[v],
+            v if (v := u.last_name).__class__ is str else text[v],
+            v if (v := u.email).__class__ is str else text[v],
+            m.date[u.dob],
+            v if (v := u.gender).__class__ is str else text[v],
+            v if (v := u.phone).__class__ is str else text[v],
+            *address,
+        )
+    else:  # absent, or null (read as {})
+        user_cols = m.no_user
+    lm: Any = r.last_modified
+    if lm.__class__ is int:
+        if not 0 <= lm < _EPOCH_MAX:
+            raise Unusual(f"last_modified {lm!r}")
+        lm_cols: tuple[Any, ...] = (lm, _strftime(_GMT_FORMAT, _gmtime(lm)))
+    elif lm is None:
+        lm_cols = (None, None)
+    else:
+        lm_cols = m.no_lm
+    qr = r.question_responses
+    if qr is UNSET:
+        qr = m.miss
+    elif qr is not None:
+        qr = question_responses(qr)
+    rd = r.registration_date
+    if rd.__class__ is str:
+        reg_date = eastern(rd)
+    elif rd is None:
+        reg_date = (None, None)
+    else:
+        reg_date = m.no_lm
+    cents = m.cents
+    return (
+        *user_cols,
+        v if (c := (v := r.bib_num).__class__) is str else str(v) if c is int else text[v],
+        v if (v := r.chip_num).__class__ is str else text[v],
+        v if (v := r.age).__class__ is int else integer[v],
+        *reg_date,
+        *lm_cols,
+        v
+        if (c := (v := r.rsu_transaction_id).__class__) is str
+        else str(v)
+        if c is int
+        else text[v],
+        v if (v := r.transaction_id).__class__ is str else text[v],
+        m.flag[r.imported],
+        cents[r.race_fee],
+        cents[r.offline_payment_amount],
+        cents[r.processing_fee],
+        cents[r.processing_fee_paid_by_user],
+        cents[r.processing_fee_paid_by_race],
+        cents[r.partner_fee],
+        cents[r.affiliate_profit],
+        cents[r.extra_fees],
+        cents[r.amount_paid],
+        cents[r.usatf_discount_amount_in_cents],
+        v if (v := r.usatf_discount_additional_field).__class__ is str else text[v],
+        v if (v := r.team_id).__class__ is int else integer[v],
+        v if (v := r.team_name).__class__ is str else text[v],
+        v if (v := r.team_type_id).__class__ is int else integer[v],
+        v if (v := r.team_type).__class__ is str else text[v],
+        v if (v := r.team_bib_num).__class__ is str else text[v],
+        v if (v := r.team_gender).__class__ is str else text[v],
+        v if (v := r.giveaway).__class__ is str else text[v],
+        v if (v := r.giveaway_option_id).__class__ is int else integer[v],
+        qr,
+        None,
+        None,
+        None,
+    )
