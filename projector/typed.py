@@ -28,7 +28,7 @@ from msgspec import UNSET, UnsetType
 
 from . import normalize as n
 from .normalize import MISSING
-from .records import _GMT_FORMAT, _Memo, question_responses
+from .records import _Memo, question_responses
 
 # Field types: what the typed path accepts (anything else falls back to the generic path).
 _Text = str | int | UnsetType | None  # text as sent; a JSON integer becomes its decimal text
@@ -134,16 +134,21 @@ class _Memos:
         return memo
 
 
-#: ``M/D/YYYY HH:MM`` exactly (RunSignUp's ``registration_date``); the groups end at the hour.
-_MDY_HM = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):([0-5]\d)")
+#: ``M/D/YYYY HH`` (RunSignUp's ``registration_date`` up to the hour).
+_MDY_H = re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}")
 _WHOLE_HOUR_OFFSET = re.compile(r"[+-]\d\d:00")
-#: ``"M/D/YYYY HH"`` -> (local ISO prefix up to the hour, its offset, UTC ISO prefix) when the
-#: whole hour has one offset of whole hours (every hour but a few in history), else ``None``.
+_MINUTES = frozenset(f"{m:02d}" for m in range(60))
+#: ``"M/D/YYYY HH"`` -> (local ISO up to the hour, ``":00"`` + its UTC offset, UTC ISO up to the
+#: hour) when the whole hour has one offset of whole hours (every hour but a few in history),
+#: else ``None``.
 _HOURS: dict[str, tuple[str, str, str] | None] = {}
-_HOURS_LIMIT = 65536
+_CACHE_LIMIT = 65536
+_NOT_CACHED: Any = object()
 
 
 def _eastern_hour(hour: str) -> tuple[str, str, str] | None:
+    if not _MDY_H.fullmatch(hour):
+        return None
     first, first_utc = n.eastern(hour + ":00")
     last, last_utc = n.eastern(hour + ":59")
     if (
@@ -157,26 +162,39 @@ def _eastern_hour(hour: str) -> tuple[str, str, str] | None:
         or first_utc[:14] + "59:00Z" != last_utc
     ):
         return None
-    return first[:14], first[19:], first_utc[:14]
+    return first[:14], ":00" + first[19:], first_utc[:14]
 
 
 def eastern(value: Any) -> tuple[Any, Any]:
     """:func:`rsu.projector.normalize.eastern`, computed once per hour for ``M/D/YYYY HH:MM``
     (registration dates are nearly all distinct, their hours are not)."""
-    m = _MDY_HM.fullmatch(value) if value.__class__ is str else None
-    if m is None:
-        return n.eastern(value)
-    hour = value[: m.end(4)]
-    try:
-        base = _HOURS[hour]
-    except KeyError:
-        base = _eastern_hour(hour)
-        if len(_HOURS) < _HOURS_LIMIT:
-            _HOURS[hour] = base
-    if base is None:
-        return n.eastern(value)
-    minute = m.group(5)
-    return f"{base[0]}{minute}:00{base[1]}", f"{base[2]}{minute}:00Z"
+    if value.__class__ is str and value[-3:-2] == ":" and (minute := value[-2:]) in _MINUTES:
+        hour = value[:-3]
+        base = _HOURS.get(hour, _NOT_CACHED)
+        if base is _NOT_CACHED:
+            base = _eastern_hour(hour)
+            if len(_HOURS) < _CACHE_LIMIT:
+                _HOURS[hour] = base
+        if base is not None:
+            return base[0] + minute + base[1], base[2] + minute + ":00Z"
+    return n.eastern(value)
+
+
+#: Epoch hour -> ``"YYYY-MM-DDTHH:"`` (UTC); seconds within the hour -> ``"MM:SSZ"``.
+_UTC_HOURS: dict[int, str] = {}
+_MM_SS = [f"{s // 60:02d}:{s % 60:02d}Z" for s in range(3600)]
+
+
+def epoch_utc(secs: int) -> str:
+    """``time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(secs))``, one ``strftime`` per hour
+    (``0 <= secs`` < year 10000)."""
+    hour, rest = divmod(secs, 3600)
+    prefix = _UTC_HOURS.get(hour)
+    if prefix is None:
+        prefix = _strftime("%Y-%m-%dT%H:", _gmtime(hour * 3600))
+        if len(_UTC_HOURS) < _CACHE_LIMIT:
+            _UTC_HOURS[hour] = prefix
+    return prefix + _MM_SS[rest]
 
 
 def _text_of(value: Any) -> Any:
@@ -232,7 +250,7 @@ def typed_values(r: Registration, stored: bool = True) -> tuple[Any, ...]:
     if lm.__class__ is int:
         if not 0 <= lm < _EPOCH_MAX:
             raise Unusual(f"last_modified {lm!r}")
-        lm_cols: tuple[Any, ...] = (lm, _strftime(_GMT_FORMAT, _gmtime(lm)))
+        lm_cols: tuple[Any, ...] = (lm, epoch_utc(lm))
     elif lm is None:
         lm_cols = (None, None)
     else:

@@ -139,3 +139,9 @@ def test_page_mixing_typed_and_generic_pages_matches_generic_only(monkeypatch):
     assert dump(jn.db.conn) == dump(plain.db.conn)
     row = json.loads(dump(jn.db.conn).split("## runsignup_participants")[1].splitlines()[5])
     assert row[3] == 5 and row[17] == "9"
+
+
+@settings(max_examples=500, deadline=None)
+@given(secs=st.one_of(st.integers(0, 253_402_300_799), st.integers(1_600_000_000, 1_800_000_000)))
+def test_hourly_epoch_utc_equals_epoch_utc(secs):
+    assert typed.epoch_utc(secs) == n.epoch_utc(secs)
