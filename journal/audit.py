@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from .envelope import runsignup_error
 from .events import EVENT_TYPES, ResponseReceived, RunFinished, RunStarted
 from .store import Journal, JournalRow, sha256_hex
 
@@ -36,28 +37,14 @@ _NEEDS_EVENT = frozenset({"participants", "removed_participants"})
 KINDS: tuple[str, ...] = tuple(sorted(EVENT_TYPES))
 
 
-def rsu_error(body: bytes) -> tuple[int | None, str | None] | None:
-    """``(error_code, error_msg)`` when ``body`` is a RunSignUp error object, else ``None``.
-
-    RunSignUp sends errors with HTTP 200 as ``{"error": {"error_code": 201, "error_msg": "..."}}``;
-    a string ``error`` is read as the message (code ``None``). Bodies that are not JSON objects, or
-    objects without ``error``, are not errors.
-    """
+def rsu_error(body: bytes) -> tuple[int | None, str] | None:
+    """``(error_code, error_msg)`` when the raw ``body`` is a RunSignUp error object, else
+    ``None`` (see :func:`rsu.journal.envelope.runsignup_error`); a non-JSON body is no error."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(doc, dict) or "error" not in doc:
-        return None
-    err = doc["error"]
-    if isinstance(err, dict):
-        code = err.get("error_code")
-        msg = err.get("error_msg")
-        return (
-            int(code) if isinstance(code, int | str) and str(code).isdigit() else None,
-            None if msg is None else str(msg),
-        )
-    return None, None if err is None else str(err)
+    return runsignup_error(doc)
 
 
 def summarize(journal: Journal, row: JournalRow) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 from rsu.journal import FetchFailed, Journal, JournalRow, ListingCompleted, ResponseReceived
+from rsu.journal.envelope import runsignup_error
 
 from . import normalize as n
 from . import typed
@@ -90,24 +91,6 @@ def _merge(new: tuple[Any, ...], old: tuple[Any, ...] | None) -> tuple[Any, ...]
 def _utc_seconds(recorded_at: str) -> str:
     """A journal ``recorded_at`` (``...T..:..:..mmmZ``) trimmed to whole seconds, ``...Z``."""
     return recorded_at[:19] + "Z" if len(recorded_at) >= 19 else recorded_at
-
-
-def error_of(body: Any) -> tuple[int | None, str] | None:
-    """``(error_code, error_msg)`` when ``body`` is a RunSignUp error object, else ``None``.
-
-    Handles the nested ``{"error": {"error_code", "error_msg"}}`` and a bare string ``error``.
-    """
-    if not isinstance(body, dict) or "error" not in body:
-        return None
-    err = body["error"]
-    if isinstance(err, dict):
-        code = err.get("error_code")
-        try:
-            code = n.integer(code)
-        except ValueError:
-            code = None
-        return code, str(err.get("error_msg") or err.get("error_message") or "")
-    return None, str(err)
 
 
 class Applier:
@@ -180,7 +163,7 @@ class Applier:
             body = _decode(raw)
         except msgspec.DecodeError as exc:
             raise BodyRejected(f"body is not JSON: {exc}") from None
-        err = error_of(body)
+        err = runsignup_error(body)
         if err is not None:
             raise BodyRejected(f"RunSignUp error {err[0]}: {err[1]}")
         return body
