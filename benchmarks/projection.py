@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from project_helpers import Builder, j, participants_body, race_obj, registration
+
 from rsu.journal import Journal, open_db
 from rsu.projector import project
 from rsu.projector.schema import PARTICIPANTS

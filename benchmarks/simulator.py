@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 import requests
+
 from rsu.simulator import SimulatorServer, World, WorldConfig
 
 PAGE = 2500

@@ -7,6 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+
 from rsu.journal import DB_ENV
 
 DbOption = Annotated[

@@ -10,6 +10,7 @@ import os
 from typing import Annotated
 
 import typer
+
 from rsu.cli.common import DEFAULT_DB, DbOption, fail
 from rsu.fetcher import (
     DEFAULT_BASE_URL,

@@ -22,6 +22,7 @@ import sqlite_utils
 import typer
 from rich.console import Console
 from rich.table import Table
+
 from rsu.cli.common import fail
 from rsu.fetcher import FetchOptions, FetchResult, FetchUsageError, run_fetch
 from rsu.fetcher.credentials import add_credential, load_credentials

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail
 from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchResult, FetchUsageError, run_fetch
 from rsu.fetcher.report import PlainProgress, RichProgress

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from rsu.cli.common import DEFAULT_DB, DbOption, fail
 from rsu.journal import Journal, JournalError
 from rsu.journal.audit import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+
 from rsu.cli import (
     credentials_cmd,
     demo_cmd,

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+
 from rsu.cli.common import DEFAULT_DB, DbOption, fail
 from rsu.journal import open_db
 from rsu.projector.reports import StatusReport, history, sync_status

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail
 from rsu.journal import JournalError
 from rsu.projector import DEFAULT_BATCH_SIZE, project

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import typer
+
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
 
 app = typer.Typer(

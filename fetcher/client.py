@@ -31,6 +31,9 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import RequestHistory, Retry
+
 from rsu.journal import (
     FetchFailed,
     Journal,
@@ -39,8 +42,6 @@ from rsu.journal import (
     redact_query,
     sha256_hex,
 )
-from urllib3.exceptions import InvalidHeader
-from urllib3.util.retry import RequestHistory, Retry
 
 from .credentials import Credential
 from .redact import scrub

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 from msgspec import UNSET
+
 from rsu.journal import FetchFailed, Journal, JournalRow, ListingCompleted, ResponseReceived
 from rsu.journal.envelope import runsignup_error
 

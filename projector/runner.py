@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlite_utils
+
 from rsu.journal import Journal, open_db
 
 from .apply import Applier, Counters

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
 from rsu.fetcher import FetchOptions
 from rsu.fetcher.credentials import add_credential
 from rsu.journal import Journal, ResponseReceived, open_db

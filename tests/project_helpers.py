@@ -16,6 +16,7 @@ from typing import Any
 from unittest import mock
 
 import msgspec
+
 from rsu.journal import (
     FetchFailed,
     Journal,

@@ -6,10 +6,11 @@ import sqlite3
 from pathlib import Path
 
 from fetch_helpers import SMALL, seed_credentials
+from typer.testing import CliRunner
+
 from rsu.cli.main import app
 from rsu.fetcher.credentials import fingerprint
 from rsu.simulator import SimulatorServer, World
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

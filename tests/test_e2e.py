@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 from fetch_helpers import fast_options, seed_credentials
+from typer.testing import CliRunner
+
 from rsu.cli.main import app
 from rsu.fetcher import run_fetch
 from rsu.journal import Journal
 from rsu.projector import project
 from rsu.projector.reports import sync_status
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
-from typer.testing import CliRunner
 
 FAULTS = Faults(seed=5, http_5xx=0.05, throttle=0.05, truncated=0.03)
 #: The world's clock starts today so its races are upcoming, as on a real race week.

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from fetch_helpers import SMALL, seed_credentials
+from typer.testing import CliRunner
+
 from rsu.cli.main import app
 from rsu.simulator import Credential, SimulatorServer, World
-from typer.testing import CliRunner
 
 runner = CliRunner()
 FAST = ["--all-races", "--max-rps", "0", "--backoff", "0.001", "--no-progress"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fetch_helpers import fast_options, journaled_ids, non_empty, seed_credentials, world_ids
+
 from rsu.fetcher import run_fetch
 from rsu.journal import Journal
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig

@@ -8,9 +8,10 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 from fetch_helpers import SMALL, seed_credentials
+from typer.testing import CliRunner
+
 from rsu.cli.main import app
 from rsu.simulator import Credential, Faults, SimulatorServer, World
-from typer.testing import CliRunner
 
 CANARIES = {
     "api_key": ("CANARYKEY-a1b2c3d4e5f6", "CANARY/secret+api=1a2b3c"),

@@ -15,6 +15,7 @@ from fetch_helpers import (
     seed_credentials,
     world_ids,
 )
+
 from rsu.fetcher import run_fetch
 from rsu.journal import (
     FetchFailed,

@@ -7,6 +7,7 @@ import time
 from email.utils import formatdate
 
 import pytest
+
 from rsu.fetcher.client import Exchange, RateLimiter, RetryPolicy, backoff_seconds
 from rsu.fetcher.client import retry_after_seconds as retry_after
 from rsu.fetcher.cursor import ListingState, modified_after

@@ -7,9 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from rsu.cli.main import app
 from rsu.journal import Journal, ResponseReceived, RunFinished, RunStarted, sha256_hex
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from rsu.journal.envelope import runsignup_error
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "runsignup" / "real"

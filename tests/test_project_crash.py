@@ -22,6 +22,7 @@ from project_helpers import (
     removed_body,
     removed_registration,
 )
+
 from rsu.projector import project
 
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from project_helpers import DATA, REAL, Builder, j, new_journal, participants_body, rows
+
 from rsu.projector import normalize as n
 from rsu.projector import project
 from rsu.projector.normalize import MISSING

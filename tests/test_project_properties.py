@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-import rsu.projector.runner as runner_mod
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from project_helpers import (
@@ -23,6 +22,8 @@ from project_helpers import (
     removed_body,
     removed_registration,
 )
+
+import rsu.projector.runner as runner_mod
 from rsu.projector import project
 
 RACE = 100

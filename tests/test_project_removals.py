@@ -13,9 +13,10 @@ from project_helpers import (
     removed_registration,
     rows,
 )
+from typer.testing import CliRunner
+
 from rsu.cli.main import app
 from rsu.projector import project
-from typer.testing import CliRunner
 
 RACE, EV = 100, 11
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z

@@ -18,6 +18,7 @@ from project_helpers import (
     participants_body,
     registration,
 )
+
 from rsu.projector import normalize as n
 from rsu.projector import project, typed
 from rsu.projector.normalize import MISSING

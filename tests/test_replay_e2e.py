@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from fetch_helpers import seed_credentials
+from typer.testing import CliRunner
+
 from rsu.cli.main import app
 from rsu.journal import Journal
 from rsu.simulator import Credential, ReplayServer
-from typer.testing import CliRunner
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "runsignup" / "real"
 

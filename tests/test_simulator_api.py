@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from rsu.simulator import Credential, SimulatorServer, World, WorldConfig
 from rsu.simulator.testing import SMALL, api_get
 

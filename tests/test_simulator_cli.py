@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from rsu.cli.simulator_cmd import app
 from typer.testing import CliRunner
+
+from rsu.cli.simulator_cmd import app
 
 runner = CliRunner()
 

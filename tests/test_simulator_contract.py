@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 import requests
+from sim_helpers import REAL, Schema, load, mismatches, real_fixtures
+
 from rsu.simulator import SimulatorServer, World, WorldConfig
 from rsu.simulator.testing import api_get
-from sim_helpers import REAL, Schema, load, mismatches, real_fixtures
 
 CONFIG = WorldConfig(
     seed=3,

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+
 from rsu.simulator import Faults, SimulatorServer, World
 from rsu.simulator.testing import (
     SMALL,

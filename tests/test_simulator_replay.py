@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from rsu.simulator import Exchange, Faults, ReplayServer, load_manifest
 from sim_helpers import REAL, real_fixtures
+
+from rsu.simulator import Exchange, Faults, ReplayServer, load_manifest
 
 
 @pytest.fixture

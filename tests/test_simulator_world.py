@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+
 from rsu.simulator import Change, World, WorldConfig
 from rsu.simulator.testing import SMALL
 
