@@ -25,6 +25,22 @@ DEFAULT_DB = Path("rsu.db")
 err_console = Console(stderr=True, highlight=False)
 
 
+def require_db(db: Path) -> None:
+    """Exit 2 with a clear message when the database file ``db`` does not exist.
+
+    Only ``rsu credentials add`` and ``rsu demo`` create a database; every other command on a
+    mistyped path must say so instead of creating an empty file and reporting nothing to do.
+    """
+    if not db.exists():
+        fail(
+            f"database {db} does not exist (pass --db or set RSU_DB; "
+            "`rsu credentials add --db FILE ...` creates one)",
+            2,
+        )
+    if not db.is_file():
+        fail(f"database {db} is not a file", 2)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one clean line on stderr and exit with ``code``."""
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)

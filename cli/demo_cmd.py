@@ -10,6 +10,7 @@ showing what changed. The world's seed, start and number of advances live in the
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections import Counter
@@ -32,7 +33,8 @@ from rsu.projector import project
 from rsu.projector.reports import run_changes, totals
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
 
-console = Console(highlight=False)
+#: Wide when piped so that the suggested commands are not wrapped mid-command.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 DEMO_DB = Path("rsu-demo.db")
 DEMO_SEED = 2026
 
@@ -115,6 +117,21 @@ def _summary_table(db: sqlite_utils.Database, fetch: FetchResult, seconds: float
     return table
 
 
+def _rsu_command() -> str:
+    """How to call ``rsu`` in the hints: ``rsu`` when it is on PATH, else its full path
+    (e.g. ``.venv/bin/rsu`` when the virtual environment is not activated)."""
+    on_path = shutil.which("rsu")
+    mine = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if on_path and mine and Path(on_path).resolve() == mine:
+        return "rsu"
+    if mine and mine.name == "rsu":
+        try:
+            return str(mine.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(mine)
+    return "rsu"
+
+
 def register(app: typer.Typer) -> None:
     """Add ``demo`` to the root app."""
 
@@ -134,6 +151,14 @@ def register(app: typer.Typer) -> None:
             database = open_db(db)
         except JournalError as exc:
             fail(str(exc))
+        if not database["demo_state"].exists() and load_credentials(database):
+            database.conn.close()
+            fail(
+                f"{db} holds real credentials and is not a demo database; the demo would add "
+                "simulated partners and registrations to it. Use another --db (default "
+                f"{DEMO_DB}).",
+                2,
+            )
         state = load_state(database)
         console.print(f"Building the simulated RunSignUp world (seed {state.seed})...")
         world = demo_world(state)
@@ -181,15 +206,16 @@ def register(app: typer.Typer) -> None:
         database.conn.close()
         for line in fetch.failures[:10]:
             console.print(f"[red]failure:[/] {line}")
+        rsu = _rsu_command()
         console.print(
             "\nNext, try:\n"
-            f"  rsu status --db {db} --max-age 86400   # freshness per partner and race\n"
-            f"  rsu history --db {db} --limit 20      # what each sync did\n"
-            f"  rsu journal log --db {db} --limit 20  # the raw audit trail\n"
-            f"  rsu journal verify --db {db}          # hash chain and bodies intact?\n"
+            f"  {rsu} status --db {db} --max-age 86400   # freshness per partner and race\n"
+            f"  {rsu} history --db {db} --limit 20      # what each sync did\n"
+            f"  {rsu} journal log --db {db} --limit 20  # the raw audit trail\n"
+            f"  {rsu} journal verify --db {db}          # hash chain and bodies intact?\n"
             f"  sqlite3 {db} 'SELECT bib_num, first_name, last_name FROM runsignup_participants "
             "LIMIT 10'\n"
-            f"  rsu demo --db {db}                    # again: the world changes, incremental sync"
+            f"  {rsu} demo --db {db}                    # again: the world changes, incremental"
         )
         code = max(fetch.exit_code, projected.exit_code)
         if code:

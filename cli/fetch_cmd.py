@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail
+from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
 from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchResult, FetchUsageError, run_fetch
 from rsu.fetcher.report import PlainProgress, RichProgress
 from rsu.journal import JournalError
@@ -64,11 +64,15 @@ def fetch(
     ] = False,
     start_date: Annotated[
         str | None,
-        typer.Option("--start-date", help="Races dated on or after YYYY-MM-DD [today - 30 days]."),
+        typer.Option(
+            "--start-date", help="Races on or after YYYY-MM-DD (default: today - 30 days)."
+        ),
     ] = None,
     end_date: Annotated[
         str | None,
-        typer.Option("--end-date", help="Races dated on or before YYYY-MM-DD [today + 365 days]."),
+        typer.Option(
+            "--end-date", help="Races on or before YYYY-MM-DD (default: today + 365 days)."
+        ),
     ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=64, help="Worker threads.")
@@ -109,7 +113,7 @@ def fetch(
     progress: Annotated[
         bool | None,
         typer.Option(
-            "--progress/--no-progress", help="Progress bars [default: on a terminal only]."
+            "--progress/--no-progress", help="Progress bars (default: only on a terminal)."
         ),
     ] = None,
 ) -> None:
@@ -125,6 +129,7 @@ def fetch(
 def _fetch(values: dict[str, Any]) -> FetchResult:
     """Run one fetch from the parsed options of :func:`fetch` and print its one-line summary."""
     db: Path = values["db"]
+    require_db(db)
     options = FetchOptions(
         base_url=values["base_url"],
         partner_ids=tuple(values["partner"] or ()),
@@ -194,8 +199,7 @@ def sync(**values: Any) -> None:
 
 
 # `rsu sync` takes exactly the options of `rsu fetch` (one list, no copy to drift apart).
-sync.__signature__ = inspect.signature(fetch)  # type: ignore[attr-defined]
-sync.__annotations__ = {**fetch.__annotations__}
+sync.__signature__ = inspect.signature(fetch, eval_str=True)  # type: ignore[attr-defined]
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, fail
+from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
 from rsu.journal import Journal, JournalError
 from rsu.journal.audit import (
     IMPORT_PATHS,
@@ -33,9 +33,9 @@ app = typer.Typer(help="Audit the journal of raw API responses.", no_args_is_hel
 
 @contextmanager
 def _open(db: Path, *, create: bool = False) -> Iterator[Journal]:
-    """Open the journal at ``db``; a missing file is an error (exit 1) unless ``create``."""
-    if not create and not db.exists():
-        fail(f"database {db} does not exist (give --db or set RSU_DB)")
+    """Open the journal at ``db``; a missing file is a usage error (exit 2) unless ``create``."""
+    if not create:
+        require_db(db)
     try:
         with Journal.open(db) as journal:
             yield journal

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import sqlite_utils
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from rsu.cli.common import DEFAULT_DB, DbOption, fail
-from rsu.journal import open_db
+from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
+from rsu.journal import JournalError, open_db
 from rsu.projector.reports import StatusReport, history, sync_status
 
 #: Wide when piped (cron mail, logs), the terminal's width otherwise.
@@ -29,10 +31,14 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def _open_existing(db: Path):  # type: ignore[no-untyped-def]
-    if not db.exists():
-        fail(f"database {db} does not exist; run `rsu sync --db {db}` first (or pass --db)")
-    return open_db(db)
+def _open_existing(db: Path) -> sqlite_utils.Database:
+    require_db(db)
+    try:
+        database = open_db(db)
+        database.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except (JournalError, sqlite3.Error) as exc:
+        fail(f"cannot read database {db}: {exc}")
+    return database
 
 
 def _short_time(iso: str | None) -> str:

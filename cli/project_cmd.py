@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail
+from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
 from rsu.journal import JournalError
 from rsu.projector import DEFAULT_BATCH_SIZE, project
 
@@ -21,6 +21,7 @@ def project_command(
     ] = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Project new journal events into runsignup_races/events/participants and sync_history."""
+    require_db(db)
     try:
         result = project(db, rebuild=rebuild, batch_size=batch_size, progress=None)
     except JournalError as exc:

@@ -163,10 +163,38 @@ def test_status_flags_a_race_with_an_upcoming_event_that_stopped_syncing(tmp_pat
     assert stale and all(r.next_event_utc is not None for r in stale)
 
 
-@pytest.mark.parametrize("args", [["status"], ["history"]])
-def test_read_commands_refuse_a_missing_database(tmp_path: Path, args: list[str]) -> None:
+@pytest.mark.parametrize("args", [["status"], ["history"], ["project"], ["sync"], ["fetch"]])
+def test_commands_refuse_a_missing_database(tmp_path: Path, args: list[str]) -> None:
     missing = tmp_path / "nope.db"
     result = CliRunner().invoke(app, [*args, "--db", str(missing)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "does not exist" in result.output
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("args", [["status"], ["history"], ["project"]])
+def test_commands_refuse_a_file_that_is_not_sqlite(tmp_path: Path, args: list[str]) -> None:
+    bogus = tmp_path / "notes.db"
+    bogus.write_text("these are my race notes, not a database\n")
+    result = CliRunner().invoke(app, [*args, "--db", str(bogus)])
+    assert result.exit_code == 1
+    assert "not a database" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert bogus.read_text() == "these are my race notes, not a database\n"
+
+
+def test_sync_honours_rsu_db_and_rsu_base_url(tmp_path: Path) -> None:
+    world = _world()
+    db = tmp_path / "elsewhere.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        result = CliRunner().invoke(
+            app,
+            ["sync", "--all-races", "--max-rps", "0", "--log-file", str(tmp_path / "l.log")],
+            env={"RSU_DB": str(db), "RSU_BASE_URL": sim.base_url},
+        )
+    assert result.exit_code == 0, result.output
+    active, _ = _table_state(db)
+    assert active == _world_state(world)[0]
+    help_text = CliRunner().invoke(app, ["sync", "--help"], env={"COLUMNS": "200"}).output
+    assert "RSU_DB" in help_text and "Registrations per page" in help_text

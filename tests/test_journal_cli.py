@@ -138,7 +138,7 @@ def test_log_usage_errors(db: Path, args: list[str]) -> None:
 def test_read_commands_need_an_existing_db(tmp_path: Path, cmd: list[str]) -> None:
     missing = tmp_path / "missing.db"
     res = rsu("journal", *cmd, "--db", missing)
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "does not exist" in res.stderr
     assert not missing.exists()
 
