@@ -192,7 +192,7 @@ def sync(**values: Any) -> None:
     for message in projected.messages:
         err_console.print(message)
     typer.echo(
-        f"project: {projected.events} events, {projected.rows_upserted} rows upserted, "
+        f"project: {projected.events} journal events, {projected.rows_upserted} rows upserted, "
         f"{projected.new_errors} new errors (see `rsu history --status error`)"
     )
     raise typer.Exit(max(fetched.exit_code, projected.exit_code))

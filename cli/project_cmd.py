@@ -29,7 +29,7 @@ def project_command(
     for message in result.messages:
         err_console.print(message)
     typer.echo(
-        f"{'rebuilt' if result.rebuilt else 'projected'}: {result.events} events, "
+        f"{'rebuilt' if result.rebuilt else 'projected'}: {result.events} journal events, "
         f"{result.rows_upserted} rows upserted, {result.new_errors} new errors, "
         f"checkpoint {result.checkpoint}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import typer
 
@@ -14,26 +15,46 @@ app = typer.Typer(
 )
 
 
-def _config(seed: int, partners: int, races: int, events: int, registrations: int) -> WorldConfig:
+def _today_epoch() -> int:
+    """Midnight UTC today, epoch seconds: the simulated races then lie 20-240 days ahead, inside
+    ``rsu sync``'s default date window."""
+    return int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
+
+
+def _config(
+    seed: int, partners: int, races: int, events: int, registrations: int, start_epoch: int = 0
+) -> WorldConfig:
     return WorldConfig(
         seed=seed,
         partners=partners,
         races_per_partner=races,
         events_per_race=(1, max(1, events)),
         registrations_per_event=(max(1, registrations // 2), max(1, registrations)),
+        start_epoch=start_epoch or _today_epoch(),
     )
 
 
 def _print_credentials(world: World) -> None:
+    """One ready-to-paste ``rsu credentials add`` line per partner (these secrets are the
+    simulator's own, fake by construction), plus the races each partner sees."""
     for c in world.credentials:
+        pid = c.timing_partner_id
         if c.auth == "api_key":
-            how = f"?api_key={c.principal}&api_secret={c.secret}"
+            add = (
+                f"RSU_API_SECRET={c.secret} rsu credentials add --partner {pid} "
+                f"--api-key {c.principal}"
+            )
         elif c.auth == "rsu_api_key":
-            how = f"?rsu_api_key={c.principal}  header X-RSU-API-SECRET: {c.secret}"
+            add = (
+                f"RSU_RSU_API_SECRET={c.secret} rsu credentials add --partner {pid} "
+                f"--rsu-api-key {c.principal}"
+            )
         else:
-            how = f"header Authorization: Bearer {c.secret}"
-        races = ",".join(str(r) for r in world.race_ids(c.timing_partner_id))
-        typer.echo(f"partner {c.timing_partner_id} ({c.auth}): {how}  races: {races}")
+            add = (
+                f"RSU_BEARER_TOKEN={c.secret} rsu credentials add --partner {pid} --bearer-token -"
+            )
+        races = ",".join(str(r) for r in world.race_ids(pid))
+        typer.echo(f"partner {pid} ({c.auth}, races {races}):\n  {add}")
 
 
 @app.command()
@@ -45,18 +66,29 @@ def serve(
     races: int = typer.Option(4, help="Races per partner."),
     events: int = typer.Option(3, help="At most this many events per race."),
     registrations: int = typer.Option(400, help="At most this many registrations per event."),
-    http_5xx: float = typer.Option(0.0, help="Rate of HTTP 5xx answers (0..1)."),
-    throttle: float = typer.Option(0.0, help="Rate of error 14 'Request throttled.' (0..1)."),
+    http_5xx: float = typer.Option(0.0, min=0.0, max=1.0, help="Rate of HTTP 5xx answers (0..1)."),
+    throttle: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Rate of error 14 'Request throttled.' (0..1)."
+    ),
     throttle_429: bool = typer.Option(False, help="Throttle with HTTP 429 + Retry-After."),
-    truncated: float = typer.Option(0.0, help="Rate of truncated JSON bodies (0..1)."),
-    html_error: float = typer.Option(0.0, help="Rate of HTML error pages under HTTP 200 (0..1)."),
-    drop_connection: float = typer.Option(0.0, help="Rate of dropped connections (0..1)."),
+    truncated: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Rate of truncated JSON bodies (0..1)."
+    ),
+    html_error: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Rate of HTML error pages under HTTP 200 (0..1)."
+    ),
+    drop_connection: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Rate of dropped connections (0..1)."
+    ),
     latency_ms: float = typer.Option(0.0, help="Added latency per request, milliseconds."),
     advance_every: float = typer.Option(0.0, help="Advance the world every N seconds (0: never)."),
     duration: float = typer.Option(0.0, help="Stop after N seconds (0: run until Ctrl-C)."),
+    start_epoch: int = typer.Option(
+        0, help="Simulator clock at start, epoch seconds (0: midnight UTC today)."
+    ),
 ) -> None:
     """Serve the simulator and print its base URL and the credentials it accepts."""
-    world = World.generate(_config(seed, partners, races, events, registrations))
+    world = World.generate(_config(seed, partners, races, events, registrations, start_epoch))
     faults = Faults(
         seed=seed,
         http_5xx=http_5xx,
@@ -73,8 +105,9 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     with server as sim:
-        typer.echo(f"base URL: {sim.base_url}/Rest  (clock {world.now})")
+        typer.echo(f"base URL: {sim.base_url}  (clock {world.now})")
         _print_credentials(world)
+        typer.echo(f"then: rsu sync --base-url {sim.base_url}")
         typer.echo(f"advance: curl -X POST {sim.base_url}/_admin/advance -d '{{\"new\": 10}}'")
         started = last = time.monotonic()
         try:

@@ -231,10 +231,10 @@ def test_cli_project(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["project", "--db", str(db), "--batch-size", "2"])
     assert res.exit_code == 1, res.output
-    assert "projected: 5 events, 2 rows upserted, 1 new errors, checkpoint 5" in res.output
+    assert "projected: 5 journal events, 2 rows upserted, 1 new errors, checkpoint 5" in res.output
     res = runner.invoke(app, ["project", "--db", str(db)])
     assert res.exit_code == 0
-    assert "projected: 0 events, 0 rows upserted, 0 new errors, checkpoint 5" in res.output
+    assert "projected: 0 journal events, 0 rows upserted, 0 new errors, checkpoint 5" in res.output
     res = runner.invoke(app, ["project", "--db", str(db), "--rebuild"])
     assert res.exit_code == 0, res.output
-    assert "rebuilt: 5 events, 2 rows upserted, 0 new errors, checkpoint 5" in res.output
+    assert "rebuilt: 5 journal events, 2 rows upserted, 0 new errors, checkpoint 5" in res.output
