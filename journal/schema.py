@@ -47,17 +47,23 @@ def m001_journal(db: sqlite_utils.Database) -> None:
         "ON journal(kind, timing_partner_id, race_id, event_id, seq)"
     )
     db.execute("CREATE INDEX IF NOT EXISTS journal_run ON journal(run_id, seq)")
-    for table in ("journal", "journal_blobs"):
-        for op in ("UPDATE", "DELETE"):
-            db.execute(
-                f"""
-                CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()}
-                BEFORE {op} ON {table}
-                BEGIN
-                    SELECT RAISE(ABORT, '{table} is append-only: {op} rejected');
-                END
-                """
-            )
+    for statement in append_only_triggers():
+        db.execute(statement)
+
+
+def append_only_triggers() -> list[str]:
+    """``CREATE TRIGGER`` statements that reject UPDATE and DELETE on the journal tables."""
+    return [
+        f"""
+        CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()}
+        BEFORE {op} ON {table}
+        BEGIN
+            SELECT RAISE(ABORT, '{table} is append-only: {op} rejected');
+        END
+        """
+        for table in ("journal", "journal_blobs")
+        for op in ("UPDATE", "DELETE")
+    ]
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:

@@ -30,6 +30,10 @@ from .db import JournalError, open_db
 from .events import Event, decode_event, encode_event, event_kind, redact_query
 from .schema import ensure_schema
 
+#: Triggers that make ``journal`` and ``journal_blobs`` append-only (see schema.py).
+APPEND_ONLY_TRIGGERS = tuple(
+    f"{table}_no_{op}" for table in ("journal", "journal_blobs") for op in ("update", "delete")
+)
 #: ``prev_hash`` of the first journal row.
 GENESIS = "0" * 64
 #: Codec of compressed blobs (zlib at :data:`ZLIB_LEVEL`).
@@ -411,6 +415,14 @@ class Journal:
                 except Exception as exc:
                     report.problems.append((str(seq), f"payload does not decode: {exc}"))
                 prev, expected_seq = r[10], seq + 1
+            triggers = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            }
+            for name in APPEND_ONLY_TRIGGERS:
+                if name not in triggers:
+                    report.problems.append(
+                        ("schema", f"trigger {name} is missing: the journal is not append-only")
+                    )
             missing = conn.execute(
                 "SELECT j.seq FROM journal j LEFT JOIN journal_blobs b ON b.sha256 = j.body_sha256 "
                 "WHERE j.body_sha256 IS NOT NULL AND b.sha256 IS NULL ORDER BY j.seq"

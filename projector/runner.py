@@ -79,6 +79,33 @@ def _set_state(conn: sqlite3.Connection, name: str, value: int, suffix: str = ""
     )
 
 
+def _hash_key(row_hash: str) -> int:
+    """The first 60 bits of a journal row hash, as an integer ``projector_state`` value."""
+    return int(row_hash[:15], 16)
+
+
+def _set_checkpoint(conn: sqlite3.Connection, seq: int, row_hash: str, suffix: str = "") -> None:
+    """Store the checkpoint seq and (a prefix of) that journal row's chain hash."""
+    _set_state(conn, "checkpoint", seq, suffix)
+    _set_state(conn, "checkpoint_hash", _hash_key(row_hash), suffix)
+
+
+def _journal_mismatch(conn: sqlite3.Connection, journal: Journal) -> str | None:
+    """Why the stored checkpoint no longer matches the journal (truncated, rewritten or
+    replaced), or ``None`` when the journal still holds the checkpoint row with its hash."""
+    stored = _get_state(conn, "checkpoint") or 0
+    want = _get_state(conn, "checkpoint_hash")
+    if stored == 0 or want is None:
+        return None
+    try:
+        row = journal.get(stored)
+    except KeyError:
+        return f"the journal has no event {stored}, up to which the tables were projected"
+    if _hash_key(row.hash) != want:
+        return f"journal event {stored}, up to which the tables were projected, has changed"
+    return None
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
@@ -107,21 +134,23 @@ def _run_batches(
             conn.execute("BEGIN IMMEDIATE")
         try:
             checkpoint = _get_state(conn, "checkpoint", suffix) or 0
+            checkpoint_hash = ""
             rows_at_commit = applier.counters.rows_upserted
             for jrow in batch:
                 if jrow.seq <= checkpoint:
                     continue
                 applier.apply(jrow)
-                checkpoint = jrow.seq
+                checkpoint, checkpoint_hash = jrow.seq, jrow.hash
                 if (
                     not in_transaction
                     and applier.counters.rows_upserted - rows_at_commit >= ROWS_PER_COMMIT
                 ):
-                    _set_state(conn, "checkpoint", checkpoint, suffix)
+                    _set_checkpoint(conn, checkpoint, checkpoint_hash, suffix)
                     conn.execute("COMMIT")
                     conn.execute("BEGIN IMMEDIATE")
                     rows_at_commit = applier.counters.rows_upserted
-            _set_state(conn, "checkpoint", checkpoint, suffix)
+            if checkpoint_hash:
+                _set_checkpoint(conn, checkpoint, checkpoint_hash, suffix)
             if not in_transaction:
                 conn.execute("COMMIT")
         except BaseException:
@@ -245,10 +274,21 @@ def project(
             result.rebuilt = True
             result.new_errors = new_errors
         else:
+            mismatch = _journal_mismatch(conn, journal)
+            if mismatch is not None:
+                # Events appended from now on could get seqs at or below the checkpoint and never
+                # be projected: say so on every run until the tables are rebuilt.
+                result.new_errors += 1
+                result.messages.append(
+                    f"{mismatch}: the journal was truncated, rewritten or replaced. Check it with "
+                    "`rsu journal verify`, then rebuild the tables with `rsu project --rebuild`."
+                )
+                if progress is not None:
+                    progress(result.messages[-1])
             applier = Applier(conn, journal)
             checkpoint = _run_batches(conn, journal, applier, batch_size, progress)
             counters = applier.counters
-            result.new_errors = counters.new_errors
+            result.new_errors += counters.new_errors
         result.events = counters.events
         result.rows_upserted = counters.rows_upserted
         result.checkpoint = checkpoint

@@ -198,3 +198,30 @@ def test_sync_honours_rsu_db_and_rsu_base_url(tmp_path: Path) -> None:
     assert active == _world_state(world)[0]
     help_text = CliRunner().invoke(app, ["sync", "--help"], env={"COLUMNS": "200"}).output
     assert "RSU_DB" in help_text and "Registrations per page" in help_text
+
+
+def test_a_truncated_journal_is_reported_not_silently_skipped(tmp_path: Path) -> None:
+    world = _world()
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        assert _sync(db, sim, tmp_path) == (0, 0)
+        conn = sqlite3.connect(db)
+        last = conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0]
+        conn.execute("DROP TRIGGER journal_no_delete")
+        conn.execute("DELETE FROM journal WHERE seq > ?", (last - 10,))
+        conn.commit()
+        conn.close()
+        fetched = run_fetch(db, fast_options(sim.base_url, tmp_path))
+        assert fetched.exit_code == 0
+        projected = project(db)
+    assert projected.exit_code == 1
+    assert any("journal was truncated, rewritten or replaced" in m for m in projected.messages)
+    with Journal.open(db) as j:
+        problems = j.verify().problems
+    assert ("schema", "trigger journal_no_delete is missing: the journal is not append-only") in (
+        problems
+    )
+    rebuilt = project(db, rebuild=True)
+    assert rebuilt.exit_code == 0
+    assert project(db).exit_code == 0  # the rebuilt checkpoint is back in line with the journal

@@ -196,8 +196,10 @@ def test_verify_ok_and_broken(db: Path) -> None:
         "BROKEN seq 2: hash mismatch: row was altered",
         "BROKEN seq 4: seq gap: expected 3, found 4",
         "BROKEN seq 4: prev_hash does not match previous row",
+        "BROKEN schema: trigger journal_no_update is missing: the journal is not append-only",
+        "BROKEN schema: trigger journal_no_delete is missing: the journal is not append-only",
     ]
-    assert "3 problem(s)" in res.stderr
+    assert "5 problem(s)" in res.stderr
 
 
 def test_stats(db: Path) -> None:

@@ -27,7 +27,8 @@ from rsu.journal import (
     redact_query,
     sha256_hex,
 )
-from rsu.journal.store import GENESIS, chain_hash
+from rsu.journal.schema import append_only_triggers
+from rsu.journal.store import APPEND_ONLY_TRIGGERS, GENESIS, chain_hash
 
 BODY = b'[{"event":{"event_id":1,"participants":[]},"participants":[]}]\r\n\xff\xfe'
 OTHER = b'{"error":{"error_code":201,"error_msg":"Race not found."}}'
@@ -60,7 +61,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Jour
 def _tamper(raw: RawConn, sql: str, params: tuple[object, ...] = ()) -> None:
     """Run ``sql`` through a raw connection after dropping the append-only triggers."""
     conn = raw()
-    for trig in ("journal_no_update", "journal_no_delete", "journal_blobs_no_update"):
+    for trig in APPEND_ONLY_TRIGGERS:
         conn.execute(f"DROP TRIGGER IF EXISTS {trig}")
     fk = conn.execute("PRAGMA foreign_keys").fetchone()[0]
     conn.execute("PRAGMA foreign_keys=OFF")
@@ -68,6 +69,9 @@ def _tamper(raw: RawConn, sql: str, params: tuple[object, ...] = ()) -> None:
     if conn.in_transaction:
         conn.commit()
     conn.execute(f"PRAGMA foreign_keys={fk}")
+    # a careful tamperer puts the triggers back, so only the hashes can tell
+    for statement in append_only_triggers():
+        conn.execute(statement)
 
 
 def _response(page: int, sha: str = "", size: int = 0) -> ResponseReceived:
@@ -309,7 +313,6 @@ def test_verify_catches_deleted_row(store: tuple[Journal, RawConn]) -> None:
 def test_verify_catches_missing_blob(store: tuple[Journal, RawConn]) -> None:
     journal, raw = store
     _fill(journal)
-    _tamper(raw, "DROP TRIGGER IF EXISTS journal_blobs_no_delete")
     _tamper(raw, "DELETE FROM journal_blobs WHERE sha256 = ?", (sha256_hex(OTHER),))
     assert journal.verify().problems == [("3", "body blob missing")]
 
@@ -525,3 +528,14 @@ def test_property_threaded_appends_read_back_and_verify(chunks: list) -> None:
         appends = [by_seq[s] for s in sorted(by_seq)]
         rows = [r for b in journal.read() for r in b]
         _check(journal, appends, rows)
+
+
+def test_verify_reports_dropped_append_only_triggers(store: tuple[Journal, RawConn]) -> None:
+    journal, raw = store
+    journal.append(_response(1), b"{}")
+    conn = raw()
+    conn.execute("DROP TRIGGER journal_no_delete")
+    conn.commit()
+    assert journal.verify().problems == [
+        ("schema", "trigger journal_no_delete is missing: the journal is not append-only")
+    ]
