@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,14 @@ from rich.table import Table
 from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
 from rsu.journal import JournalError, open_db
 from rsu.projector.reports import StatusReport, history, sync_status
+
+
+class SyncStatus(StrEnum):
+    """Values of ``sync_history.status``."""
+
+    success = "success"
+    error = "error"
+
 
 #: Wide when piped (cron mail, logs), the terminal's width otherwise.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -104,6 +113,7 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option(
                 "--max-age",
+                min=0,
                 help="Seconds within which a race with an upcoming event must have synced.",
             ),
         ] = 3600.0,
@@ -137,7 +147,9 @@ def register(app: typer.Typer) -> None:
         partner: Annotated[int | None, typer.Option("--partner", help="timing_partner_id")] = None,
         race: Annotated[int | None, typer.Option("--race", help="race_id")] = None,
         event: Annotated[int | None, typer.Option("--event", help="event_id")] = None,
-        status: Annotated[str | None, typer.Option("--status", help="success or error")] = None,
+        status: Annotated[
+            SyncStatus | None, typer.Option("--status", help="Only success or error rows.")
+        ] = None,
         run: Annotated[str | None, typer.Option("--run", help="run_id")] = None,
         limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
@@ -150,7 +162,7 @@ def register(app: typer.Typer) -> None:
                 timing_partner_id=partner,
                 race_id=race,
                 event_id=event,
-                status=status,
+                status=status.value if status is not None else None,
                 run_id=run,
                 limit=limit,
             )
