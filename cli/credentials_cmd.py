@@ -1,12 +1,16 @@
 """``rsu credentials add|list|test|remove``: thin typer wiring of :mod:`rsu.fetcher.credentials`.
 
-Secrets come from an option, an environment variable or a hidden prompt, and are never printed:
-``list`` shows sha256 fingerprints (first 8 hex digits) of the key and of the secret.
+Secrets come from an option, an environment variable, a hidden prompt on a terminal or one line
+of standard input otherwise, and are never printed: ``list`` shows sha256 fingerprints (first 8
+hex digits) of the key and of the secret.
+
+Help texts use no square brackets: rich would take ``[env RSU_API_SECRET]`` for markup and eat it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -30,17 +34,25 @@ from rsu.journal import JournalError, open_db
 
 app = typer.Typer(help="Manage timing partner API credentials.", no_args_is_help=True)
 
-PartnerOption = Annotated[int, typer.Option("--partner", help="Timing partner id.")]
+PartnerOption = Annotated[int, typer.Option("--partner", min=1, help="Timing partner id.")]
 
 
 def _secret(value: str | None, env: str, prompt: str) -> str:
-    """``value`` unless empty or ``-``; else ``$env``; else a hidden prompt."""
+    """``value`` unless absent or ``-``; else ``$env``; else a hidden prompt on a terminal, or
+    one line of standard input when it is not a terminal (a pipe, a file). Stripped; exits 2
+    when empty."""
     if value and value != "-":
-        return value
-    from_env = os.environ.get(env)
-    if from_env:
-        return from_env
-    return str(typer.prompt(prompt, hide_input=True))
+        secret = value
+    elif os.environ.get(env):
+        secret = os.environ[env]
+    elif sys.stdin is not None and not sys.stdin.isatty():
+        secret = sys.stdin.readline()
+    else:
+        secret = str(typer.prompt(prompt, hide_input=True, default="", show_default=False))
+    secret = secret.strip()
+    if not secret:
+        fail(f"the {prompt} is empty (give it with the option, {env}, or on standard input)", 2)
+    return secret
 
 
 @app.command("add")
@@ -52,7 +64,10 @@ def add(
     ] = None,
     api_secret: Annotated[
         str | None,
-        typer.Option("--api-secret", help="API secret [env RSU_API_SECRET, else prompted]."),
+        typer.Option(
+            "--api-secret",
+            help="API secret (better left out: then read from RSU_API_SECRET, else prompted).",
+        ),
     ] = None,
     rsu_api_key: Annotated[
         str | None, typer.Option("--rsu-api-key", help="API v2 key (rsu_api_key).")
@@ -60,18 +75,24 @@ def add(
     rsu_api_secret: Annotated[
         str | None,
         typer.Option(
-            "--rsu-api-secret", help="API v2 secret [env RSU_RSU_API_SECRET, else prompted]."
+            "--rsu-api-secret",
+            help="API v2 secret (better left out: then read from RSU_RSU_API_SECRET, "
+            "else prompted).",
         ),
     ] = None,
     bearer_token: Annotated[
         str | None,
         typer.Option(
             "--bearer-token",
-            help="OAuth2 access token; '-' reads env RSU_BEARER_TOKEN or prompts.",
+            help="OAuth2 access token, or '-' to read it from RSU_BEARER_TOKEN, else prompted.",
         ),
     ] = None,
 ) -> None:
-    """Store (or replace) the RunSignUp credential of one timing partner."""
+    """Store (or replace) the RunSignUp credential of one timing partner.
+
+    A secret left out (or given as '-') is read from its environment variable, else prompted
+    for on a terminal, else read as one line from standard input.
+    """
     kinds = [
         k
         for k, v in (("api_key", api_key), ("rsu_api_key", rsu_api_key), ("bearer", bearer_token))

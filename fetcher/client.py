@@ -13,8 +13,16 @@ Retry rules (:class:`RetryPolicy`):
   (truncated JSON, HTML error pages); ``Retry-After`` is honoured, capped at
   ``RetryPolicy.retry_after_cap`` seconds;
 * never retried: RunSignUp errors 6 (key authentication failed), 7 (permission denied) and every
-  other code (3 invalid parameters, 201 race not found, 301 event not found, ...), and HTTP 4xx
-  other than 429.
+  other code (3 invalid parameters, 201 race not found, 301 event not found, ...), HTTP 4xx
+  other than 429, and exceptions that are not transport failures (``InvalidHeader``,
+  ``InvalidURL``, ``MissingSchema`` ...: the same request would fail the same way again; only
+  :data:`TRANSPORT_ERRORS` are retried).
+
+Circuit breaker (:class:`CircuitBreaker`, one per client, i.e. per credential and run): after
+``RetryPolicy.unreachable_after`` consecutive requests that each ended in a transport failure
+(no HTTP response at all), the partner's remaining requests are not sent: :meth:`ApiClient.get`
+journals one ``FetchFailed`` (``attempts`` 0, ``error_msg`` starting with ``skipped:``) and
+returns an :class:`Exchange` with ``skipped`` set. Requests already retrying stop retrying.
 
 The retry loop is ours (not an ``HTTPAdapter(max_retries=Retry(...))``) because every attempt must
 become a journal event; the backoff and ``Retry-After`` arithmetic is urllib3's ``Retry``.
@@ -53,6 +61,14 @@ RETRYABLE_CODES = frozenset({14})
 #: Codes that mean the credential itself is refused (never retried).
 AUTH_CODES = frozenset({6, 7})
 USER_AGENT = "rsu-fetcher/0.1 (+https://github.com/; python-requests)"
+#: Exceptions that mean no (complete) HTTP response arrived: retried, and counted by the
+#: circuit breaker. Every other exception fails the request after one attempt.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,9 @@ class RetryPolicy:
 
     Delay before retry ``n`` (1-based) is ``backoff_factor * 2**n`` plus up to ``jitter``
     seconds of random jitter, at most ``backoff_max`` (urllib3 ``Retry`` arithmetic); a
-    ``Retry-After`` header replaces it, capped at ``retry_after_cap``.
+    ``Retry-After`` header replaces it, capped at ``retry_after_cap``. ``unreachable_after``
+    is the circuit breaker's threshold (consecutive requests of one credential that got no HTTP
+    response; 0 = never give up early).
     """
 
     max_attempts: int = 6
@@ -69,6 +87,7 @@ class RetryPolicy:
     backoff_max: float = 30.0
     jitter: float = 0.5
     retry_after_cap: float = 30.0
+    unreachable_after: int = 3
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,44 @@ class RateLimiter:
             time.sleep(start - now)
 
 
+class CircuitBreaker:
+    """Counts consecutive requests of one credential that got no HTTP response at all; open
+    (requests are skipped) once ``threshold`` is reached (``threshold <= 0``: never). Any HTTP
+    response closes the count again. Thread-safe."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._failures = 0
+        self._open = False
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        """True once the partner is considered unreachable for the rest of the run."""
+        return self._open
+
+    @property
+    def message(self) -> str:
+        """The ``error_msg`` of a skipped request."""
+        return (
+            f"skipped: RunSignUp unreachable for this partner after {self.threshold} "
+            "consecutive failed requests"
+        )
+
+    def record(self, no_response: bool) -> bool:
+        """Record one finished request (``no_response``: it ended in a transport failure);
+        returns True when this call opened the breaker."""
+        with self._lock:
+            if not no_response:
+                self._failures = 0
+                return False
+            self._failures += 1
+            if self._open or self.threshold <= 0 or self._failures < self.threshold:
+                return False
+            self._open = True
+            return True
+
+
 class SessionPool:
     """One ``requests.Session`` per thread (sessions are not thread-safe), closed together."""
 
@@ -165,7 +222,8 @@ class Exchange:
 
     ``ok`` with ``info`` (the parsed page) and ``seq`` (journal seq of the good response), or not
     ok with ``error_code`` (RunSignUp code or ``None``), ``http_status`` (last status or ``None``)
-    and ``error_msg`` (secret-free). ``attempts`` counts tries (1-based).
+    and ``error_msg`` (secret-free). ``attempts`` counts tries (1-based; 0 when ``skipped``: the
+    circuit breaker was open and nothing was sent).
     """
 
     ok: bool
@@ -175,6 +233,7 @@ class Exchange:
     error_code: int | None = None
     http_status: int | None = None
     error_msg: str = ""
+    skipped: bool = False
 
 
 @dataclass
@@ -214,6 +273,7 @@ class ApiClient:
         self.timeouts = timeouts or Timeouts()
         self.sleep = sleep
         self._secrets = credential.secret_values()
+        self.breaker = CircuitBreaker(self.policy.unreachable_after)
 
     def scrub(self, message: str) -> str:
         """``message`` without query strings or this credential's secrets."""
@@ -270,12 +330,17 @@ class ApiClient:
         headers = self.credential.headers()
         url = self.base_url + path
         stats = self.context.stats if self.context else RunStats()
+        if self.breaker.open:
+            return self._skip(endpoint, path, query, race_id, event_id, stats)
         policy = self.policy
         last = Exchange(ok=False)
         last_seq: int | None = None
+        no_response = False
         for attempt in range(1, policy.max_attempts + 1):
             final = attempt == policy.max_attempts
             if attempt > 1:
+                if self.breaker.open:
+                    break  # other requests of this partner found it unreachable meanwhile
                 stats.add(retries=1)
             self.limiter.acquire()
             stats.add(requests=1)
@@ -288,7 +353,9 @@ class ApiClient:
                     timeout=(self.timeouts.connect, self.timeouts.read),
                 )
                 body = resp.content
-            except requests.RequestException as exc:
+            except Exception as exc:  # any failure to get a response is journaled, then judged
+                no_response = isinstance(exc, TRANSPORT_ERRORS)
+                final = final or not no_response
                 message = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
                 last_seq = self._append(
                     RequestFailed(
@@ -309,9 +376,11 @@ class ApiClient:
                 )
                 last = Exchange(ok=False, attempts=attempt, error_msg=message)
                 self._log_attempt(endpoint, path, attempt, final, message)
-                if not final:
-                    self.sleep(backoff_seconds(attempt, policy))
+                if final:
+                    break
+                self.sleep(backoff_seconds(attempt, policy))
                 continue
+            no_response = False
             elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
             sha = sha256_hex(body)
             if self.context is not None and not self.context.journal.has_body(sha):
@@ -391,7 +460,15 @@ class ApiClient:
                     )
                     continue
                 break
+            self.breaker.record(False)
             return Exchange(True, info=info, seq=seq, attempts=attempt, http_status=status)
+        if self.breaker.record(no_response):
+            log.warning(
+                "partner %s: RunSignUp unreachable after %d consecutive failed requests; "
+                "its remaining requests are skipped",
+                self.credential.timing_partner_id,
+                self.breaker.threshold,
+            )
         self._append(
             FetchFailed(
                 endpoint=endpoint,
@@ -411,3 +488,31 @@ class ApiClient:
         )
         stats.add(fetch_failed=1)
         return last
+
+    def _skip(
+        self,
+        endpoint: str,
+        path: str,
+        query: dict[str, str],
+        race_id: int | None,
+        event_id: int | None,
+        stats: RunStats,
+    ) -> Exchange:
+        """Journal the ``FetchFailed`` of a request not sent because the breaker is open."""
+        message = self.breaker.message
+        self._append(
+            FetchFailed(
+                endpoint=endpoint,
+                path=path,
+                query=query,
+                error_msg=message,
+                attempts=0,
+                race_id=race_id,
+                event_id=event_id,
+            ),
+            None,
+            race_id,
+            event_id,
+        )
+        stats.add(fetch_failed=1, skipped_requests=1)
+        return Exchange(False, attempts=0, error_msg=message, skipped=True)

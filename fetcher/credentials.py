@@ -19,6 +19,7 @@ This is the only table that may hold a secret. :class:`Credential` never shows i
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -107,6 +108,20 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
+def check_value(what: str, value: str) -> None:
+    """Raise :class:`CredentialError` when ``value`` holds whitespace or a control (or other
+    non-printable) character: it could not go into a header or query intact. The message
+    names the position and kind of character, never the value."""
+    for pos, ch in enumerate(value, 1):
+        if ch.isspace() or unicodedata.category(ch).startswith("C"):
+            kind = "whitespace" if ch.isspace() else "a control character"
+            raise CredentialError(
+                f"the {what} contains {kind} (U+{ord(ch):04X}) at character {pos} of "
+                f"{len(value)}; credentials are single tokens without spaces or line breaks "
+                "(was it pasted with extra text?)"
+            )
+
+
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create or migrate ``partner_provider_credentials`` in ``db`` (idempotent)."""
     migrations.apply(db)
@@ -121,13 +136,19 @@ def add_credential(
 ) -> tuple[Credential, bool]:
     """Store the RunSignUp credential of ``timing_partner_id``, replacing any previous one.
 
-    Returns ``(credential, replaced)``. Raises :class:`CredentialError` for an unknown
-    ``auth_kind``, an empty secret, or a missing principal for key kinds.
+    Surrounding whitespace (a pasted newline, a CRLF file) is stripped from ``secret`` and
+    ``principal``. Returns ``(credential, replaced)``. Raises :class:`CredentialError` (whose
+    message never holds the value) for an unknown ``auth_kind``, an empty secret, a missing
+    principal for key kinds, or whitespace or a control character inside either value.
     """
     if auth_kind not in AUTH_KINDS:
         raise CredentialError(f"unknown auth kind {auth_kind!r} (one of {', '.join(AUTH_KINDS)})")
+    secret = secret.strip()
+    principal = principal.strip()
     if not secret:
         raise CredentialError("the secret is empty")
+    check_value("secret", secret)
+    check_value("key", principal)
     if auth_kind != "bearer" and not principal:
         raise CredentialError(f"{auth_kind} needs a key (principal)")
     if auth_kind == "bearer":

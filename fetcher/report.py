@@ -26,6 +26,7 @@ COUNTERS = (
     "bytes_received",
     "new_bodies",
     "fetch_failed",
+    "skipped_requests",
     "pages",
     "races",
     "events",
@@ -40,18 +41,24 @@ COUNTERS = (
 class Failure:
     """One failed scope. ``level`` is ``"partner"``, ``"race"`` or ``"event"``; ``endpoint`` the
     request that failed; ``error_code`` the RunSignUp code (``None`` for HTTP/transport errors);
-    ``message`` secret-free."""
+    ``message`` secret-free. ``timing_partner_id`` is ``None`` for a failure of no partner (a
+    requested race no partner listed): its line is ``message`` alone. ``skipped``: the request
+    was not sent (the partner's circuit breaker was open); such failures are reported grouped
+    per partner (:func:`failure_lines`)."""
 
     level: str
-    timing_partner_id: int
+    timing_partner_id: int | None
     race_id: int | None = None
     event_id: int | None = None
     endpoint: str = ""
     error_code: int | None = None
     message: str = ""
+    skipped: bool = False
 
     def line(self) -> str:
         """One human-readable line, e.g. ``partner 101 race 12 event 7: participants: ...``."""
+        if self.timing_partner_id is None:
+            return self.message
         scope = f"partner {self.timing_partner_id}"
         if self.race_id is not None:
             scope += f" race {self.race_id}"
@@ -59,6 +66,47 @@ class Failure:
             scope += f" event {self.event_id}"
         code = f" (code {self.error_code})" if self.error_code is not None else ""
         return f"{scope}: {self.endpoint}{code}: {self.message}"
+
+
+#: How a skipped request is counted in its partner's grouped line.
+_SKIPPED_NOUNS = {
+    "auth_check": ("auth check", "auth checks"),
+    "races": ("races listing page", "races listing pages"),
+    "race": ("race", "races"),
+    "participants": ("event listing", "event listings"),
+    "removed_participants": ("event listing", "event listings"),
+}
+
+
+def _plural(n: int, nouns: tuple[str, str]) -> str:
+    return f"{n} {nouns[0] if n == 1 else nouns[1]}"
+
+
+def failure_lines(failures: list[Failure]) -> list[str]:
+    """One line per failure, except skipped ones (circuit breaker): one line per partner, where
+    its first skipped failure was, e.g. ``partner 120: skipped 9 requests (2 races, 7 event
+    listings): RunSignUp unreachable for this partner after 3 consecutive failed requests``."""
+    skipped: dict[int | None, list[Failure]] = {}
+    for f in failures:
+        if f.skipped:
+            skipped.setdefault(f.timing_partner_id, []).append(f)
+    lines: list[str] = []
+    for f in failures:
+        if not f.skipped:
+            lines.append(f.line())
+            continue
+        group = skipped.pop(f.timing_partner_id, None)
+        if group is None:
+            continue  # already reported with its partner's first skipped failure
+        by_noun: dict[tuple[str, str], int] = {}
+        for g in group:
+            nouns = _SKIPPED_NOUNS.get(g.endpoint, (g.endpoint, g.endpoint))
+            by_noun[nouns] = by_noun.get(nouns, 0) + 1
+        detail = ", ".join(_plural(n, nouns) for nouns, n in by_noun.items())
+        reason = f.message.removeprefix("skipped: ")
+        requests = _plural(len(group), ("request", "requests"))
+        lines.append(f"partner {f.timing_partner_id}: skipped {requests} ({detail}): {reason}")
+    return lines
 
 
 class RunStats:
@@ -76,10 +124,11 @@ class RunStats:
                 self.counts[key] = self.counts.get(key, 0) + value
 
     def fail(self, failure: Failure) -> None:
-        """Record one failed partner, race or event (also logged as a warning)."""
+        """Record one failed partner, race or event (also logged: as a warning, or as info for
+        a skipped request, whose partner got one warning when its breaker opened)."""
         with self._lock:
             self.failures.append(failure)
-        log.warning("failed: %s", failure.line())
+        log.log(logging.INFO if failure.skipped else logging.WARNING, "failed: %s", failure.line())
 
     def snapshot(self) -> dict[str, int]:
         """A copy of the counters."""
@@ -89,11 +138,13 @@ class RunStats:
 
 def failed_syncs(failures: list[Failure]) -> list[dict[str, Any]]:
     """Failures grouped as the original system's summary wrote them:
-    ``[{"timing_partner_id": N, "errors": ["...", ...]}]``, by partner id."""
-    by_partner: dict[int, list[str]] = {}
+    ``[{"timing_partner_id": N, "errors": ["...", ...]}]``, by partner id (skipped requests
+    grouped per :func:`failure_lines`); failures of no partner last, under ``None``."""
+    by_partner: dict[int | None, list[Failure]] = {}
     for f in failures:
-        by_partner.setdefault(f.timing_partner_id, []).append(f.line())
-    return [{"timing_partner_id": p, "errors": errs} for p, errs in sorted(by_partner.items())]
+        by_partner.setdefault(f.timing_partner_id, []).append(f)
+    order = sorted(by_partner, key=lambda p: (p is None, p or 0))
+    return [{"timing_partner_id": p, "errors": failure_lines(by_partner[p])} for p in order]
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

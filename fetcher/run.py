@@ -23,6 +23,7 @@ from .report import (
     RunStats,
     SummaryInputs,
     build_summary,
+    failure_lines,
     log,
     log_file,
     write_summary,
@@ -31,8 +32,8 @@ from .walk import Walker, WalkSettings
 
 DEFAULT_BASE_URL = "https://runsignup.com"
 ADD_HINT = (
-    "add one with: rsu credentials add --partner ID --api-key KEY --api-secret SECRET "
-    "(or --rsu-api-key/--rsu-api-secret, or --bearer-token)"
+    "add one with: rsu credentials add --partner ID --api-key KEY "
+    "(the secret is then prompted, or read from RSU_API_SECRET)"
 )
 
 
@@ -56,7 +57,9 @@ class FetchOptions:
     :mod:`rsu.fetcher.cursor`). ``page_size`` <= 2500 registrations per page; ``races_page_size``
     <= 1000 races per page.
     Transport: ``concurrency`` worker threads; ``max_rps`` requests per second per credential
-    (<= 0: unlimited); timeouts and retry policy (``max_attempts`` includes the first try).
+    (<= 0: unlimited); timeouts and retry policy (``max_attempts`` includes the first try);
+    ``unreachable_after`` consecutive requests of one partner without any HTTP response make
+    the rest of that partner's requests be skipped (0: never).
     Output: ``log_file`` and ``summary_file`` (``None`` = not written).
     """
 
@@ -84,6 +87,7 @@ class FetchOptions:
     backoff_max: float = 30.0
     backoff_jitter: float = 0.5
     retry_after_cap: float = 30.0
+    unreachable_after: int = 3
     log_file: Path | None = Path("runsignup_sync.log")
     summary_file: Path | None = Path("runsignup_sync_summary.json")
 
@@ -111,6 +115,7 @@ class FetchOptions:
             backoff_max=self.backoff_max,
             jitter=self.backoff_jitter,
             retry_after_cap=self.retry_after_cap,
+            unreachable_after=self.unreachable_after,
         )
 
     def window(self) -> tuple[str | None, str | None]:
@@ -244,13 +249,15 @@ def run_fetch(
         finally:
             sessions.close()
         duration = time.monotonic() - started_mono
-        failures = [f.line() for f in stats.failures]
+        failures = failure_lines(stats.failures)
         if interrupted:
             failures.append("interrupted by the operator")
         status = "failed" if failures else "ok"
         exit_code = 1 if failures else 0
         counts = stats.snapshot()
-        counts["failed_partners"] = len({f.timing_partner_id for f in stats.failures})
+        counts["failed_partners"] = len(
+            {f.timing_partner_id for f in stats.failures if f.timing_partner_id is not None}
+        )
         counts["failed_races"] = len(
             {(f.timing_partner_id, f.race_id) for f in stats.failures if f.level == "race"}
         )

@@ -13,6 +13,7 @@ Requests per partner, in order (``format=json`` always):
    (+ ``start_date``/``end_date`` as ``YYYY-MM-DD`` unless all races are asked for), every page;
    With ``race_ids`` only those races are walked; when a single partner is in scope, a
    requested race missing from its list is still asked for in step 3 (``direct_races``);
+   otherwise a requested race that no partner listed is a failure of the run;
 3. ``race``: ``GET /Rest/race/{race_id}`` per race (all events, past ones included); when it
    fails, the events listed with the race in step 2 are used (and the race counts as failed);
 4. per event, ``participants``: ``GET /Rest/race/{race_id}/participants?event_id=E&sort=
@@ -86,6 +87,10 @@ class Walker:
         self.progress = progress
         self.now = time.time() if now is None else now
         self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        #: Races walked (by any partner) and partners whose race list could not be read fully.
+        self.walked_races: set[int] = set()
+        self.unlisted_partners: set[int] = set()
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -110,6 +115,23 @@ class Walker:
                 for fut in pending:
                     fut.cancel()
                 raise
+        self.check_requested_races()
+
+    def check_requested_races(self) -> None:
+        """Record a failure for every requested race that no partner walked (it was in no
+        partner's race list, and several partners were in scope so it was not asked for
+        directly)."""
+        missing = [r for r in dict.fromkeys(self.s.race_ids) if r not in self.walked_races]
+        for race_id in missing:
+            message = (
+                f"race {race_id} was not in any partner's race list; "
+                "pass --partner ID to ask RunSignUp for it directly"
+            )
+            if self.unlisted_partners:
+                pids = ", ".join(map(str, sorted(self.unlisted_partners)))
+                message += f" (the race list of partner(s) {pids} could not be read)"
+            self.stats.fail(Failure("race", None, race_id, None, "races", None, message))
+            self.progress.note(message)
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -133,6 +155,8 @@ class Walker:
         )
         if not ex.ok:
             self._fail("partner", pid, None, None, "auth_check", ex)
+            with self._lock:
+                self.unlisted_partners.add(pid)
             self.progress.advance("partners")
             self.progress.note(f"partner {pid}: auth check failed: {ex.error_msg}")
             return []
@@ -150,6 +174,7 @@ class Walker:
         def fetch(page: int) -> Exchange:
             return client.get("races", "/Rest/races", {**params, "page": str(page)}, page=page)
 
+        listing_error: str | None = None
         for _page, ex in paginate(fetch, 1, page_number_next, short_page(self.s.races_page_size)):
             if ex.ok and ex.info is not None:
                 self.stats.add(pages=1)
@@ -158,6 +183,9 @@ class Walker:
                     races.setdefault(rid, events)
             else:
                 self._fail("partner", pid, None, None, "races", ex)
+                listing_error = ex.error_msg or "no answer"
+                with self._lock:
+                    self.unlisted_partners.add(pid)
         if self.s.race_ids:
             if self.s.direct_races:
                 # one partner in scope: a race it did not list (past, private, outside the
@@ -165,8 +193,15 @@ class Walker:
                 races = {r: races.get(r, []) for r in self.s.race_ids}
             else:
                 races = {r: e for r, e in races.items() if r in self.s.race_ids}
-        log.info("partner %s: %d races", pid, len(races))
-        self.progress.note(f"partner {pid}: {len(races)} races")
+        with self._lock:
+            self.walked_races.update(races)
+        if listing_error is None:
+            log.info("partner %s: %d races", pid, len(races))
+            self.progress.note(f"partner {pid}: {len(races)} races")
+        else:
+            note = f"partner {pid}: races listing failed ({listing_error}); {len(races)} races read"
+            log.warning("%s", note)
+            self.progress.note(note)
         self.progress.advance("partners")
         self.progress.add_total("races", len(races))
         states = load_states(self.context.journal, pid)
@@ -295,7 +330,7 @@ class Walker:
             max_last_modified=max_lm,
             modified_after=cursor_ts,
             requests=requests,
-            retries=requests - pages - (1 if failed is not None else 0),
+            retries=max(0, requests - pages - (1 if failed is not None else 0)),
             error_code=None if failed is None else (failed.error_code or 0),
             error_msg=None if failed is None else failed.error_msg,
         )
@@ -336,5 +371,7 @@ class Walker:
         ex: Exchange,
     ) -> None:
         self.stats.fail(
-            Failure(level, pid, race_id, event_id, endpoint, ex.error_code, ex.error_msg)
+            Failure(
+                level, pid, race_id, event_id, endpoint, ex.error_code, ex.error_msg, ex.skipped
+            )
         )

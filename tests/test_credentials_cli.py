@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from fetch_helpers import SMALL, seed_credentials
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
-from rsu.fetcher.credentials import fingerprint
+from rsu.fetcher.credentials import CredentialError, add_credential, fingerprint
+from rsu.journal import open_db
 from rsu.simulator import SimulatorServer, World
 
 runner = CliRunner()
+RSU = str(Path(sys.executable).parent / "rsu")
 
 
 def _rows(db: Path) -> list[tuple]:
@@ -23,6 +29,15 @@ def _rows(db: Path) -> list[tuple]:
     ).fetchall()
     conn.close()
     return rows
+
+
+def _stored(db: Path) -> list[tuple]:
+    """The credential rows, ``[]`` when the file or the table does not exist."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return _rows(db) if "partner_provider_credentials" in names else []
 
 
 def test_add_each_kind_list_and_remove(tmp_path: Path) -> None:
@@ -159,3 +174,121 @@ def test_credentials_test_command(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "journal" not in tables  # a check leaves no journal trace
+
+
+TOKEN = "4c44e3913d93596540651ef41dce5024"
+
+
+def test_add_strips_surrounding_whitespace(tmp_path: Path) -> None:
+    db = str(tmp_path / "rsu.db")
+    r = runner.invoke(
+        app,
+        ["credentials", "add", "--db", db, "--partner", "120", "--bearer-token", "-"],
+        env={"RSU_BEARER_TOKEN": TOKEN + "\r"},
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        ["credentials", "add", "--db", db, "--partner", "121", "--api-key", " K1\t"],
+        env={"RSU_API_SECRET": "\tS1secret \r\n"},
+    )
+    assert r.exit_code == 0, r.output
+    assert _rows(tmp_path / "rsu.db") == [
+        (120, 2, "bearer", "", TOKEN),
+        (121, 2, "api_key", "K1", "S1secret"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--bearer-token", "-"],
+            {"RSU_BEARER_TOKEN": TOKEN[:16] + "\r\n" + TOKEN[16:]},
+            "the secret contains whitespace (U+000D) at character 17 of 34",
+        ),
+        (
+            ["--api-key", "K1", "--api-secret", TOKEN[:16] + "\x00" + TOKEN[16:]],
+            {},
+            "the secret contains a control character (U+0000) at character 17 of 33",
+        ),
+        (
+            ["--rsu-api-key", "KEY " + TOKEN, "--rsu-api-secret", "S"],
+            {},
+            "the key contains whitespace (U+0020) at character 4 of 36",
+        ),
+    ],
+)
+def test_add_rejects_whitespace_and_control_characters_inside(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    db = tmp_path / "rsu.db"
+    r = runner.invoke(
+        app, ["credentials", "add", "--db", str(db), "--partner", "7", *args], env=env
+    )
+    assert r.exit_code == 2
+    assert message in r.stderr
+    assert TOKEN[:16] not in r.output and TOKEN[16:] not in r.output
+    assert _stored(db) == []
+
+
+def test_add_credential_refuses_inner_control_characters(tmp_path: Path) -> None:
+    conn = open_db(tmp_path / "rsu.db")
+    with pytest.raises(CredentialError) as err:
+        add_credential(conn, 7, "bearer", "abc\rdef")
+    assert str(err.value) == (
+        "the secret contains whitespace (U+000D) at character 4 of 7; credentials are single "
+        "tokens without spaces or line breaks (was it pasted with extra text?)"
+    )
+    cred, _ = add_credential(conn, 7, "bearer", "\n abcdef \r\n")
+    assert cred.secret == "abcdef"
+    conn.conn.close()
+
+
+def test_partner_must_be_positive(tmp_path: Path) -> None:
+    db = str(tmp_path / "rsu.db")
+    for partner in ("0", "-5"):
+        r = runner.invoke(
+            app,
+            ["credentials", "add", "--db", db, "--partner", partner, "--api-key", "K"],
+            env={"RSU_API_SECRET": "S"},
+        )
+        assert r.exit_code == 2
+        r = runner.invoke(app, ["credentials", "remove", "--db", db, "--partner", partner])
+        assert r.exit_code == 2
+    assert not (tmp_path / "rsu.db").exists()
+
+
+def test_add_help_names_the_env_vars() -> None:
+    r = runner.invoke(app, ["credentials", "add", "--help"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert "(better left out: then read from RSU_API_SECRET, else prompted)" in text
+    assert "(better left out: then read from RSU_RSU_API_SECRET, else prompted)" in text
+    assert "'-' to read it from RSU_BEARER_TOKEN, else prompted" in text
+    assert "API secret ." not in r.output and "API v2 secret ." not in r.output
+
+
+def test_secret_from_piped_stdin_and_empty_secret(tmp_path: Path) -> None:
+    db = str(tmp_path / "rsu.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSU_")}
+    cmd = [RSU, "credentials", "add", "--db", db, "--partner", "9", "--bearer-token", "-"]
+    # a new session has no controlling terminal: getpass would fall back to stdin and warn
+    proc = subprocess.run(
+        cmd, input=f"  {TOKEN}\r\n", capture_output=True, text=True, env=env, start_new_session=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and TOKEN not in proc.stdout
+    assert _rows(tmp_path / "rsu.db") == [(9, 2, "bearer", "", TOKEN)]
+    proc = subprocess.run(
+        cmd, input=" \n", capture_output=True, text=True, env=env, start_new_session=True
+    )
+    assert proc.returncode == 2
+    assert (
+        "the Bearer token is empty (give it with the option, RSU_BEARER_TOKEN, or on standard "
+        in (" ".join(proc.stderr.split()))
+    )
+    r = runner.invoke(
+        app, ["credentials", "add", "--db", db, "--partner", "8", "--api-key", "K"], input="\n"
+    )
+    assert r.exit_code == 2 and "the API secret is empty" in r.stderr

@@ -10,6 +10,7 @@ from fetch_helpers import SMALL, seed_credentials
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
+from rsu.journal import open_db
 from rsu.simulator import Credential, SimulatorServer, World
 
 runner = CliRunner()
@@ -17,9 +18,16 @@ FAST = ["--all-races", "--max-rps", "0", "--backoff", "0.001", "--no-progress"]
 
 
 def test_no_credentials_is_usage_error(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["fetch", "--db", str(tmp_path / "rsu.db")])
+    db = tmp_path / "rsu.db"
+    open_db(db).conn.close()  # an existing database without credentials
+    r = runner.invoke(app, ["fetch", "--db", str(db)], env={"COLUMNS": "400"})
     assert r.exit_code == 2
-    assert "rsu credentials add --partner" in r.stderr
+    # the hint never suggests putting the secret on the command line
+    assert r.stderr == (
+        f"error: no RunSignUp credentials configured in {db}; add one with: rsu credentials "
+        "add --partner ID --api-key KEY (the secret is then prompted, or read from "
+        "RSU_API_SECRET)\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,14 @@ import zlib
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+import pytest
 from fetch_helpers import SMALL, seed_credentials
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
+from rsu.fetcher.credentials import ensure_schema
+from rsu.fetcher.redact import scrub
+from rsu.journal import FetchFailed, Journal, RequestFailed, open_db
 from rsu.simulator import Credential, Faults, SimulatorServer, World
 
 CANARIES = {
@@ -111,3 +115,80 @@ def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
     secrets = {r[0] for r in conn.execute("SELECT secret FROM partner_provider_credentials")}
     conn.close()
     assert secrets == {s for _, s in CANARIES.values()}
+
+
+# A token pasted with a trailing CR (a Windows file, a copied line) or holding a line break:
+# requests refuses the header with an InvalidHeader whose message holds the whole header value.
+BAD_TOKENS = [
+    ("bearer", "", "4c44e3913d93596540651ef41dce5024\r"),
+    ("rsu_api_key", "CANARYRSU-0d9c8b7a6f5e", "CANARYv2secret0d9c\nCANARYtail7x8y9z"),
+]
+
+
+@pytest.mark.parametrize(("auth", "principal", "secret"), BAD_TOKENS)
+def test_unsendable_secret_stored_directly_never_leaks(
+    tmp_path: Path, monkeypatch, auth: str, principal: str, secret: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    world = World.generate(SMALL)
+    pid = world.credentials[0].timing_partner_id
+    db = tmp_path / "rsu.db"
+    conn = open_db(db)
+    ensure_schema(conn)
+    with conn.conn:  # bypasses add_credential, which would refuse the value
+        conn.execute(
+            "INSERT INTO partner_provider_credentials (timing_partner_id, provider_id, principal, "
+            "secret, auth_kind, created_at) VALUES (?, 2, ?, ?, ?, '2026-01-01T00:00:00Z')",
+            (pid, principal, secret, auth),
+        )
+    conn.conn.close()
+    runner = CliRunner()
+    common = ["--db", str(db), "--all-races", "--max-rps", "0", "--backoff", "0.001"]
+    with SimulatorServer(world) as sim:
+        res = runner.invoke(app, ["sync", "--base-url", sim.base_url, "--no-progress", *common])
+        check = runner.invoke(
+            app, ["credentials", "test", "--db", str(db), "--base-url", sim.base_url]
+        )
+        sent = sim.requests
+    assert res.exit_code == 1 and check.exit_code == 1
+    assert sent == []  # nothing could be sent
+    with Journal.open(db) as j:
+        attempts = [r.event for r in j.find(kind="request_failed")]
+        failed = [r.event for r in j.find(kind="fetch_failed")]
+    assert all(isinstance(a, RequestFailed) for a in attempts)
+    assert all(isinstance(f, FetchFailed) for f in failed)
+    assert [(a.endpoint, a.error_class, a.attempt, a.final) for a in attempts] == [
+        ("auth_check", "InvalidHeader", 1, True)
+    ]
+    assert [(f.endpoint, f.attempts, f.http_status) for f in failed] == [("auth_check", 1, None)]
+    # the core of the secret, which every variant (raw, stripped, escaped, encoded) contains
+    cores = [secret.strip().split("\n")[0].encode(), secret.strip().split("\n")[-1].encode()]
+    needles = sorted({*cores, *([principal.encode()] if principal else [])})
+    outputs = [res.stdout, res.stderr, check.stdout, check.stderr]
+    files = {
+        "log": (tmp_path / "runsignup_sync.log").read_bytes(),
+        "summary": (tmp_path / "runsignup_sync_summary.json").read_bytes(),
+    }
+    assert b"InvalidHeader" in files["log"]
+    hits = [f"output: {n!r}" for o in outputs for n in needles if n in o.encode()]
+    hits += [f"{name}: {n!r}" for name, data in files.items() for n in needles if n in data]
+    hits += _scan_db(db, needles)
+    assert hits == []
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM sync_history").fetchone()[0] > 0
+
+
+def test_scrub_header_patterns_and_escaped_variants() -> None:
+    token = "4c44e3913d93596540651ef41dce5024\r"
+    message = (
+        "InvalidHeader: Invalid leading whitespace, reserved character(s), or return "
+        f"character(s) in header value: {'Bearer ' + token!r}"
+    )
+    tail = "in header value: 'Bearer ***'"
+    assert scrub(message).endswith(tail)  # by pattern, even without knowing the token
+    assert scrub(message, [token]).endswith(tail)
+    assert scrub("X-RSU-API-SECRET: abc\\ndef sent") == "X-RSU-API-SECRET: *** sent"
+    assert scrub("{'X-RSU-API-SECRET': 'abc', 'A': 'b'}") == "{'X-RSU-API-SECRET': '***', 'A': 'b'}"
+    assert scrub("got ab\\tcd and ab%09cd and abcd", ["ab\tcd", " abcd\n"]) == (
+        "got *** and *** and ***"
+    )

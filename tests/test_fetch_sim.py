@@ -3,6 +3,7 @@ incremental runs, scope options and the journal contract."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from fetch_helpers import (
 )
 
 from rsu.fetcher import run_fetch
+from rsu.fetcher.report import PlainProgress
 from rsu.journal import (
     FetchFailed,
     Journal,
@@ -26,7 +28,16 @@ from rsu.journal import (
     RunFinished,
     RunStarted,
 )
-from rsu.simulator import Credential, Faults, SimulatorServer, World, WorldConfig
+from rsu.simulator import (
+    Credential,
+    Faults,
+    LoopbackServer,
+    SimulatorServer,
+    World,
+    WorldConfig,
+)
+from rsu.simulator.api import SimulatorApp
+from rsu.simulator.wire import Request, Response
 
 FAULTS = Faults(
     seed=1,
@@ -323,3 +334,58 @@ def test_throttling_is_retried(tmp_path: Path, kind: str) -> None:
     pid = world.credentials[0].timing_partner_id
     expected = {k: v for k, v in non_empty(world_ids(world)).items() if k[0] in world.race_ids(pid)}
     assert journaled_ids(db) == expected
+
+
+NOT_LISTED = (
+    "race 999999 was not in any partner's race list; "
+    "pass --partner ID to ask RunSignUp for it directly"
+)
+
+
+def test_requested_race_no_partner_has_is_a_failure(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    race = world.race_ids(sorted(world.partner_ids)[1])[0]
+    with SimulatorServer(world) as sim:
+        alone = run_fetch(db, fast_options(sim.base_url, tmp_path, race_ids=(999999,)))
+        mixed = run_fetch(db, fast_options(sim.base_url, tmp_path, race_ids=(race, 999999)))
+        asked = {r.path for r in sim.requests}
+    assert (alone.exit_code, alone.status, alone.counts["races"]) == (1, "failed", 0)
+    assert alone.failures == [NOT_LISTED]
+    assert alone.summary["failed_syncs"] == [{"timing_partner_id": None, "errors": [NOT_LISTED]}]
+    assert alone.counts["failed_partners"] == 0 and alone.counts["failed_races"] == 1
+    assert (mixed.exit_code, mixed.counts["races"], mixed.failures) == (1, 1, [NOT_LISTED])
+    assert "/Rest/race/999999" not in asked
+
+
+def _failing_races_listing(world: World):
+    """The simulator, except that every races listing (``events=T``) answers HTTP 502."""
+    inner = SimulatorApp(world)
+
+    def app(req: Request) -> Response:
+        if req.path == "/Rest/races" and req.query.get("events") == "T":
+            return Response(502, b"<html>502 Bad Gateway</html>", "text/html")
+        return inner(req)
+
+    return app
+
+
+def test_failed_races_listing_is_reported_as_failed(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials[:1])
+    pid = world.credentials[0].timing_partner_id
+    notes = io.StringIO()
+    with LoopbackServer(_failing_races_listing(world)) as server:
+        result = run_fetch(
+            db, fast_options(server.base_url, tmp_path, max_attempts=2), PlainProgress(notes)
+        )
+    assert result.exit_code == 1
+    assert notes.getvalue().splitlines() == [
+        f"partner {pid}: races listing failed (HTTP 502); 0 races read"
+    ]
+    assert result.failures == [f"partner {pid}: races: HTTP 502"]
+    log = (tmp_path / "runsignup_sync.log").read_text()
+    assert f"partner {pid}: races listing failed (HTTP 502); 0 races read" in log
+    assert f"partner {pid}: 0 races" not in log
