@@ -7,6 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rsu.journal import DB_ENV
 
@@ -43,5 +44,5 @@ def require_db(db: Path) -> None:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one clean line on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)

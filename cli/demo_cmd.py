@@ -22,6 +22,7 @@ from typing import Annotated
 import sqlite_utils
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rsu.cli.common import fail
@@ -205,7 +206,7 @@ def register(app: typer.Typer) -> None:
         console.print(_summary_table(database, fetch, time.monotonic() - t0))
         database.conn.close()
         for line in fetch.failures[:10]:
-            console.print(f"[red]failure:[/] {line}")
+            console.print(f"[red]failure:[/] {escape(line)}")
         rsu = _rsu_command()
         console.print(
             "\nNext, try:\n"

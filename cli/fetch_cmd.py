@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
 from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchResult, FetchUsageError, run_fetch
@@ -101,6 +102,14 @@ def fetch(
         int,
         typer.Option("--overlap", min=0, help="Seconds re-read before an incremental cursor."),
     ] = 10,
+    unreachable_after: Annotated[
+        int,
+        typer.Option(
+            "--unreachable-after",
+            min=1,
+            help="Stop asking for a partner after this many requests in a row got no answer.",
+        ),
+    ] = 3,
     page_size: Annotated[
         int, typer.Option("--page-size", min=1, max=2500, help="Registrations per page.")
     ] = 2500,
@@ -148,6 +157,7 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         backoff_factor=values["backoff"],
         retry_after_cap=values["retry_after_cap"],
         overlap_seconds=values["overlap"],
+        unreachable_after=values["unreachable_after"],
         page_size=values["page_size"],
         log_file=values["log_file"],
         summary_file=values["summary_file"],
@@ -174,7 +184,7 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         f"{c['new_bodies']} new bodies in {result.duration_seconds:.1f} s; run {result.run_id}"
     )
     for line in result.failures:
-        err_console.print(f"[red]failed:[/] {line}", soft_wrap=True, highlight=False, markup=True)
+        err_console.print(f"[red]failed:[/] {escape(line)}", soft_wrap=True, highlight=False)
     return result
 
 
@@ -190,7 +200,7 @@ def sync(**values: Any) -> None:
     except JournalError as exc:
         fail(str(exc), 1)
     for message in projected.messages:
-        err_console.print(message)
+        err_console.print(message, markup=False, highlight=False)
     typer.echo(
         f"project: {projected.events} journal events, {projected.rows_upserted} rows upserted, "
         f"{projected.new_errors} new errors (see `rsu history --status error`)"

@@ -27,7 +27,7 @@ def project_command(
     except JournalError as exc:
         fail(str(exc))
     for message in result.messages:
-        err_console.print(message)
+        err_console.print(message, markup=False, highlight=False)
     typer.echo(
         f"{'rebuilt' if result.rebuilt else 'projected'}: {result.events} journal events, "
         f"{result.rows_upserted} rows upserted, {result.new_errors} new errors, "
