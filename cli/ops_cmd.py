@@ -12,6 +12,7 @@ from typing import Annotated
 import sqlite_utils
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
@@ -138,7 +139,8 @@ def register(app: typer.Typer) -> None:
                 _print_status(report)
         if not report.partners or not report.ok:
             if not as_json:
-                console.print("[red]Some partners or races are not synced within --max-age.[/]")
+                for line in report.problems():
+                    console.print(f"[red]{escape(line)}[/]")
             raise typer.Exit(1)
 
     @app.command("history")

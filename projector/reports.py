@@ -80,14 +80,47 @@ class StatusReport:
     now: str
     max_age_seconds: float
     partners: list[PartnerStatus]
+    #: Journal events not yet projected, and when the oldest of them was recorded (UTC).
+    unprojected_events: int = 0
+    unprojected_since: str | None = None
+    #: True when events have waited for ``rsu project`` longer than ``max_age_seconds``.
+    projection_stale: bool = False
 
     @property
     def ok(self) -> bool:
+        if self.projection_stale:
+            return False
         return not any(p.failing or any(r.stale for r in p.races) for p in self.partners)
+
+    def problems(self) -> list[str]:
+        """One line per reason why :attr:`ok` is false."""
+        out = []
+        if self.projection_stale:
+            out.append(
+                f"{self.unprojected_events} journal events recorded since "
+                f"{self.unprojected_since} are not projected: run `rsu project` and check its "
+                "errors"
+            )
+        for p in self.partners:
+            if p.failing:
+                why = p.last_error or (
+                    "no successful sync yet"
+                    if p.last_success is None
+                    else f"no successful sync since {p.last_success}"
+                )
+                out.append(f"partner {p.timing_partner_id} is failing: {why}")
+            for r in p.races:
+                if r.stale:
+                    why = f"last error: {r.last_error}" if r.last_error else "no recent success"
+                    out.append(
+                        f"race {r.race_id} (partner {r.timing_partner_id}) has an upcoming event "
+                        f"and no successful sync since {r.last_success or 'ever'} ({why})"
+                    )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole report."""
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "problems": self.problems()}
 
 
 def _run_rows(conn: sqlite3.Connection) -> dict[tuple[int, int | None], list[dict[str, Any]]]:
@@ -186,6 +219,14 @@ def sync_status(
         rs.stale = next_start is not None and not fresh(rs.last_success)
         partners.setdefault(tp, PartnerStatus(timing_partner_id=tp)).races.append(rs)
     report.partners = [partners[k] for k in sorted(partners)]
+    if _has_table(conn, "journal") and _has_table(conn, "projector_state"):
+        row = conn.execute("SELECT value FROM projector_state WHERE name = 'checkpoint'").fetchone()
+        checkpoint = int(row[0]) if row else 0
+        count, oldest = conn.execute(
+            "SELECT COUNT(*), MIN(recorded_at) FROM journal WHERE seq > ?", (checkpoint,)
+        ).fetchone()
+        report.unprojected_events, report.unprojected_since = int(count), oldest
+        report.projection_stale = oldest is not None and not fresh(oldest)
     return report
 
 

@@ -269,22 +269,23 @@ def project(
                     progress(result.messages[-1])
         elif not rebuild:
             _init_tables(conn, "")
+        mismatch = None if rebuild else _journal_mismatch(conn, journal)
+        if mismatch is not None:
+            # The tables were built from a journal that no longer exists as it was: projecting on
+            # from the checkpoint would skip events and leave source_seq pointing at other
+            # events. The journal is the truth, so rebuild from it, and fail this run loudly.
+            rebuild = True
+            result.messages.append(
+                f"{mismatch}: the journal was truncated, rewritten or replaced. The tables are "
+                "rebuilt from the journal as it is now; check it with `rsu journal verify`."
+            )
+            if progress is not None:
+                progress(result.messages[-1])
         if rebuild:
             counters, checkpoint, new_errors = _rebuild(conn, journal, batch_size, progress)
             result.rebuilt = True
-            result.new_errors = new_errors
+            result.new_errors = new_errors + (mismatch is not None)
         else:
-            mismatch = _journal_mismatch(conn, journal)
-            if mismatch is not None:
-                # Events appended from now on could get seqs at or below the checkpoint and never
-                # be projected: say so on every run until the tables are rebuilt.
-                result.new_errors += 1
-                result.messages.append(
-                    f"{mismatch}: the journal was truncated, rewritten or replaced. Check it with "
-                    "`rsu journal verify`, then rebuild the tables with `rsu project --rebuild`."
-                )
-                if progress is not None:
-                    progress(result.messages[-1])
             applier = Applier(conn, journal)
             checkpoint = _run_batches(conn, journal, applier, batch_size, progress)
             counters = applier.counters

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from rsu.cli.main import app
 from rsu.fetcher import run_fetch
-from rsu.journal import Journal
+from rsu.journal import Journal, ResponseReceived
 from rsu.projector import project
 from rsu.projector.reports import sync_status
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
@@ -216,12 +216,42 @@ def test_a_truncated_journal_is_reported_not_silently_skipped(tmp_path: Path) ->
         assert fetched.exit_code == 0
         projected = project(db)
     assert projected.exit_code == 1
+    assert projected.rebuilt
     assert any("journal was truncated, rewritten or replaced" in m for m in projected.messages)
     with Journal.open(db) as j:
         problems = j.verify().problems
+        # after the rebuild every row points at the journal event it really came from
+        conn = sqlite3.connect(db)
+        seqs = {
+            r[0] for r in conn.execute("SELECT DISTINCT source_seq FROM runsignup_participants")
+        }
+        conn.close()
+        for seq in seqs:
+            ev = j.get(seq).event
+            assert isinstance(ev, ResponseReceived)
+            assert ev.endpoint in ("participants", "removed_participants")
     assert ("schema", "trigger journal_no_delete is missing: the journal is not append-only") in (
         problems
     )
-    rebuilt = project(db, rebuild=True)
-    assert rebuilt.exit_code == 0
-    assert project(db).exit_code == 0  # the rebuilt checkpoint is back in line with the journal
+    assert _table_state(db)[0] == _world_state(world)[0]
+    assert project(db).exit_code == 0  # healed: the checkpoint matches the journal again
+
+
+def test_status_flags_journal_events_left_unprojected(tmp_path: Path) -> None:
+    world = _world()
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        assert _sync(db, sim, tmp_path) == (0, 0)
+        world.advance(new=5)
+        assert run_fetch(db, fast_options(sim.base_url, tmp_path)).exit_code == 0  # no project
+    conn = sqlite3.connect(db)
+    try:
+        now = datetime.now(UTC)
+        fresh = sync_status(conn, max_age_seconds=3600, now=now)
+        late = sync_status(conn, max_age_seconds=3600, now=now + timedelta(hours=2))
+    finally:
+        conn.close()
+    assert fresh.unprojected_events > 0 and not fresh.projection_stale and fresh.ok
+    assert late.projection_stale and not late.ok
+    assert late.problems()[0].startswith(f"{late.unprojected_events} journal events recorded")
