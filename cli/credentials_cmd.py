@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, fail
+from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
 from rsu.fetcher import (
     DEFAULT_BASE_URL,
     FetchUsageError,
@@ -127,6 +127,7 @@ def add(
 @app.command("list")
 def list_(db: DbOption = DEFAULT_DB) -> None:
     """List credentials: partner, kind, key and secret fingerprints (never the secrets)."""
+    require_db(db)
     try:
         conn = open_db(db)
         try:
@@ -159,6 +160,7 @@ def test(
     ] = 3,
 ) -> None:
     """Check each partner's access (GET /Rest/races?results_per_page=1). Exit 1 if any fails."""
+    require_db(db)
     try:
         results = check_credentials(
             db,
@@ -183,6 +185,7 @@ def test(
 @app.command("remove")
 def remove(partner: PartnerOption, db: DbOption = DEFAULT_DB) -> None:
     """Delete the RunSignUp credential of one timing partner."""
+    require_db(db)
     try:
         conn = open_db(db)
         try:

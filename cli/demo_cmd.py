@@ -152,12 +152,14 @@ def register(app: typer.Typer) -> None:
             database = open_db(db)
         except JournalError as exc:
             fail(str(exc))
-        if not database["demo_state"].exists() and load_credentials(database):
+        if not database["demo_state"].exists() and (
+            database["journal"].exists() or load_credentials(database)
+        ):
             database.conn.close()
             fail(
-                f"{db} holds real credentials and is not a demo database; the demo would add "
-                "simulated partners and registrations to it. Use another --db (default "
-                f"{DEMO_DB}).",
+                f"{db} holds real credentials or a journal and is not a demo database; the demo "
+                "would add simulated partners and registrations to it. Use another --db "
+                f"(default {DEMO_DB}).",
                 2,
             )
         state = load_state(database)

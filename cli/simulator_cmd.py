@@ -60,12 +60,14 @@ def _print_credentials(world: World) -> None:
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Loopback address to bind (127.0.0.1 only)."),
-    port: int = typer.Option(0, help="TCP port; 0 picks a free one."),
+    port: int = typer.Option(0, min=0, max=65535, help="TCP port; 0 picks a free one."),
     seed: int = typer.Option(1, help="Seed for the generated world and the faults."),
-    partners: int = typer.Option(3, help="Timing partners (one credential each)."),
-    races: int = typer.Option(4, help="Races per partner."),
-    events: int = typer.Option(3, help="At most this many events per race."),
-    registrations: int = typer.Option(400, help="At most this many registrations per event."),
+    partners: int = typer.Option(3, min=1, help="Timing partners (one credential each)."),
+    races: int = typer.Option(4, min=1, help="Races per partner."),
+    events: int = typer.Option(3, min=1, help="At most this many events per race."),
+    registrations: int = typer.Option(
+        400, min=1, help="At most this many registrations per event."
+    ),
     http_5xx: float = typer.Option(0.0, min=0.0, max=1.0, help="Rate of HTTP 5xx answers (0..1)."),
     throttle: float = typer.Option(
         0.0, min=0.0, max=1.0, help="Rate of error 14 'Request throttled.' (0..1)."
@@ -80,9 +82,13 @@ def serve(
     drop_connection: float = typer.Option(
         0.0, min=0.0, max=1.0, help="Rate of dropped connections (0..1)."
     ),
-    latency_ms: float = typer.Option(0.0, help="Added latency per request, milliseconds."),
-    advance_every: float = typer.Option(0.0, help="Advance the world every N seconds (0: never)."),
-    duration: float = typer.Option(0.0, help="Stop after N seconds (0: run until Ctrl-C)."),
+    latency_ms: float = typer.Option(0.0, min=0.0, help="Added latency per request, milliseconds."),
+    advance_every: float = typer.Option(
+        0.0, min=0.0, help="Advance the world every N seconds (0: never)."
+    ),
+    duration: float = typer.Option(
+        0.0, min=0.0, help="Stop after N seconds (0: run until Ctrl-C)."
+    ),
     start_epoch: int = typer.Option(
         0, help="Simulator clock at start, epoch seconds (0: midnight UTC today)."
     ),

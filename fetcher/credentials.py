@@ -109,12 +109,17 @@ def fingerprint(secret: str) -> str:
 
 
 def check_value(what: str, value: str) -> None:
-    """Raise :class:`CredentialError` when ``value`` holds whitespace or a control (or other
-    non-printable) character: it could not go into a header or query intact. The message
-    names the position and kind of character, never the value."""
+    """Raise :class:`CredentialError` when ``value`` holds whitespace, a control (or other
+    non-printable) character or a non-ASCII one: it could not go into a header or query
+    intact. The message names the position and kind of character, never the value."""
     for pos, ch in enumerate(value, 1):
-        if ch.isspace() or unicodedata.category(ch).startswith("C"):
-            kind = "whitespace" if ch.isspace() else "a control character"
+        if ch.isspace() or unicodedata.category(ch).startswith("C") or not ch.isascii():
+            if ch.isspace():
+                kind = "whitespace"
+            elif not ch.isascii():
+                kind = "a non-ASCII character (HTTP headers carry ASCII only)"
+            else:
+                kind = "a control character"
             raise CredentialError(
                 f"the {what} contains {kind} (U+{ord(ch):04X}) at character {pos} of "
                 f"{len(value)}; credentials are single tokens without spaces or line breaks "

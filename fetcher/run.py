@@ -6,6 +6,7 @@ Both are plain Python (no typer), for ``rsu fetch``, ``rsu credentials test``, `
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -106,6 +107,23 @@ class FetchOptions:
         start, end = self.window()
         if start and end and start > end:
             raise FetchUsageError(f"start date {start} is after end date {end}")
+        if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", self.base_url):
+            raise FetchUsageError(
+                f"--base-url {self.base_url!r} is not an http(s) URL such as "
+                f"{DEFAULT_BASE_URL} (the API root, without /Rest)"
+            )
+        if re.search(r"/rest/?$", self.base_url, re.IGNORECASE):
+            raise FetchUsageError(
+                f"--base-url {self.base_url!r} ends in /Rest; give the API root without it, "
+                f"e.g. {re.sub(r'/rest/?$', '', self.base_url, flags=re.IGNORECASE)}"
+            )
+        for what, path in (("--log-file", self.log_file), ("--summary-file", self.summary_file)):
+            if path is None:
+                continue
+            if path.is_dir():
+                raise FetchUsageError(f"{what} {path} is a directory; give a file name")
+            if not path.parent.is_dir():
+                raise FetchUsageError(f"{what} {path}: folder {path.parent} does not exist")
 
     def retry_policy(self) -> RetryPolicy:
         """The :class:`RetryPolicy` these options describe."""
@@ -280,7 +298,7 @@ def run_fetch(
                 duration_seconds=duration,
                 mode=mode,
                 base_url=options.base_url,
-                timing_partners_synced=len(creds),
+                timing_partners_synced=len(creds) - counts["failed_partners"],
                 status=status,
                 exit_code=exit_code,
             ),

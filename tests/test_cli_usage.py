@@ -1,0 +1,103 @@
+"""Usage errors an operator makes at 5 a.m.: each is refused up front with exit 2 and a message
+that names what was wrong, and nothing is created or journaled."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from fetch_helpers import fast_options, seed_credentials
+from typer.testing import CliRunner
+
+from rsu.cli.main import app
+from rsu.fetcher import FetchUsageError, run_fetch
+from rsu.journal import Journal
+from rsu.simulator import Credential, SimulatorServer, World
+from rsu.simulator.testing import SMALL
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "rsu.db"
+    seed_credentials(path, [Credential(12, "api_key", "key", "secret")])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("127.0.0.1:8080", "is not an http(s) URL"),
+        ("http://127.0.0.1:8080/Rest", "ends in /Rest"),
+        ("https://runsignup.com/rest/", "ends in /Rest"),
+    ],
+)
+def test_bad_base_url(db: Path, tmp_path: Path, base_url: str, message: str) -> None:
+    result = runner.invoke(app, ["fetch", "--db", str(db), "--base-url", base_url])
+    assert result.exit_code == 2
+    assert message in result.output
+    with Journal.open(db) as j:
+        assert j.last_seq() == 0
+
+
+@pytest.mark.parametrize("option", ["--log-file", "--summary-file"])
+def test_output_file_in_a_missing_folder(db: Path, tmp_path: Path, option: str) -> None:
+    target = tmp_path / "no" / "such" / "x.txt"
+    result = runner.invoke(app, ["sync", "--db", str(db), option, str(target)])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+    assert not (tmp_path / "no").exists()
+
+
+def test_output_file_that_is_a_directory(db: Path, tmp_path: Path) -> None:
+    with pytest.raises(FetchUsageError, match="is a directory"):
+        run_fetch(db, fast_options("http://127.0.0.1:9", tmp_path, summary_file=tmp_path))
+
+
+@pytest.mark.parametrize("cmd", [["list"], ["test"], ["remove", "--partner", "1"]])
+def test_credentials_commands_do_not_create_a_database(tmp_path: Path, cmd: list[str]) -> None:
+    missing = tmp_path / "typo.db"
+    result = runner.invoke(app, ["credentials", *cmd, "--db", str(missing)])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+    assert not missing.exists()
+
+
+def test_non_ascii_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    result = runner.invoke(
+        app,
+        ["credentials", "add", "--db", str(db), "--partner", "5", "--bearer-token", "-"],
+        env={"RSU_BEARER_TOKEN": "SECRETCCC€DDD"},
+    )
+    assert result.exit_code == 2
+    assert "non-ASCII" in result.output and "character 10 of 13" in result.output
+    assert "SECRET" not in result.output and "€" not in result.output
+
+
+def test_demo_refuses_a_database_with_a_journal_but_no_credentials(db: Path) -> None:
+    with Journal.open(db):
+        pass  # a real database whose credentials were removed still has its journal
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM partner_provider_credentials")
+    conn.commit()
+    conn.close()
+    result = runner.invoke(app, ["demo", "--db", str(db)])
+    assert result.exit_code == 2
+    assert "not a demo database" in result.output
+
+
+def test_summary_counts_only_partners_that_synced(tmp_path: Path) -> None:
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    good, bad, *_ = world.credentials
+    broken = Credential(bad.timing_partner_id, bad.auth, bad.principal, "wrong-secret")
+    seed_credentials(db, [good, broken])
+    with SimulatorServer(world) as sim:
+        result = run_fetch(db, fast_options(sim.base_url, tmp_path))
+    assert result.exit_code == 1
+    summary = json.loads((tmp_path / "runsignup_sync_summary.json").read_text())
+    assert summary["timing_partners_synced"] == 1
