@@ -245,6 +245,30 @@ class RunContext:
     stats: RunStats
 
 
+#: Fragments of urllib3/requests messages and the short words an operator reads instead.
+_BRIEF = (
+    ("Connection refused", "connection refused"),
+    ("Connection reset", "connection reset by the server"),
+    ("RemoteDisconnected", "connection closed by the server without a response"),
+    ("Read timed out", "no answer within the read timeout"),
+    ("ConnectTimeout", "could not connect within the connect timeout"),
+    ("timed out", "timed out"),
+    ("NameResolutionError", "host name not found"),
+    ("Name or service not known", "host name not found"),
+    ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+    ("IncompleteRead", "response cut off"),
+)
+
+
+def brief_transport_error(error_class: str, message: str) -> str:
+    """A one-line operator message for a failed request (the journal keeps the full one):
+    ``"ConnectionError: connection refused"`` instead of urllib3's pool/retry/URL chain."""
+    for needle, text in _BRIEF:
+        if needle in message:
+            return f"{error_class}: {text}"
+    return message[:200]
+
+
 class ApiClient:
     """Exchanges of one timing partner (one credential) against ``base_url``.
 
@@ -374,8 +398,9 @@ class ApiClient:
                     race_id,
                     event_id,
                 )
-                last = Exchange(ok=False, attempts=attempt, error_msg=message)
-                self._log_attempt(endpoint, path, attempt, final, message)
+                brief = brief_transport_error(type(exc).__name__, message)
+                last = Exchange(ok=False, attempts=attempt, error_msg=brief)
+                self._log_attempt(endpoint, path, attempt, final, brief)
                 if final:
                     break
                 self.sleep(backoff_seconds(attempt, policy))

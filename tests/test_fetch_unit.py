@@ -174,3 +174,20 @@ def test_failed_race_detail_falls_back_to_listed_events() -> None:
     listings = [r.event for r in journal.find(kind="listing_completed")]
     assert len(listings) == 4
     assert all(isinstance(e, ListingCompleted) and e.complete for e in listings)
+
+
+def test_brief_transport_error_messages() -> None:
+    from rsu.fetcher.client import brief_transport_error
+
+    long = (
+        "ConnectionError: HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded "
+        "with url: /Rest/races?<query> (Caused by NewConnectionError('<urllib3.connection."
+        "HTTPConnection object at 0x7f>: Failed to establish a new connection: [Errno 111] "
+        "Connection refused'))"
+    )
+    assert brief_transport_error("ConnectionError", long) == "ConnectionError: connection refused"
+    timeout = "ReadTimeout: HTTPConnectionPool(host='x', port=1): Read timed out. (read timeout=1)"
+    assert brief_transport_error("ReadTimeout", timeout) == (
+        "ReadTimeout: no answer within the read timeout"
+    )
+    assert brief_transport_error("ValueError", "ValueError: odd") == "ValueError: odd"
