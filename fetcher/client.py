@@ -18,9 +18,10 @@ Retry rules (:class:`RetryPolicy`):
   ``InvalidURL``, ``MissingSchema`` ...: the same request would fail the same way again; only
   :data:`TRANSPORT_ERRORS` are retried).
 
-Circuit breaker (:class:`CircuitBreaker`, one per client, i.e. per credential and run): after
-``RetryPolicy.unreachable_after`` consecutive requests that each ended in a transport failure
-(no HTTP response at all), the partner's remaining requests are not sent: :meth:`ApiClient.get`
+Circuit breaker (:class:`CircuitBreaker`, one per fetch run, shared by every partner's client,
+since they all talk to the same API host): after ``RetryPolicy.unreachable_after`` consecutive
+requests that each ended in a transport failure (no HTTP response at all), the remaining requests
+of every partner are not sent: :meth:`ApiClient.get`
 journals one ``FetchFailed`` (``attempts`` 0, ``error_msg`` starting with ``skipped:``) and
 returns an :class:`Exchange` with ``skipped`` set. Requests already retrying stop retrying.
 
@@ -148,9 +149,9 @@ class RateLimiter:
 
 
 class CircuitBreaker:
-    """Counts consecutive requests of one credential that got no HTTP response at all; open
-    (requests are skipped) once ``threshold`` is reached (``threshold <= 0``: never). Any HTTP
-    response closes the count again. Thread-safe."""
+    """Counts consecutive requests (of every partner of a run: they share the API host) that got
+    no HTTP response at all; open (requests are skipped) once ``threshold`` is reached
+    (``threshold <= 0``: never). Any HTTP response closes the count again. Thread-safe."""
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
@@ -160,15 +161,15 @@ class CircuitBreaker:
 
     @property
     def open(self) -> bool:
-        """True once the partner is considered unreachable for the rest of the run."""
+        """True once the API is considered unreachable for the rest of the run."""
         return self._open
 
     @property
     def message(self) -> str:
         """The ``error_msg`` of a skipped request."""
         return (
-            f"skipped: RunSignUp unreachable for this partner after {self.threshold} "
-            "consecutive failed requests"
+            f"skipped: RunSignUp unreachable after {self.threshold} consecutive requests "
+            "without an answer"
         )
 
     def record(self, no_response: bool) -> bool:
@@ -287,6 +288,7 @@ class ApiClient:
         policy: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.credential = credential
@@ -297,7 +299,7 @@ class ApiClient:
         self.timeouts = timeouts or Timeouts()
         self.sleep = sleep
         self._secrets = credential.secret_values()
-        self.breaker = CircuitBreaker(self.policy.unreachable_after)
+        self.breaker = breaker or CircuitBreaker(self.policy.unreachable_after)
 
     def scrub(self, message: str) -> str:
         """``message`` without query strings or this credential's secrets."""
@@ -489,10 +491,10 @@ class ApiClient:
             return Exchange(True, info=info, seq=seq, attempts=attempt, http_status=status)
         if self.breaker.record(no_response):
             log.warning(
-                "partner %s: RunSignUp unreachable after %d consecutive failed requests; "
-                "its remaining requests are skipped",
-                self.credential.timing_partner_id,
+                "RunSignUp unreachable after %d consecutive requests without an answer (last "
+                "one for partner %s); the remaining requests of every partner are skipped",
                 self.breaker.threshold,
+                self.credential.timing_partner_id,
             )
         self._append(
             FetchFailed(

@@ -85,7 +85,7 @@ def _plural(n: int, nouns: tuple[str, str]) -> str:
 def failure_lines(failures: list[Failure]) -> list[str]:
     """One line per failure, except skipped ones (circuit breaker): one line per partner, where
     its first skipped failure was, e.g. ``partner 120: skipped 9 requests (2 races, 7 event
-    listings): RunSignUp unreachable for this partner after 3 consecutive failed requests``."""
+    listings): RunSignUp unreachable after 3 consecutive requests without an answer``."""
     skipped: dict[int | None, list[Failure]] = {}
     for f in failures:
         if f.skipped:

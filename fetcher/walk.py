@@ -35,7 +35,16 @@ from functools import partial
 
 from rsu.journal import ListingCompleted
 
-from .client import ApiClient, Exchange, RateLimiter, RetryPolicy, RunContext, SessionPool, Timeouts
+from .client import (
+    ApiClient,
+    CircuitBreaker,
+    Exchange,
+    RateLimiter,
+    RetryPolicy,
+    RunContext,
+    SessionPool,
+    Timeouts,
+)
 from .credentials import Credential
 from .cursor import ListingState, load_states, modified_after
 from .paging import keyset_next, page_number_next, paginate, short_page
@@ -87,6 +96,8 @@ class Walker:
         self.progress = progress
         self.now = time.time() if now is None else now
         self.cancelled = threading.Event()
+        #: One breaker for the run: every partner talks to the same API host.
+        self.breaker = CircuitBreaker(settings.policy.unreachable_after)
         self._lock = threading.Lock()
         #: Races walked (by any partner) and partners whose race list could not be read fully.
         self.walked_races: set[int] = set()
@@ -148,6 +159,7 @@ class Walker:
             RateLimiter(self.s.max_rps),
             self.s.policy,
             self.s.timeouts,
+            breaker=self.breaker,
         )
         log.info("partner %s: auth check (%s)", pid, credential.auth_kind)
         ex = client.get(
