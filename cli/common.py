@@ -16,7 +16,7 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         envvar=DB_ENV,
-        help="SQLite database file (journal, credentials and tables). Env: RSU_DB.",
+        help="SQLite database file (journal, credentials and tables).",
         show_default=True,
     ),
 ]

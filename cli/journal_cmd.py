@@ -114,7 +114,7 @@ def show_cmd(
         bool, typer.Option("--body", help="Write the raw response body, byte-exact, to stdout.")
     ] = False,
 ) -> None:
-    """Show one event as JSON with its row columns, or its raw body with ``--body``."""
+    """Show one event as JSON with its row columns, or its raw body with --body."""
     with _open(db) as journal:
         try:
             row = journal.get(seq)
