@@ -270,8 +270,8 @@ def run_fetch(
         failures = failure_lines(stats.failures)
         if interrupted:
             failures.append("interrupted by the operator")
-        status = "failed" if failures else "ok"
-        exit_code = 1 if failures else 0
+        status = "interrupted" if interrupted else "failed" if failures else "ok"
+        exit_code = 130 if interrupted else 1 if failures else 0  # 130: the shell's SIGINT code
         counts = stats.snapshot()
         counts["failed_partners"] = len(
             {f.timing_partner_id for f in stats.failures if f.timing_partner_id is not None}
@@ -304,6 +304,8 @@ def run_fetch(
             ),
             stats,
         )
+        if interrupted:
+            summary["interrupted"] = True
         if options.summary_file is not None:
             write_summary(options.summary_file, summary)
         log.info(

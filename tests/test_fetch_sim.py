@@ -389,3 +389,29 @@ def test_failed_races_listing_is_reported_as_failed(tmp_path: Path) -> None:
     log = (tmp_path / "runsignup_sync.log").read_text()
     assert f"partner {pid}: races listing failed (HTTP 502); 0 races read" in log
     assert f"partner {pid}: 0 races" not in log
+
+
+def test_ctrl_c_is_journaled_and_summarised_as_interrupted(tmp_path: Path) -> None:
+    from rsu.fetcher.report import NullProgress
+
+    class CtrlC(NullProgress):
+        def advance(self, kind: str, n: int = 1) -> None:
+            if kind == "races":
+                raise KeyboardInterrupt
+
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim, pytest.raises(KeyboardInterrupt):
+        run_fetch(db, fast_options(sim.base_url, tmp_path, concurrency=1), CtrlC())
+    summary = json.loads((tmp_path / "runsignup_sync_summary.json").read_text())
+    assert (summary["status"], summary["exit_code"], summary["interrupted"]) == (
+        "interrupted",
+        130,
+        True,
+    )
+    with Journal.open(db) as j:
+        assert j.verify().ok
+        finished = j.find(kind="run_finished")[-1].event
+    assert isinstance(finished, RunFinished) and finished.status == "interrupted"
+    assert "interrupted by the operator" in finished.failures
