@@ -39,14 +39,21 @@ PartnerOption = Annotated[int, typer.Option("--partner", min=1, help="Timing par
 
 def _secret(value: str | None, env: str, prompt: str) -> str:
     """``value`` unless absent or ``-``; else ``$env``; else a hidden prompt on a terminal, or
-    one line of standard input when it is not a terminal (a pipe, a file). Stripped; exits 2
-    when empty."""
+    the one non-empty line of standard input when it is not a terminal (a pipe, a file).
+    Stripped; exits 2 when empty or when standard input holds several lines."""
     if value and value != "-":
         secret = value
     elif os.environ.get(env):
         secret = os.environ[env]
     elif sys.stdin is not None and not sys.stdin.isatty():
-        secret = sys.stdin.readline()
+        lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        if len(lines) > 1:
+            fail(
+                f"standard input holds {len(lines)} non-empty lines; give exactly one line: "
+                f"the {prompt}",
+                2,
+            )
+        secret = lines[0] if lines else ""
     else:
         secret = str(typer.prompt(prompt, hide_input=True, default="", show_default=False))
     secret = secret.strip()

@@ -101,3 +101,18 @@ def test_summary_counts_only_partners_that_synced(tmp_path: Path) -> None:
     assert result.exit_code == 1
     summary = json.loads((tmp_path / "runsignup_sync_summary.json").read_text())
     assert summary["timing_partners_synced"] == 1
+
+
+def test_piped_secret_must_be_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    args = ["credentials", "add", "--db", str(db), "--partner", "7", "--bearer-token", "-"]
+    two = runner.invoke(app, args, input="SECRETCCC\nDDD\n")
+    assert two.exit_code == 2
+    assert "2 non-empty lines" in two.output and "SECRET" not in two.output
+    one = runner.invoke(app, args, input="\nTOKEN123\n\n")
+    assert one.exit_code == 0, one.output
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT secret FROM partner_provider_credentials").fetchall() == [
+        ("TOKEN123",)
+    ]
+    conn.close()
