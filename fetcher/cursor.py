@@ -37,28 +37,45 @@ def _epoch(recorded_at: str) -> float:
     return datetime.fromisoformat(recorded_at.replace("Z", "+00:00")).timestamp()
 
 
-def load_states(
-    journal: Journal, timing_partner_id: int
-) -> dict[tuple[int, int, str], ListingState]:
-    """Per ``(race_id, event_id, endpoint)`` the :class:`ListingState` of one partner, from all of
-    its ``listing_completed`` events (one query, newest first)."""
-    latest_ok: dict[tuple[int, int, str], int | None] = {}
-    complete_at: dict[tuple[int, int, str], float] = {}
-    for row in journal.find(
-        kind="listing_completed", timing_partner_id=timing_partner_id, newest_first=True
-    ):
-        ev = row.event
-        if not isinstance(ev, ListingCompleted) or not ev.ok:
-            continue
-        key = (ev.race_id, ev.event_id, ev.endpoint)
-        if key not in latest_ok:
-            latest_ok[key] = ev.max_last_modified
-        if ev.complete and key not in complete_at:
-            complete_at[key] = _epoch(row.recorded_at)
-    return {
-        key: ListingState(latest_ok.get(key), complete_at.get(key))
-        for key in latest_ok.keys() | complete_at.keys()
-    }
+#: Journal rows read per query while looking back for one listing's state.
+_PAGE = 64
+
+
+def listing_state(
+    journal: Journal, timing_partner_id: int, race_id: int, event_id: int, endpoint: str
+) -> ListingState:
+    """The :class:`ListingState` of one (partner, race, event, endpoint) listing.
+
+    Walks that scope's ``listing_completed`` events newest first (indexed on kind, partner,
+    race, event) and stops as soon as the latest ok and the latest complete listing are both
+    found, so the cost does not grow with the age of the journal.
+    """
+    max_lm: int | None = None
+    found_ok = False
+    complete_at: float | None = None
+    before: int | None = None
+    while True:
+        rows = journal.find(
+            kind="listing_completed",
+            timing_partner_id=timing_partner_id,
+            race_id=race_id,
+            event_id=event_id,
+            before_seq=before,
+            newest_first=True,
+            limit=_PAGE,
+        )
+        for row in rows:
+            ev = row.event
+            if not isinstance(ev, ListingCompleted) or not ev.ok or ev.endpoint != endpoint:
+                continue
+            if not found_ok:
+                found_ok, max_lm = True, ev.max_last_modified
+            if ev.complete:
+                complete_at = _epoch(row.recorded_at)
+                return ListingState(max_lm, complete_at)
+        if len(rows) < _PAGE:
+            return ListingState(max_lm, complete_at)
+        before = rows[-1].seq
 
 
 def modified_after(

@@ -46,7 +46,7 @@ from .client import (
     Timeouts,
 )
 from .credentials import Credential
-from .cursor import ListingState, load_states, modified_after
+from .cursor import ListingState, listing_state, modified_after
 from .paging import keyset_next, page_number_next, paginate, short_page
 from .report import Failure, Progress, log
 
@@ -216,17 +216,13 @@ class Walker:
             self.progress.note(note)
         self.progress.advance("partners")
         self.progress.add_total("races", len(races))
-        states = load_states(self.context.journal, pid)
-        return [
-            partial(self.race_task, client, rid, listed, states) for rid, listed in races.items()
-        ]
+        return [partial(self.race_task, client, rid, listed) for rid, listed in races.items()]
 
     def race_task(
         self,
         client: ApiClient,
         race_id: int,
         listed_events: list[int],
-        states: dict[tuple[int, int, str], ListingState],
     ) -> list[Task]:
         """``GET /Rest/race/{race_id}``; returns one task per event."""
         if self.cancelled.is_set():
@@ -242,21 +238,25 @@ class Walker:
         self.stats.add(races=1, events=len(events))
         self.progress.advance("races")
         self.progress.add_total("events", len(events))
-        return [partial(self.event_task, client, race_id, eid, states) for eid in events]
+        return [partial(self.event_task, client, race_id, eid) for eid in events]
 
     def event_task(
         self,
         client: ApiClient,
         race_id: int,
         event_id: int,
-        states: dict[tuple[int, int, str], ListingState],
     ) -> list[Task]:
         """Both listings of one event (participants, then removed participants)."""
+        pid = client.credential.timing_partner_id
         for endpoint in ("participants", "removed_participants"):
             if self.cancelled.is_set():
                 return []
             self.listing(
-                client, race_id, event_id, endpoint, states.get((race_id, event_id, endpoint))
+                client,
+                race_id,
+                event_id,
+                endpoint,
+                listing_state(self.context.journal, pid, race_id, event_id, endpoint),
             )
         self.progress.advance("events")
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
+from pathlib import Path
 
 import pytest
 
@@ -160,7 +161,7 @@ def test_failed_race_detail_falls_back_to_listed_events() -> None:
     stats = RunStats()
     walker = Walker(settings, RunContext(journal, "r1", stats), SessionPool(), NullProgress())
     client = _StubClient()
-    tasks = walker.race_task(client, 77, [701, 702], {})  # type: ignore[arg-type]
+    tasks = walker.race_task(client, 77, [701, 702])  # type: ignore[arg-type]
     for task in tasks:
         task()
     assert client.calls == [
@@ -191,3 +192,45 @@ def test_brief_transport_error_messages() -> None:
         "ReadTimeout: no answer within the read timeout"
     )
     assert brief_transport_error("ValueError", "ValueError: odd") == "ValueError: odd"
+
+
+def test_listing_state_looks_back_only_as_far_as_needed(tmp_path: Path) -> None:
+    from rsu.fetcher.cursor import listing_state
+    from rsu.journal import Journal, ListingCompleted
+
+    def listing(endpoint: str, *, ok: bool = True, complete: bool = False, lm: int = 0) -> None:
+        journal.append(
+            ListingCompleted(
+                endpoint=endpoint,
+                race_id=7,
+                event_id=70,
+                listing_id=f"l{lm}",
+                ok=ok,
+                complete=complete,
+                max_last_modified=lm,
+            ),
+            timing_partner_id=3,
+            race_id=7,
+            event_id=70,
+        )
+
+    with Journal.open(tmp_path / "j.db") as journal:
+        assert listing_state(journal, 3, 7, 70, "participants") == ListingState(None, None)
+        listing("participants", complete=True, lm=100)
+        for lm in range(101, 301):  # 200 incremental listings since, more than a page of rows
+            listing("participants", lm=lm)
+            listing("removed_participants", lm=lm + 1000)
+        listing("participants", ok=False, lm=999)  # a failed listing moves no cursor
+        state = listing_state(journal, 3, 7, 70, "participants")
+        other = listing_state(journal, 3, 7, 71, "participants")
+        complete_row = journal.find(kind="listing_completed", limit=1)[0]
+    assert state.max_last_modified == 300
+    assert state.last_complete_at is not None
+    assert abs(state.last_complete_at - _epoch_of(complete_row.recorded_at)) < 0.001
+    assert other == ListingState(None, None)
+
+
+def _epoch_of(recorded_at: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(recorded_at.replace("Z", "+00:00")).timestamp()
