@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -224,7 +225,8 @@ class Exchange:
     ``ok`` with ``info`` (the parsed page) and ``seq`` (journal seq of the good response), or not
     ok with ``error_code`` (RunSignUp code or ``None``), ``http_status`` (last status or ``None``)
     and ``error_msg`` (secret-free). ``attempts`` counts tries (1-based; 0 when ``skipped``: the
-    circuit breaker was open and nothing was sent).
+    circuit breaker was open and nothing was sent). ``server_time`` is the good response's HTTP
+    ``Date`` as epoch seconds (``None`` when absent or unreadable).
     """
 
     ok: bool
@@ -235,6 +237,7 @@ class Exchange:
     http_status: int | None = None
     error_msg: str = ""
     skipped: bool = False
+    server_time: int | None = None
 
 
 @dataclass
@@ -244,6 +247,17 @@ class RunContext:
     journal: Journal
     run_id: str | None
     stats: RunStats
+
+
+def http_date_epoch(value: str | None) -> int | None:
+    """An HTTP ``Date`` header (``"Mon, 30 Nov 2026 05:00:00 GMT"``) as epoch seconds (UTC), or
+    ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return int(parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 #: Fragments of urllib3/requests messages and the short words an operator reads instead.
@@ -429,6 +443,7 @@ class ApiClient:
                     listing_id=listing_id,
                     race_id=race_id,
                     event_id=event_id,
+                    server_date=resp.headers.get("Date", ""),
                 ),
                 body,
                 race_id,
@@ -488,7 +503,14 @@ class ApiClient:
                     continue
                 break
             self.breaker.record(False)
-            return Exchange(True, info=info, seq=seq, attempts=attempt, http_status=status)
+            return Exchange(
+                True,
+                info=info,
+                seq=seq,
+                attempts=attempt,
+                http_status=status,
+                server_time=http_date_epoch(resp.headers.get("Date")),
+            )
         if self.breaker.record(no_response):
             log.warning(
                 "RunSignUp unreachable after %d consecutive requests without an answer (last "

@@ -1,8 +1,9 @@
 """Incremental cursors, read back from the journal's ``listing_completed`` events.
 
-For one (partner, race, event, endpoint) the cursor is the ``max_last_modified`` (epoch seconds)
-of the latest **ok** ``ListingCompleted``; the next listing asks
-``modified_after_timestamp = max_last_modified + 1 - overlap_seconds`` (RunSignUp's filter is
+For one (partner, race, event, endpoint) the cursor is the ``next_cursor`` (epoch seconds: the
+highest ``last_modified`` seen, capped at the server clock when the listing's first page was
+served) of the latest **ok** ``ListingCompleted`` (``max_last_modified`` for older events); the
+next listing asks ``modified_after_timestamp = cursor + 1 - overlap_seconds`` (RunSignUp's filter is
 inclusive: with ``overlap_seconds = 0`` exactly the rows modified after the last one seen come
 back; the default overlap of 10 s re-reads the last 10 s, as RunSignUp advises, and the projector
 dedupes by ``registration_id``). A complete listing is due instead when none exists yet or the
@@ -69,7 +70,8 @@ def listing_state(
             if not isinstance(ev, ListingCompleted) or not ev.ok or ev.endpoint != endpoint:
                 continue
             if not found_ok:
-                found_ok, max_lm = True, ev.max_last_modified
+                cursor = ev.next_cursor if ev.next_cursor is not None else ev.max_last_modified
+                found_ok, max_lm = True, cursor
             if ev.complete:
                 complete_at = _epoch(row.recorded_at)
                 return ListingState(max_lm, complete_at)

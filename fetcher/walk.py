@@ -309,6 +309,7 @@ class Walker:
         pages = rows = requests = 0
         page_seqs: list[int] = []
         max_lm: int | None = None
+        first_page_time: int | None = None
         failed: Exchange | None = None
         ended_short = False
         for _after, ex in paginate(fetch, 0, keyset_next, stop):
@@ -316,6 +317,8 @@ class Walker:
             if not ex.ok or ex.info is None or ex.seq is None:
                 failed = ex
                 break
+            if pages == 0:
+                first_page_time = ex.server_time
             pages += 1
             rows += ex.info.rows
             page_seqs.append(ex.seq)
@@ -326,6 +329,12 @@ class Walker:
         previous = state.max_last_modified if state is not None else None
         if cursor_ts is not None and previous is not None:
             max_lm = previous if max_lm is None else max(max_lm, previous)
+        # A row edited while this listing ran may sit on a page already read, with a
+        # last_modified below the newest one seen on later pages: never let the next cursor pass
+        # the server's clock at the first page (the overlap then covers clock granularity).
+        next_cursor = max_lm
+        if max_lm is not None and first_page_time is not None and pages > 1:
+            next_cursor = min(max_lm, max(first_page_time, previous or 0))
         ok = failed is None
         complete = ok and ended_short and cursor_ts is None
         event = ListingCompleted(
@@ -340,6 +349,7 @@ class Walker:
             rows=rows,
             page_seqs=page_seqs,
             max_last_modified=max_lm,
+            next_cursor=next_cursor,
             modified_after=cursor_ts,
             requests=requests,
             retries=max(0, requests - pages - (1 if failed is not None else 0)),

@@ -75,7 +75,8 @@ class ResponseReceived(_Event, tag="response_received", frozen=True):
     status; ``elapsed_ms`` the wall time of the request in milliseconds; ``attempt`` 1-based;
     ``body_sha256``/``body_size`` (bytes) describe the body; ``page`` is the 1-based page number or
     ``None`` when keyset paging was used (then ``cursor`` holds ``after_registration_id``);
-    ``listing_id`` ties the pages of one participant listing together.
+    ``listing_id`` ties the pages of one participant listing together; ``server_date`` is the
+    response's raw HTTP ``Date`` header (the server's clock), ``""`` when absent.
     """
 
     endpoint: str
@@ -92,6 +93,7 @@ class ResponseReceived(_Event, tag="response_received", frozen=True):
     listing_id: str | None = None
     race_id: int | None = None
     event_id: int | None = None
+    server_date: str = ""
 
 
 class RequestFailed(_Event, tag="request_failed", frozen=True):
@@ -124,7 +126,11 @@ class ListingCompleted(_Event, tag="listing_completed", frozen=True):
     journal seqs of the pages' ``response_received`` events; ``max_last_modified`` is the highest
     registration ``last_modified`` (epoch seconds) seen, or the previous cursor when none;
     ``modified_after`` is the cursor used (epoch seconds) or ``None`` for a complete listing.
-    ``requests``/``retries`` count HTTP attempts spent on this listing.
+    ``requests``/``retries`` count HTTP attempts spent on this listing. ``next_cursor`` (epoch
+    seconds) is where the next incremental listing may start: every change up to it is known to
+    be read. It is ``max_last_modified`` capped at the server's clock (``Date``) when the first
+    page was served, because a registration edited while a long listing runs may sit on a page
+    already read; ``None`` in events written before it existed (then ``max_last_modified``).
     """
 
     endpoint: str
@@ -143,6 +149,7 @@ class ListingCompleted(_Event, tag="listing_completed", frozen=True):
     retries: int = 0
     error_code: int | None = None
     error_msg: str | None = None
+    next_cursor: int | None = None
 
 
 class FetchFailed(_Event, tag="fetch_failed", frozen=True):

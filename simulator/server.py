@@ -56,6 +56,12 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: _HTTPServer
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header: the simulated world's clock when there is one (as RunSignUp's
+        ``Date`` follows the clock its ``last_modified`` values come from), else real time."""
+        clock = self.server.owner.clock
+        return super().date_time_string(clock() if clock is not None else timestamp)
+
     def setup(self) -> None:
         super().setup()
         with self.server.sockets_lock:
@@ -157,6 +163,8 @@ class LoopbackServer:
         if host not in _LOOPBACK:
             raise ValueError(f"the simulator binds to loopback only, not {host!r}")
         self.app = app
+        #: Epoch seconds for the ``Date`` header (``None``: real time).
+        self.clock: Callable[[], float] | None = None
         self.faults: Faults = faults or Faults()
         self.plan = FaultPlan()
         self._host = "127.0.0.1"
@@ -287,6 +295,7 @@ class SimulatorServer(LoopbackServer):
     ) -> None:
         self.world = world
         super().__init__(SimulatorApp(world), faults, host, port)
+        self.clock = lambda: float(world.now)
 
     def __enter__(self) -> SimulatorServer:
         self.start()

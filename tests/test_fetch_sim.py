@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -415,3 +416,67 @@ def test_ctrl_c_is_journaled_and_summarised_as_interrupted(tmp_path: Path) -> No
         finished = j.find(kind="run_finished")[-1].event
     assert isinstance(finished, RunFinished) and finished.status == "interrupted"
     assert "interrupted by the operator" in finished.failures
+
+
+def test_an_edit_made_while_a_long_listing_runs_is_fetched_next_time(tmp_path: Path) -> None:
+    """A row on page 1 edited while later pages are read has a last_modified below the newest one
+    seen on the last page; the next incremental listing must still ask for it."""
+    from rsu.fetcher.report import NullProgress
+    from rsu.projector import project
+
+    world = World.generate(
+        WorldConfig(
+            seed=4,
+            partners=1,
+            races_per_partner=1,
+            events_per_race=(1, 1),
+            registrations_per_event=(1, 1),
+        )
+    )
+    race_id = world.race_ids(world.partner_ids[0])[0]
+    big = world.add_event(race_id, registrations=3000)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+
+    with SimulatorServer(world) as sim:
+
+        class EditWhileListing(NullProgress):
+            changes: list = []  # noqa: RUF012
+
+            def advance(self, kind: str, n: int = 1) -> None:
+                first_page_served = any(
+                    r.path.endswith("/participants") and r.query.get("event_id") == str(big)
+                    for r in sim.requests
+                )
+                if kind == "pages" and first_page_served and not self.changes:
+                    self.changes = world.advance(
+                        new=0, edits=40, refunds=0, transfers=0, deferrals=0, race_ids=[race_id]
+                    )
+                    self.changes += world.advance(
+                        new=5, edits=0, refunds=0, transfers=0, deferrals=0, race_ids=[race_id]
+                    )
+
+        progress = EditWhileListing()
+        options = fast_options(
+            sim.base_url, tmp_path, page_size=1000, concurrency=1, overlap_seconds=0
+        )
+        assert run_fetch(db, options, progress).exit_code == 0
+        assert len(progress.changes) == 45
+        assert run_fetch(db, options).exit_code == 0  # incremental
+        assert project(db).exit_code == 0
+
+    conn = sqlite3.connect(db)
+    rows = {
+        r[0]: (r[1], r[2])
+        for r in conn.execute(
+            "SELECT registration_id, first_name, last_name FROM runsignup_participants "
+            "WHERE event_id = ? AND removed_at IS NULL",
+            (big,),
+        )
+    }
+    conn.close()
+    want = {
+        reg: ((row.get("user") or {}).get("first_name"), (row.get("user") or {}).get("last_name"))
+        for reg, row in world.active_registrations(race_id, big).items()
+    }
+    assert rows == want
