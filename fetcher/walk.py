@@ -16,11 +16,11 @@ Requests per partner, in order (``format=json`` always):
    otherwise a requested race that no partner listed is a failure of the run;
 3. ``race``: ``GET /Rest/race/{race_id}`` per race (all events, past ones included); when it
    fails, the events listed with the race in step 2 are used (and the race counts as failed);
-4. per event, ``participants``: ``GET /Rest/race/{race_id}/participants?event_id=E&sort=
+4. per event, ``removed_participants``: ``GET /Rest/race/{race_id}/removed-participants``, then
+   ``participants``: ``GET /Rest/race/{race_id}/participants?event_id=E&sort=
    registration_id ASC&include_questions=T&results_per_page=N[&after_registration_id=L]
-   [&modified_after_timestamp=T]`` until a short page, then ``removed_participants``:
-   ``GET /Rest/race/{race_id}/removed-participants`` with the same paging and cursor rule;
-   each listing ends with one ``ListingCompleted``.
+   [&modified_after_timestamp=T]``, each until a short page with the same paging and cursor
+   rule; each listing ends with one ``ListingCompleted``.
 """
 
 from __future__ import annotations
@@ -246,9 +246,14 @@ class Walker:
         race_id: int,
         event_id: int,
     ) -> list[Task]:
-        """Both listings of one event (participants, then removed participants)."""
+        """Both listings of one event: removed participants first, then participants.
+
+        In that order a complete participants listing finds refunds, transfers and deferrals
+        already recorded with their reasons, so only registrations that vanished without a
+        removal record are retired as missing, even when the removed listing fails.
+        """
         pid = client.credential.timing_partner_id
-        for endpoint in ("participants", "removed_participants"):
+        for endpoint in ("removed_participants", "participants"):
             if self.cancelled.is_set():
                 return []
             self.listing(

@@ -166,10 +166,10 @@ def test_failed_race_detail_falls_back_to_listed_events() -> None:
         task()
     assert client.calls == [
         ("race", None),
-        ("participants", 701),
         ("removed_participants", 701),
-        ("participants", 702),
+        ("participants", 701),
         ("removed_participants", 702),
+        ("participants", 702),
     ]
     assert [(f.level, f.race_id, f.error_code) for f in stats.failures] == [("race", 77, 201)]
     listings = [r.event for r in journal.find(kind="listing_completed")]
