@@ -119,6 +119,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 3600.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        strict: Annotated[
+            bool,
+            typer.Option(
+                "--strict", help="Also exit 1 when a race's newest sync failed, however recent."
+            ),
+        ] = False,
     ) -> None:
         """Per partner and race: last successful sync, counts and age.
 
@@ -127,7 +133,7 @@ def register(app: typer.Typer) -> None:
         """
         database = _open_existing(db)
         try:
-            report = sync_status(database.conn, max_age_seconds=max_age)
+            report = sync_status(database.conn, max_age_seconds=max_age, strict=strict)
         finally:
             database.conn.close()
         if as_json:

@@ -85,12 +85,18 @@ class StatusReport:
     unprojected_since: str | None = None
     #: True when events have waited for ``rsu project`` longer than ``max_age_seconds``.
     projection_stale: bool = False
+    #: Also count a race whose newest sync failed, however recent its last success.
+    strict: bool = False
 
     @property
     def ok(self) -> bool:
         if self.projection_stale:
             return False
-        return not any(p.failing or any(r.stale for r in p.races) for p in self.partners)
+        return not any(
+            p.failing
+            or any(r.stale or (self.strict and r.last_attempt_ok is False) for r in p.races)
+            for p in self.partners
+        )
 
     def problems(self) -> list[str]:
         """One line per reason why :attr:`ok` is false."""
@@ -110,6 +116,11 @@ class StatusReport:
                 )
                 out.append(f"partner {p.timing_partner_id} is failing: {why}")
             for r in p.races:
+                if self.strict and not r.stale and r.last_attempt_ok is False:
+                    out.append(
+                        f"race {r.race_id} (partner {r.timing_partner_id}): newest sync failed "
+                        f"({r.last_error or 'see rsu history --status error'})"
+                    )
                 if r.stale:
                     why = f"last error: {r.last_error}" if r.last_error else "no recent success"
                     out.append(
@@ -155,16 +166,21 @@ def _run_rows(conn: sqlite3.Connection) -> dict[tuple[int, int | None], list[dic
 
 
 def sync_status(
-    conn: sqlite3.Connection, *, max_age_seconds: float, now: datetime | None = None
+    conn: sqlite3.Connection,
+    *,
+    max_age_seconds: float,
+    now: datetime | None = None,
+    strict: bool = False,
 ) -> StatusReport:
     """Per partner and race: last successful sync, its counts and age (see :class:`RaceStatus`).
 
     Partners come from ``sync_history`` and ``runsignup_races``; a database never projected gives
-    an empty report. ``now`` defaults to the current UTC time.
+    an empty report. ``now`` defaults to the current UTC time. With ``strict`` a race whose newest
+    sync failed makes the report not ok even within ``max_age_seconds``.
     """
     now = now or datetime.now(UTC)
     now_iso = utc_iso(now)
-    report = StatusReport(now=now_iso, max_age_seconds=max_age_seconds, partners=[])
+    report = StatusReport(now=now_iso, max_age_seconds=max_age_seconds, partners=[], strict=strict)
     if not _has_table(conn, "sync_history"):
         return report
     runs = _run_rows(conn)

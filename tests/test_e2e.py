@@ -255,3 +255,28 @@ def test_status_flags_journal_events_left_unprojected(tmp_path: Path) -> None:
     assert fresh.unprojected_events > 0 and not fresh.projection_stale and fresh.ok
     assert late.projection_stale and not late.ok
     assert late.problems()[0].startswith(f"{late.unprojected_events} journal events recorded")
+
+
+def test_status_strict_flags_a_race_whose_newest_sync_failed(tmp_path: Path) -> None:
+    world = _world()
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        assert _sync(db, sim, tmp_path) == (0, 0)
+        # every 4th request of each credential is throttled (error 14), and nothing is retried:
+        # auth check and races list pass, some race or event listings fail
+        sim.set_faults(Faults(seed=3, throttle_every=4))
+        fetched = run_fetch(db, fast_options(sim.base_url, tmp_path, max_attempts=1))
+        assert fetched.exit_code == 1
+        project(db)
+    conn = sqlite3.connect(db)
+    try:
+        lenient = sync_status(conn, max_age_seconds=3600)
+        strict = sync_status(conn, max_age_seconds=3600, strict=True)
+    finally:
+        conn.close()
+    failed = [r for p in strict.partners for r in p.races if r.last_attempt_ok is False]
+    assert failed, "the faulty run left no failed race"
+    assert lenient.ok  # the last success is still within --max-age
+    assert not strict.ok
+    assert any("newest sync failed" in line for line in strict.problems())
