@@ -4,8 +4,11 @@ must then equal the simulator's world exactly. Also ``rsu status`` exit codes.""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fetch_helpers import fast_options, seed_credentials
@@ -15,7 +18,7 @@ from rsu.cli.main import app
 from rsu.fetcher import run_fetch
 from rsu.journal import Journal, ResponseReceived
 from rsu.projector import project
-from rsu.projector.reports import sync_status
+from rsu.projector.reports import StatusReport, sync_status
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
 
 FAULTS = Faults(seed=5, http_5xx=0.05, throttle=0.05, truncated=0.03)
@@ -86,6 +89,37 @@ def _sync(db: Path, sim: SimulatorServer, tmp_path: Path, **opts: object) -> tup
     return fetched.exit_code, projected.exit_code
 
 
+@dataclass
+class Synced:
+    """A small world already fetched and projected once, its simulator still serving."""
+
+    world: World
+    db: Path
+    sim: SimulatorServer
+    tmp: Path
+
+    def fetch(self, **opts: object) -> int:
+        """One more fetch (no project) against the running simulator; its exit code."""
+        return run_fetch(self.db, fast_options(self.sim.base_url, self.tmp, **opts)).exit_code
+
+    def status(self, **kw: Any) -> StatusReport:
+        conn = sqlite3.connect(self.db)
+        try:
+            return sync_status(conn, max_age_seconds=3600, **kw)
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def synced(tmp_path: Path) -> Iterator[Synced]:
+    world = _world()
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world) as sim:
+        assert _sync(db, sim, tmp_path) == (0, 0)
+        yield Synced(world, db, sim, tmp_path)
+
+
 def test_two_runs_with_changes_end_equal_to_the_world(tmp_path: Path) -> None:
     world = _world()
     db = tmp_path / "rsu.db"
@@ -145,19 +179,12 @@ def test_status_exits_1_for_a_failing_partner_and_0_when_all_fresh(tmp_path: Pat
     assert all(not r.stale for r in by_partner[good.timing_partner_id].races)
 
 
-def test_status_flags_a_race_with_an_upcoming_event_that_stopped_syncing(tmp_path: Path) -> None:
-    world = _world()
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
-    with SimulatorServer(world) as sim:
-        assert _sync(db, sim, tmp_path) == (0, 0)
-    conn = sqlite3.connect(db)
-    try:
-        now = datetime.now(UTC)
-        assert sync_status(conn, max_age_seconds=3600, now=now).ok
-        later = sync_status(conn, max_age_seconds=3600, now=now + timedelta(hours=2))
-    finally:
-        conn.close()
+def test_status_flags_a_race_with_an_upcoming_event_that_stopped_syncing(
+    synced: Synced,
+) -> None:
+    now = datetime.now(UTC)
+    assert synced.status(now=now).ok
+    later = synced.status(now=now + timedelta(hours=2))
     assert not later.ok
     stale = [r for p in later.partners for r in p.races if r.stale]
     assert stale and all(r.next_event_utc is not None for r in stale)
@@ -200,21 +227,16 @@ def test_sync_honours_rsu_db_and_rsu_base_url(tmp_path: Path) -> None:
     assert "RSU_DB" in help_text and "Registrations per page" in help_text
 
 
-def test_a_truncated_journal_is_reported_not_silently_skipped(tmp_path: Path) -> None:
-    world = _world()
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
-    with SimulatorServer(world) as sim:
-        assert _sync(db, sim, tmp_path) == (0, 0)
-        conn = sqlite3.connect(db)
-        last = conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0]
-        conn.execute("DROP TRIGGER journal_no_delete")
-        conn.execute("DELETE FROM journal WHERE seq > ?", (last - 10,))
-        conn.commit()
-        conn.close()
-        fetched = run_fetch(db, fast_options(sim.base_url, tmp_path))
-        assert fetched.exit_code == 0
-        projected = project(db)
+def test_a_truncated_journal_is_reported_not_silently_skipped(synced: Synced) -> None:
+    db = synced.db
+    conn = sqlite3.connect(db)
+    last = conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0]
+    conn.execute("DROP TRIGGER journal_no_delete")
+    conn.execute("DELETE FROM journal WHERE seq > ?", (last - 10,))
+    conn.commit()
+    conn.close()
+    assert synced.fetch() == 0
+    projected = project(db)
     assert projected.exit_code == 1
     assert projected.rebuilt
     assert any("journal was truncated, rewritten or replaced" in m for m in projected.messages)
@@ -233,48 +255,28 @@ def test_a_truncated_journal_is_reported_not_silently_skipped(tmp_path: Path) ->
     assert ("schema", "trigger journal_no_delete is missing: the journal is not append-only") in (
         problems
     )
-    assert _table_state(db)[0] == _world_state(world)[0]
+    assert _table_state(db)[0] == _world_state(synced.world)[0]
     assert project(db).exit_code == 0  # healed: the checkpoint matches the journal again
 
 
-def test_status_flags_journal_events_left_unprojected(tmp_path: Path) -> None:
-    world = _world()
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
-    with SimulatorServer(world) as sim:
-        assert _sync(db, sim, tmp_path) == (0, 0)
-        world.advance(new=5)
-        assert run_fetch(db, fast_options(sim.base_url, tmp_path)).exit_code == 0  # no project
-    conn = sqlite3.connect(db)
-    try:
-        now = datetime.now(UTC)
-        fresh = sync_status(conn, max_age_seconds=3600, now=now)
-        late = sync_status(conn, max_age_seconds=3600, now=now + timedelta(hours=2))
-    finally:
-        conn.close()
+def test_status_flags_journal_events_left_unprojected(synced: Synced) -> None:
+    synced.world.advance(new=5)
+    assert synced.fetch() == 0  # and no project
+    now = datetime.now(UTC)
+    fresh = synced.status(now=now)
+    late = synced.status(now=now + timedelta(hours=2))
     assert fresh.unprojected_events > 0 and not fresh.projection_stale and fresh.ok
     assert late.projection_stale and not late.ok
     assert late.problems()[0].startswith(f"{late.unprojected_events} journal events recorded")
 
 
-def test_status_strict_flags_a_race_whose_newest_sync_failed(tmp_path: Path) -> None:
-    world = _world()
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
-    with SimulatorServer(world) as sim:
-        assert _sync(db, sim, tmp_path) == (0, 0)
-        # every 4th request of each credential is throttled (error 14), and nothing is retried:
-        # auth check and races list pass, some race or event listings fail
-        sim.set_faults(Faults(seed=3, throttle_every=4))
-        fetched = run_fetch(db, fast_options(sim.base_url, tmp_path, max_attempts=1))
-        assert fetched.exit_code == 1
-        project(db)
-    conn = sqlite3.connect(db)
-    try:
-        lenient = sync_status(conn, max_age_seconds=3600)
-        strict = sync_status(conn, max_age_seconds=3600, strict=True)
-    finally:
-        conn.close()
+def test_status_strict_flags_a_race_whose_newest_sync_failed(synced: Synced) -> None:
+    # every 4th request of each credential is throttled (error 14), and nothing is retried:
+    # auth check and races list pass, some race or event listings fail
+    synced.sim.set_faults(Faults(seed=3, throttle_every=4))
+    assert synced.fetch(max_attempts=1) == 1
+    project(synced.db)
+    lenient, strict = synced.status(), synced.status(strict=True)
     failed = [r for p in strict.partners for r in p.races if r.last_attempt_ok is False]
     assert failed, "the faulty run left no failed race"
     assert lenient.ok  # the last success is still within --max-age
