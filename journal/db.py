@@ -38,7 +38,10 @@ def _create_private(path: Path) -> None:
     """Create ``path`` (empty) with mode 0600 unless it exists; also tighten an existing file."""
     if str(path) == ":memory:":
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise JournalError(
+            f"cannot create database file {path}: folder {path.parent} does not exist"
+        )
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
     for suffix in ("", "-wal", "-shm"):

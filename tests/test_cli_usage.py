@@ -116,3 +116,13 @@ def test_piped_secret_must_be_one_line(tmp_path: Path) -> None:
         ("TOKEN123",)
     ]
     conn.close()
+
+
+def test_a_database_in_a_missing_folder_is_not_created(tmp_path: Path) -> None:
+    target = tmp_path / "typo" / "dir" / "rsu.db"
+    result = runner.invoke(
+        app, ["credentials", "add", "--db", str(target), "--partner", "3", "--bearer-token", "t"]
+    )
+    assert result.exit_code == 1
+    assert "folder" in result.output and "does not exist" in result.output
+    assert not (tmp_path / "typo").exists()

@@ -372,7 +372,7 @@ def test_concurrent_appends_from_threads(store: tuple[Journal, RawConn]) -> None
 
 
 def test_db_file_mode_is_0600(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "rsu.db"
+    path = tmp_path / "rsu.db"
     with Journal.open(path) as journal:
         journal.append(_response(1), BODY)
         for p in (path, Path(f"{path}-wal")):
