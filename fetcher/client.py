@@ -132,21 +132,28 @@ class RateLimiter:
     Thread-safe; one per credential, shared by every thread using that credential.
     """
 
-    def __init__(self, max_rps: float) -> None:
+    def __init__(
+        self,
+        max_rps: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 1.0 / max_rps if max_rps > 0 else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
 
     def acquire(self) -> None:
-        """Block until this caller may start a request."""
+        """Block until this caller may start a request (``clock``/``sleep``: seconds)."""
         if not self.interval:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            self._sleep(start - now)
 
 
 class CircuitBreaker:

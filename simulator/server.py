@@ -105,9 +105,30 @@ class _Handler(BaseHTTPRequestHandler):
         if req.path.startswith("/_admin/"):
             self._send(owner.admin(req))
             return
+        over_limit = owner.enter_flight()
+        try:
+            self._answer(owner, req, t0, over_limit)
+        finally:
+            owner.leave_flight()
+
+    def _answer(self, owner: LoopbackServer, req: Request, t0: float, over_limit: bool) -> None:
+        if over_limit:
+            resp = error_response(req, ERR_THROTTLED)
+            owner.log(req, resp.status, len(resp.body), "over_concurrency", t0)
+            self._send(resp)
+            return
         decision = owner.plan.decide(owner.faults, req.credential_key())
         if decision.delay_s > 0:
             time.sleep(decision.delay_s)
+        gate = owner.gate
+        if gate is not None:
+            try:
+                gate()
+            except Exception:  # e.g. a broken test barrier: answer 500, never hang
+                resp = Response(500, HTML_5XX % (500, 500), HTML_TYPE)
+                owner.log(req, resp.status, len(resp.body), "gate", t0)
+                self._send(resp)
+                return
         if decision.kind == "drop_connection":
             owner.log(req, 0, 0, decision.kind, t0)  # log first: the client may look at once
             self.close_connection = True
@@ -173,6 +194,15 @@ class LoopbackServer:
         self._log_lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: Requests (admin calls excluded) answered at once with error 14 once more than this
+        #: many are in flight, as RunSignUp limits a caller to 2 concurrent calls (0: no limit).
+        self.max_in_flight = 0
+        #: Test hook: called by each handler thread before it answers (e.g. a
+        #: ``threading.Barrier(n).wait`` proves that n requests are served at once).
+        self.gate: Callable[[], object] | None = None
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._flight_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LoopbackServer:
@@ -235,9 +265,29 @@ class LoopbackServer:
             return list(self._log)
 
     def clear_requests(self) -> None:
-        """Empty the request log."""
+        """Empty the request log (and reset :attr:`peak_in_flight`)."""
         with self._log_lock:
             self._log.clear()
+        with self._flight_lock:
+            self._peak_in_flight = self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most API requests (admin calls excluded) ever served at the same time."""
+        with self._flight_lock:
+            return self._peak_in_flight
+
+    def enter_flight(self) -> bool:
+        """Count one request in; True when it is over :attr:`max_in_flight`."""
+        with self._flight_lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+            return 0 < self.max_in_flight < self._in_flight
+
+    def leave_flight(self) -> None:
+        """Count one request out."""
+        with self._flight_lock:
+            self._in_flight -= 1
 
     def set_faults(self, faults: Faults | None = None, **changes: Any) -> Faults:
         """Replace faults (``faults``, else the current ones, with ``changes``); return them."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from project_helpers import (
@@ -25,12 +23,12 @@ from project_helpers import (
 
 from rsu.projector import project
 
+CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 
-def _rsu_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "rsu"
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-c", "import sys; from rsu.cli.main import app; sys.exit(app())"]
+
+def _killed_at(point: str, n: int) -> list[str]:
+    """``rsu`` as a subprocess that SIGKILLs itself at the ``n``-th ``point`` (tests only)."""
+    return [sys.executable, CRASH_RUNNER, f"{point}:{n}"]
 
 
 def _journal(path: Path) -> None:
@@ -68,6 +66,11 @@ def _checkpoint(path: Path) -> int:
     return 0 if row is None else row[0]
 
 
+#: (batch size, apply calls before the kill): kills inside batches of 1 and of 37 events, on the
+#: first event of a run, deep into a run and on its last events.
+KILLS = [(1, 1), (1, 5), (37, 40), (37, 1), (1, 13), (37, 20), (200, 25), (1, 30)]
+
+
 def test_sigkill_mid_batch_then_restart(tmp_path):
     path = tmp_path / "rsu.db"
     _journal(path)
@@ -76,24 +79,28 @@ def test_sigkill_mid_batch_then_restart(tmp_path):
     expected = dump(reference.db.conn)
     last = reference.last_seq()
 
-    rnd = random.Random(20240101)
-    cmd = [*_rsu_cmd(), "project", "--db", str(path), "--batch-size", "1"]
     env = {**os.environ, "TZ": "Asia/Kolkata"}
-    kills, midway = 0, 0
-    for _ in range(8):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.4, 1.6))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    checkpoints = []
+    for batch_size, n in KILLS:
+        before = _checkpoint(path)
+        args = ["project", "--db", str(path), "--batch-size", str(batch_size)]
+        proc = subprocess.run(
+            [*_killed_at("apply", n), *args], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == -signal.SIGKILL, (before, batch_size, n, proc.stderr)
+        # The kill landed on event before + n, in the middle of a batch that started at a multiple
+        # of batch_size: everything before that batch is committed, nothing of it is.
         cp = _checkpoint(path)
-        midway += 0 < cp < last
-        if cp == last:
-            break
-    assert kills >= 2, "the projector finished before it could be killed"
-    assert midway >= 1
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert cp == before + (n - 1) // batch_size * batch_size, (before, batch_size, n)
+        checkpoints.append(cp)
+    assert 0 < checkpoints[-1] < last, "every kill must land mid-way through the journal"
+    assert checkpoints == sorted(checkpoints)
+    done = subprocess.run(
+        [*_killed_at("apply", 10**9), "project", "--db", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode in (0, 1), done.stderr
     final = new_journal(path)
     assert dump(final.db.conn) == expected
