@@ -103,6 +103,35 @@ class Credential:
         return fingerprint(self.secret)
 
 
+@dataclass(frozen=True)
+class CallerRegistration:
+    """The installation's RunSignUp API caller registration (one per timing company).
+
+    RunSignUp rejects calls without it from 2027-01-01 (``runsignup-api.md`` section 5). It
+    identifies the caller and authenticates nothing: it goes on every request beside the timing
+    partner's own credential, as query ``rsu_api_reg=<reg_id>.<token>`` and header
+    ``X-RSU-API-REG-SECRET: <secret>``. A wrong one fails every call with HTTP 400 and RunSignUp
+    error 17. ``reg_id`` is safe to show; ``token`` and ``secret`` are secrets (not in ``repr``).
+    """
+
+    reg_id: str
+    token: str = field(repr=False)
+    secret: str = field(repr=False)
+
+    def query_params(self) -> dict[str, str]:
+        """``{"rsu_api_reg": "<reg_id>.<token>"}``."""
+        return {"rsu_api_reg": f"{self.reg_id}.{self.token}"}
+
+    def headers(self) -> dict[str, str]:
+        """``{"X-RSU-API-REG-SECRET": secret}``."""
+        return {"X-RSU-API-REG-SECRET": self.secret}
+
+    def secret_values(self) -> list[str]:
+        """Values that must never leave the secrets store (for scrubbing): the token, the whole
+        ``id.token`` parameter and the secret."""
+        return [v for v in (f"{self.reg_id}.{self.token}", self.token, self.secret) if v]
+
+
 def fingerprint(secret: str) -> str:
     """First 8 hex digits of ``sha256(secret)``: identifies a secret without revealing it."""
     return hashlib.sha256(secret.encode()).hexdigest()[:8]

@@ -36,6 +36,8 @@ SECRET_PARAMS = frozenset(
         "access_token",
         "authorization",
         "x-rsu-api-secret",
+        "rsu_api_reg",
+        "x-rsu-api-reg-secret",
     }
 )
 
