@@ -12,7 +12,16 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
+from rsu.cli.common import (
+    DEFAULT_CADENCE,
+    DEFAULT_DB,
+    CadenceOption,
+    DbOption,
+    cadence_value,
+    err_console,
+    fail,
+    require_db,
+)
 from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchResult, FetchUsageError, run_fetch
 from rsu.fetcher.report import PlainProgress, RichProgress
 from rsu.journal import JournalError
@@ -63,6 +72,11 @@ def fetch(
     all_races: Annotated[
         bool, typer.Option("--all-races", help="Every partner race, whatever its date.")
     ] = False,
+    all_due: Annotated[
+        bool,
+        typer.Option("--all", help="Sync every race in scope now, due or not (ignore --cadence)."),
+    ] = False,
+    cadence: CadenceOption = DEFAULT_CADENCE,
     start_date: Annotated[
         str | None,
         typer.Option(
@@ -76,8 +90,23 @@ def fetch(
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=64, help="Worker threads.")
-    ] = 4,
+        int,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            max=64,
+            help="Requests in flight at most, across all partners (RunSignUp allows 2 per caller).",
+        ),
+    ] = 2,
+    beyond_caller_limit: Annotated[
+        bool,
+        typer.Option(
+            "--beyond-caller-limit",
+            help="Allow --concurrency above 2. RunSignUp limits each API caller to 2 calls in "
+            "flight and throttles or refuses the rest: only for a local simulator or a server "
+            "that allows more.",
+        ),
+    ] = False,
     max_rps: Annotated[
         float,
         typer.Option("--max-rps", help="Requests per second per credential (0: unlimited)."),
@@ -147,9 +176,12 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         full=values["full"],
         full_every=values["full_every"] * 3600.0,
         all_races=values["all_races"],
+        cadence=cadence_value(values["cadence"]),
+        ignore_cadence=values["all_due"],
         start_date=_date(values["start_date"], "--start-date"),
         end_date=_date(values["end_date"], "--end-date"),
         concurrency=values["concurrency"],
+        beyond_caller_limit=values["beyond_caller_limit"],
         max_rps=values["max_rps"],
         connect_timeout=values["connect_timeout"],
         read_timeout=values["read_timeout"],
@@ -178,7 +210,8 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         fail("interrupted; the journal holds everything fetched so far", 130)
     c = result.counts
     typer.echo(
-        f"fetch {result.status}: {c['races']} races, {c['events']} events, "
+        f"fetch {result.status}: {c['races']} races ({c['races_not_due']} not due), "
+        f"{c['events']} events, "
         f"{c['participants']} participants, {c['removed_participants']} removed, "
         f"{c['requests']} requests ({c['retries']} retries), {c['bytes_received']} bytes, "
         f"{c['new_bodies']} new bodies in {result.duration_seconds:.1f} s; run {result.run_id}"

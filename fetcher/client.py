@@ -53,7 +53,7 @@ from rsu.journal import (
     sha256_hex,
 )
 
-from .credentials import Credential
+from .credentials import CallerRegistration, Credential
 from .redact import scrub
 from .report import RunStats, log
 from .shapes import ApiErrorBody, PageInfo, ShapeError, parse
@@ -62,6 +62,9 @@ from .shapes import ApiErrorBody, PageInfo, ShapeError, parse
 RETRYABLE_CODES = frozenset({14})
 #: Codes that mean the credential itself is refused (never retried).
 AUTH_CODES = frozenset({6, 7})
+#: "Invalid API caller credentials.": the installation's caller registration is wrong (or, from
+#: 2027-01-01, missing). Sent with HTTP 400; stops the whole run (every call would fail).
+CALLER_CODE = 17
 USER_AGENT = "rsu-fetcher/0.1 (+https://github.com/; python-requests)"
 #: Exceptions that mean no (complete) HTTP response arrived: retried, and counted by the
 #: circuit breaker. Every other exception fails the request after one attempt.
@@ -165,16 +168,34 @@ class CircuitBreaker:
         self.threshold = threshold
         self._failures = 0
         self._open = False
+        self._halt_reason: str | None = None
         self._lock = threading.Lock()
 
     @property
     def open(self) -> bool:
-        """True once the API is considered unreachable for the rest of the run."""
+        """True once the API is considered unreachable (or the run halted) for the rest of it."""
         return self._open
+
+    @property
+    def halt_reason(self) -> str | None:
+        """Why :meth:`halt` stopped the run (secret-free), or ``None``."""
+        return self._halt_reason
+
+    def halt(self, reason: str) -> bool:
+        """Open the breaker for a reason that concerns every request of the run (RunSignUp
+        refused the caller registration); True when this call halted it."""
+        with self._lock:
+            if self._halt_reason is not None:
+                return False
+            self._halt_reason = reason
+            self._open = True
+            return True
 
     @property
     def message(self) -> str:
         """The ``error_msg`` of a skipped request."""
+        if self._halt_reason is not None:
+            return f"skipped: {self._halt_reason}"
         return (
             f"skipped: RunSignUp unreachable after {self.threshold} consecutive requests "
             "without an answer"
@@ -291,6 +312,22 @@ def brief_transport_error(error_class: str, message: str) -> str:
     return message[:200]
 
 
+def _caller_error(endpoint: str, body: bytes) -> str | None:
+    """The operator message when ``body`` (of a non-2xx answer) is RunSignUp error 17, else
+    ``None``. Error 17 concerns the installation, not the timing partner's key."""
+    try:
+        info = parse(endpoint, body)
+    except ShapeError:
+        return None
+    if not isinstance(info, ApiErrorBody) or info.code != CALLER_CODE:
+        return None
+    return (
+        f"RunSignUp refused this installation's caller registration (error {CALLER_CODE}: "
+        f"{info.message[:200]}); check it with 'rsu credentials caller --token ID.TOKEN' "
+        "(the partner keys were not the problem); the run stopped asking"
+    )
+
+
 class ApiClient:
     """Exchanges of one timing partner (one credential) against ``base_url``.
 
@@ -310,16 +347,18 @@ class ApiClient:
         timeouts: Timeouts | None = None,
         sleep: Callable[[float], None] = time.sleep,
         breaker: CircuitBreaker | None = None,
+        caller: CallerRegistration | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.credential = credential
+        self.caller = caller
         self.context = context
         self.sessions = sessions
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
         self.sleep = sleep
-        self._secrets = credential.secret_values()
+        self._secrets = credential.secret_values() + (caller.secret_values() if caller else [])
         self.breaker = breaker or CircuitBreaker(self.policy.unreachable_after)
 
     def scrub(self, message: str) -> str:
@@ -375,6 +414,9 @@ class ApiClient:
         query = redact_query({"format": "json", **params})
         send = {**query, **self.credential.query_params()}
         headers = self.credential.headers()
+        if self.caller is not None:  # the installation's registration, on every call
+            send.update(self.caller.query_params())
+            headers = {**headers, **self.caller.headers()}
         url = self.base_url + path
         stats = self.context.stats if self.context else RunStats()
         if self.breaker.open:
@@ -473,6 +515,17 @@ class ApiClient:
                 last = Exchange(
                     False, attempts=attempt, http_status=status, error_msg=f"HTTP {status}"
                 )
+                caller_error = _caller_error(endpoint, body)
+                if caller_error is not None:
+                    last = Exchange(
+                        False,
+                        attempts=attempt,
+                        error_code=CALLER_CODE,
+                        http_status=status,
+                        error_msg=self.scrub(caller_error)[:500],
+                    )
+                    if self.breaker.halt(last.error_msg):
+                        log.error("%s", last.error_msg)
                 break
             try:
                 info = parse(endpoint, body)
@@ -496,6 +549,12 @@ class ApiClient:
                     http_status=status,
                     error_msg=self.scrub(f"RunSignUp error {info.code}: {info.message}")[:500],
                 )
+                caller_error = _caller_error(endpoint, body)
+                if caller_error is not None:  # error 17 with HTTP 200: the same meaning
+                    last.error_msg = self.scrub(caller_error)[:500]
+                    if self.breaker.halt(last.error_msg):
+                        log.error("%s", last.error_msg)
+                    break
                 self._log_attempt(
                     endpoint,
                     path,

@@ -45,22 +45,33 @@ _PAGE = 64
 def listing_state(
     journal: Journal, timing_partner_id: int, race_id: int, event_id: int, endpoint: str
 ) -> ListingState:
-    """The :class:`ListingState` of one (partner, race, event, endpoint) listing.
+    """The :class:`ListingState` of one (partner, race, event, endpoint) listing (see
+    :func:`race_listing_states`); ``ListingState()`` when never listed ok."""
+    state = race_listing_states(journal, timing_partner_id, race_id, endpoint, [event_id])
+    return state[event_id] or ListingState()
 
-    Walks that scope's ``listing_completed`` events newest first (indexed on kind, partner,
-    race, event) and stops as soon as the latest ok and the latest complete listing are both
-    found, so the cost does not grow with the age of the journal.
-    """
-    max_lm: int | None = None
-    found_ok = False
-    complete_at: float | None = None
+
+def race_listing_states(
+    journal: Journal,
+    timing_partner_id: int,
+    race_id: int,
+    endpoint: str,
+    event_ids: list[int],
+) -> dict[int, ListingState | None]:
+    """:class:`ListingState` of each of ``event_ids`` (``None``: never listed ok), read from the
+    race's ``listing_completed`` events newest first, listings of one event and of several
+    (:attr:`~rsu.journal.ListingCompleted.covered_events`) alike. Stops once every event has its
+    latest ok and latest complete listing, so the cost follows the race's recent listings, not
+    the age of the journal."""
+    wanted = set(event_ids)
+    cursor: dict[int, int | None] = {}
+    complete_at: dict[int, float] = {}
     before: int | None = None
-    while True:
+    while wanted - set(complete_at):
         rows = journal.find(
             kind="listing_completed",
             timing_partner_id=timing_partner_id,
             race_id=race_id,
-            event_id=event_id,
             before_seq=before,
             newest_first=True,
             limit=_PAGE,
@@ -69,15 +80,22 @@ def listing_state(
             ev = row.event
             if not isinstance(ev, ListingCompleted) or not ev.ok or ev.endpoint != endpoint:
                 continue
-            if not found_ok:
-                cursor = ev.next_cursor if ev.next_cursor is not None else ev.max_last_modified
-                found_ok, max_lm = True, cursor
-            if ev.complete:
-                complete_at = _epoch(row.recorded_at)
-                return ListingState(max_lm, complete_at)
+            for eid in ev.covered_events:
+                if eid not in wanted:
+                    continue
+                if eid not in cursor:
+                    cursor[eid] = (
+                        ev.next_cursor if ev.next_cursor is not None else ev.max_last_modified
+                    )
+                if ev.complete and eid not in complete_at:
+                    complete_at[eid] = _epoch(row.recorded_at)
         if len(rows) < _PAGE:
-            return ListingState(max_lm, complete_at)
+            break
         before = rows[-1].seq
+    return {
+        eid: ListingState(cursor[eid], complete_at.get(eid)) if eid in cursor else None
+        for eid in event_ids
+    }
 
 
 def modified_after(

@@ -16,8 +16,22 @@ from pathlib import Path
 
 from rsu.journal import Journal, RunFinished, RunStarted, open_db
 
-from .client import ApiClient, RateLimiter, RetryPolicy, RunContext, SessionPool, Timeouts
-from .credentials import Credential, load_credentials
+from .cadence import DEFAULT_CADENCE, Cadence
+from .client import (
+    CALLER_CODE,
+    ApiClient,
+    RateLimiter,
+    RetryPolicy,
+    RunContext,
+    SessionPool,
+    Timeouts,
+)
+from .credentials import (
+    CallerRegistration,
+    Credential,
+    load_caller_registration,
+    load_credentials,
+)
 from .report import (
     NullProgress,
     Progress,
@@ -32,6 +46,9 @@ from .report import (
 from .walk import Walker, WalkSettings
 
 DEFAULT_BASE_URL = "https://runsignup.com"
+#: Calls one API caller may have in flight at once (RunSignUp's 2027 rules, as integrators read
+#: the announcement; ``runsignup-api.md`` section 5).
+CALLER_MAX_IN_FLIGHT = 2
 ADD_HINT = (
     "add one with: rsu credentials add --partner ID --api-key KEY "
     "(the secret is then prompted, or read from RSU_API_SECRET)"
@@ -57,10 +74,18 @@ class FetchOptions:
     (default 24 h). ``overlap_seconds`` re-reads that many seconds before the cursor (see
     :mod:`rsu.fetcher.cursor`). ``page_size`` <= 2500 registrations per page; ``races_page_size``
     <= 1000 races per page.
-    Transport: ``concurrency`` worker threads; ``max_rps`` requests per second per credential
+    Transport: ``concurrency`` worker threads, each with at most one request in flight, so at
+    most ``concurrency`` requests are in flight across the whole run; RunSignUp limits a caller
+    to :data:`CALLER_MAX_IN_FLIGHT` (2), and more needs ``beyond_caller_limit``;
+    ``max_rps`` requests per second per credential
     (<= 0: unlimited); timeouts and retry policy (``max_attempts`` includes the first try);
     ``unreachable_after`` consecutive requests of one partner without any HTTP response make
     the rest of that partner's requests be skipped (0: never).
+    Cadence (:mod:`rsu.fetcher.cadence`): a race gets requests beyond the races listing only
+    when it is due by ``cadence`` (default :data:`~rsu.fetcher.cadence.DEFAULT_CADENCE`);
+    ``ignore_cadence`` (``--all``), ``full`` and ``race_ids`` walk every race in scope. ``now``
+    (epoch seconds, UTC; default the run's start) is the clock of the cadence and ``full_every``
+    decisions; tests set it.
     Output: ``log_file`` and ``summary_file`` (``None`` = not written).
     """
 
@@ -79,7 +104,8 @@ class FetchOptions:
     overlap_seconds: int = 10
     page_size: int = 2500
     races_page_size: int = 1000
-    concurrency: int = 4
+    concurrency: int = 2
+    beyond_caller_limit: bool = False
     max_rps: float = 5.0
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -91,6 +117,9 @@ class FetchOptions:
     unreachable_after: int = 3
     log_file: Path | None = Path("runsignup_sync.log")
     summary_file: Path | None = Path("runsignup_sync_summary.json")
+    cadence: Cadence = DEFAULT_CADENCE
+    ignore_cadence: bool = False
+    now: float | None = None
 
     def validate(self) -> None:
         """Raise :class:`FetchUsageError` for out-of-range values."""
@@ -100,6 +129,13 @@ class FetchOptions:
             raise FetchUsageError("races page size must be between 1 and 1000")
         if self.concurrency < 1:
             raise FetchUsageError("concurrency must be at least 1")
+        if self.concurrency > CALLER_MAX_IN_FLIGHT and not self.beyond_caller_limit:
+            raise FetchUsageError(
+                f"--concurrency {self.concurrency} exceeds RunSignUp's limit of "
+                f"{CALLER_MAX_IN_FLIGHT} calls in flight per caller; RunSignUp throttles or "
+                "refuses the calls beyond it. Add --beyond-caller-limit only for a server "
+                "that allows more (a local simulator, a benchmark)"
+            )
         if self.max_attempts < 1:
             raise FetchUsageError("max attempts must be at least 1")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
@@ -124,6 +160,13 @@ class FetchOptions:
                 raise FetchUsageError(f"{what} {path} is a directory; give a file name")
             if not path.parent.is_dir():
                 raise FetchUsageError(f"{what} {path}: folder {path.parent} does not exist")
+
+    def cadence_in_effect(self) -> Cadence | None:
+        """The cadence that decides which races are walked, or ``None`` when every race in scope
+        is (``ignore_cadence``, ``full`` or given ``race_ids``)."""
+        if self.ignore_cadence or self.full or self.race_ids:
+            return None
+        return self.cadence
 
     def retry_policy(self) -> RetryPolicy:
         """The :class:`RetryPolicy` these options describe."""
@@ -194,6 +237,15 @@ def select_credentials(db_path: str | Path, options: FetchOptions) -> list[Crede
     return creds
 
 
+def load_caller(db_path: str | Path) -> CallerRegistration | None:
+    """The installation's caller registration stored beside ``db_path``, or ``None``."""
+    db = open_db(db_path)
+    try:
+        return load_caller_registration(db)
+    finally:
+        db.conn.close()
+
+
 def run_fetch(
     db_path: str | Path, options: FetchOptions, progress: Progress | None = None
 ) -> FetchResult:
@@ -207,6 +259,7 @@ def run_fetch(
     """
     options.validate()
     creds = select_credentials(db_path, options)
+    caller = load_caller(db_path)
     progress = progress or NullProgress()
     started = time.time()
     started_mono = time.monotonic()
@@ -226,6 +279,8 @@ def run_fetch(
             "overlap_seconds": options.overlap_seconds,
             "page_size": options.page_size,
             "concurrency": options.concurrency,
+            "cadence": str(options.cadence_in_effect() or "off"),
+            "caller_registration": "set" if caller is not None else "unset",
         }
         journal.append(
             RunStarted(
@@ -242,6 +297,8 @@ def run_fetch(
             start_date or "any",
             end_date or "any",
         )
+        if caller is None:
+            log.warning("%s", CALLER_WARNING)
         settings = WalkSettings(
             base_url=options.base_url,
             race_ids=tuple(options.race_ids),
@@ -256,9 +313,12 @@ def run_fetch(
             policy=options.retry_policy(),
             timeouts=Timeouts(options.connect_timeout, options.read_timeout),
             direct_races=len(creds) == 1,
+            cadence=options.cadence_in_effect(),
+            caller=caller,
         )
         sessions = SessionPool(pool_size=max(4, options.concurrency))
-        walker = Walker(settings, RunContext(journal, run_id, stats), sessions, progress, started)
+        now = started if options.now is None else options.now
+        walker = Walker(settings, RunContext(journal, run_id, stats), sessions, progress, now)
         interrupted = False
         try:
             walker.run(creds, options.concurrency)
@@ -268,6 +328,14 @@ def run_fetch(
             sessions.close()
         duration = time.monotonic() - started_mono
         failures = failure_lines(stats.failures)
+        halt = walker.breaker.halt_reason
+        if halt is not None:  # one line for the installation, not one per partner and race
+            failures = [
+                halt,
+                *failure_lines(
+                    [f for f in stats.failures if not f.skipped and f.error_code != CALLER_CODE]
+                ),
+            ]
         if interrupted:
             failures.append("interrupted by the operator")
         status = "interrupted" if interrupted else "failed" if failures else "ok"
@@ -329,13 +397,60 @@ def run_fetch(
 
 @dataclass
 class CheckResult:
-    """Outcome of one partner's access check: ``ok``, or ``error_code``/``message``."""
+    """Outcome of one partner's access check: ``ok``, or ``error_code``/``message``;
+    ``credential`` names which credential RunSignUp refused (see :func:`explain_refusal`)."""
 
     timing_partner_id: int
     auth_kind: str
     ok: bool
     error_code: int | None = None
     message: str = ""
+    credential: str = ""
+
+
+#: What each auth kind is called in operator messages.
+CREDENTIAL_NAMES = {
+    "api_key": "partner key",
+    "rsu_api_key": "v2 key",
+    "bearer": "OAuth token",
+}
+CALLER_WARNING = (
+    "no caller registration is set: RunSignUp rejects calls without one from 2027-01-01; "
+    "set it with: rsu credentials caller --token ID.TOKEN (the secret from RSU_API_REG_SECRET)"
+)
+
+
+def explain_refusal(
+    timing_partner_id: int, auth_kind: str, error_code: int | None, message: str
+) -> tuple[str, str]:
+    """``(credential, one-line message)`` for a failed access check: which credential RunSignUp
+    refused (``"caller registration"``, ``"partner key"``, ``"v2 key"``, ``"OAuth token"``, or
+    ``""`` when the failure names none, e.g. no answer) and what to do. Error codes are
+    RunSignUp's (``runsignup-api.md`` sections 2 and 5): 17 the caller registration, 6 the key
+    or token, 7 no access."""
+    pid = timing_partner_id
+    name = CREDENTIAL_NAMES.get(auth_kind, auth_kind)
+    if error_code == CALLER_CODE:
+        return "caller registration", (
+            "RunSignUp refused this installation's caller registration (error 17: Invalid API "
+            "caller credentials); set it again with: rsu credentials caller --token ID.TOKEN"
+        )
+    if error_code == 6:
+        hint = {
+            "api_key": f"check the api_key and api_secret: rsu credentials add --partner {pid} "
+            "--api-key KEY",
+            "rsu_api_key": f"check the v2 key and its X-RSU-API-SECRET: rsu credentials add "
+            f"--partner {pid} --auth rsu_api_key --api-key KEY",
+            "bearer": f"the token expired or was revoked: re-authorise partner {pid} and add "
+            "the new token",
+        }.get(auth_kind, "check it")
+        return name, f"RunSignUp refused the {name} of partner {pid} (error 6): {hint}"
+    if error_code == 7:
+        return name, (
+            f"the {name} of partner {pid} was accepted but has no access (error 7: Permission "
+            "Denied): is it a timing partner key?"
+        )
+    return "", message
 
 
 def check_credentials(
@@ -348,6 +463,7 @@ def check_credentials(
     """Check each partner's access with ``GET /Rest/races?results_per_page=1&only_partner_races=T``
     (not journaled). Raises :class:`FetchUsageError` when no credentials are configured."""
     creds = select_credentials(db_path, FetchOptions(partner_ids=partner_ids))
+    caller = load_caller(db_path)
     sessions = SessionPool()
     results = []
     try:
@@ -360,13 +476,17 @@ def check_credentials(
                 RateLimiter(0),
                 policy or RetryPolicy(max_attempts=3),
                 timeouts or Timeouts(),
+                caller=caller,
             )
             ex = client.get(
                 "auth_check", "/Rest/races", {"results_per_page": "1", "only_partner_races": "T"}
             )
+            which, message = ("", "") if ex.ok else explain_refusal(
+                cred.timing_partner_id, cred.auth_kind, ex.error_code, ex.error_msg
+            )
             results.append(
                 CheckResult(
-                    cred.timing_partner_id, cred.auth_kind, ex.ok, ex.error_code, ex.error_msg
+                    cred.timing_partner_id, cred.auth_kind, ex.ok, ex.error_code, message, which
                 )
             )
     finally:

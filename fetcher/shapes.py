@@ -5,7 +5,9 @@ body only **after** the body is journaled, with ``msgspec.json`` into small stru
 few fields it needs (unknown fields are skipped, which is what makes this fast):
 
 * ``races`` / ``auth_check`` (``GET /Rest/races``): ``{"races": [{"race": {"race_id", "events"}}]}``
-  -> the race ids and the event ids listed with each race;
+  -> the race ids and the event ids listed with each race, and for the cadence
+  (:mod:`rsu.fetcher.cadence`) each race's ``timezone``, ``next_date``, ``last_date`` and its
+  listed events' ``start_time``, as sent (:class:`RaceTimes`);
 * ``race`` (``GET /Rest/race/{race_id}``): ``{"race": {"race_id", "events": [{"event_id"}]}}``
   -> the event ids;
 * ``participants`` (``GET /Rest/race/{race_id}/participants``): a top-level array of
@@ -24,6 +26,7 @@ valid JSON of the wrong shape (asking again would get the same answer).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -52,7 +55,10 @@ class PageInfo:
     ``registration_id`` of the page (the keyset cursor; pages are sorted ASC) or ``None``;
     ``max_last_modified``: highest row ``last_modified`` (epoch seconds) or ``None``; ``races``:
     for race listings, ``race_id`` -> event ids listed with it; ``event_ids``: for a race
-    detail, its events.
+    detail, its events. ``per_event``: for participant listings, ``event_id`` ->
+    ``(rows, highest registration_id or None)`` of that event's element(s) on the page (a
+    listing of several events has one element per event; elements without an ``event_id`` are
+    counted in ``rows`` only).
     """
 
     rows: int = 0
@@ -60,6 +66,21 @@ class PageInfo:
     max_last_modified: int | None = None
     races: dict[int, list[int]] = field(default_factory=dict)
     event_ids: list[int] = field(default_factory=list)
+    per_event: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    #: For race listings: ``race_id`` -> its time fields as sent (see :class:`RaceTimes`).
+    race_times: dict[int, RaceTimes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RaceTimes:
+    """One listed race's time fields exactly as sent (only strings kept): ``timezone`` (IANA
+    name or ``None``), ``event_starts`` (each listed event's ``start_time``, ``"M/D/YYYY HH:MM"``
+    in the race's zone) and ``race_dates`` (``next_date``, ``last_date``: ``"MM/DD/YYYY"``).
+    Read into UTC by :func:`rsu.fetcher.cadence.race_starts`."""
+
+    timezone: str | None = None
+    event_starts: tuple[str, ...] = ()
+    race_dates: tuple[str, ...] = ()
 
 
 class _Err(msgspec.Struct):
@@ -69,11 +90,16 @@ class _Err(msgspec.Struct):
 
 class _Event(msgspec.Struct):
     event_id: int | str
+    # Any: a time field of an unexpected type is ignored by the cadence, never a shape error
+    start_time: Any = None
 
 
 class _Race(msgspec.Struct):
     race_id: int | str
     events: list[_Event] | None = None
+    timezone: Any = None
+    next_date: Any = None
+    last_date: Any = None
 
 
 class _RaceItem(msgspec.Struct):
@@ -97,6 +123,7 @@ class _Row(msgspec.Struct):
 
 
 class _ListingEvent(msgspec.Struct):
+    event_id: int | str | None = None
     participants: list[_Row] | None = None
 
 
@@ -136,6 +163,17 @@ def _required_int(value: int | str) -> int:
     return out
 
 
+def _race_times(race: _Race) -> RaceTimes:
+    def strings(values: list[Any]) -> tuple[str, ...]:
+        return tuple(v for v in values if isinstance(v, str))
+
+    return RaceTimes(
+        timezone=race.timezone if isinstance(race.timezone, str) else None,
+        event_starts=strings([e.start_time for e in race.events or []]),
+        race_dates=strings([race.next_date, race.last_date]),
+    )
+
+
 def parse(endpoint: str, body: bytes) -> PageInfo | ApiErrorBody:
     """Parse ``body`` of ``endpoint`` (see module docstring) into a :class:`PageInfo` or an
     :class:`ApiErrorBody`. Raises :class:`ShapeError` for anything else."""
@@ -152,7 +190,10 @@ def parse(endpoint: str, body: bytes) -> PageInfo | ApiErrorBody:
                 ]
                 for item in races.races
             }
-            return PageInfo(rows=len(races.races), races=listed)
+            times = {
+                _required_int(item.race.race_id): _race_times(item.race) for item in races.races
+            }
+            return PageInfo(rows=len(races.races), races=listed, race_times=times)
         if endpoint == "race":
             race = _race_decoder.decode(body)
             if race.error is not None:
@@ -177,18 +218,26 @@ def _listing(endpoint: str, doc: list[_ListingElement] | _ErrorOnly) -> PageInfo
     rows = 0
     last_id: int | None = None
     max_lm: int | None = None
+    per_event: dict[int, tuple[int, int | None]] = {}
     for element in doc:
+        event_id = _as_int(element.event.event_id) if element.event else None
+        ev_rows, ev_last = per_event.get(event_id, (0, None)) if event_id is not None else (0, None)
         # participants rows sit at the element's top level; removed rows inside "event"
         # (the other list is always empty); read both to be tolerant.
         for group in (element.participants, element.event.participants if element.event else None):
             for row in group or ():
                 rows += 1
+                ev_rows += 1
                 rid = _required_int(row.registration_id)
                 if last_id is None or rid > last_id:
                     last_id = rid
+                if ev_last is None or rid > ev_last:
+                    ev_last = rid
                 lm = _as_int(row.last_modified_ts if removed else row.last_modified)
                 if lm is None:
                     lm = _as_int(row.last_modified)
                 if lm is not None and (max_lm is None or lm > max_lm):
                     max_lm = lm
-    return PageInfo(rows=rows, last_id=last_id, max_last_modified=max_lm)
+        if event_id is not None:
+            per_event[event_id] = (ev_rows, ev_last)
+    return PageInfo(rows=rows, last_id=last_id, max_last_modified=max_lm, per_event=per_event)

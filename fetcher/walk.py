@@ -13,7 +13,8 @@ Requests per partner, in order (``format=json`` always):
    (+ ``start_date``/``end_date`` as ``YYYY-MM-DD`` unless all races are asked for), every page;
    With ``race_ids`` only those races are walked; when a single partner is in scope, a
    requested race missing from its list is still asked for in step 3 (``direct_races``);
-   otherwise a requested race that no partner listed is a failure of the run;
+   otherwise a requested race that no partner listed is a failure of the run. With a cadence
+   (:mod:`rsu.fetcher.cadence`) a race that is not due yet gets no further request this run;
 3. ``race``: ``GET /Rest/race/{race_id}`` per race (all events, past ones included); when it
    fails, the events listed with the race in step 2 are used (and the race counts as failed);
 4. per event, ``removed_participants``: ``GET /Rest/race/{race_id}/removed-participants``, then
@@ -31,10 +32,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 
 from rsu.journal import ListingCompleted
 
+from .cadence import Cadence, SyncClock, next_due, race_starts
 from .client import (
     ApiClient,
     CircuitBreaker,
@@ -45,10 +48,12 @@ from .client import (
     SessionPool,
     Timeouts,
 )
-from .credentials import Credential
-from .cursor import ListingState, listing_state, modified_after
+from .credentials import CallerRegistration, Credential
+from .cursor import race_listing_states
+from .grouping import Group, continuations, plan_groups, splittable
 from .paging import keyset_next, page_number_next, paginate, short_page
 from .report import Failure, Progress, log
+from .shapes import RaceTimes
 
 #: A unit of work; returns the follow-up tasks it discovered.
 Task = Callable[[], list["Task"]]
@@ -76,6 +81,9 @@ class WalkSettings:
     policy: RetryPolicy
     timeouts: Timeouts
     direct_races: bool = False
+    caller: CallerRegistration | None = None
+    #: Skip races that are not due (``None``: walk every race; see :mod:`rsu.fetcher.cadence`).
+    cadence: Cadence | None = None
 
 
 class Walker:
@@ -102,6 +110,8 @@ class Walker:
         #: Races walked (by any partner) and partners whose race list could not be read fully.
         self.walked_races: set[int] = set()
         self.unlisted_partners: set[int] = set()
+        #: When races were last synced, from the journal (for the cadence).
+        self.sync_clock = SyncClock(context.journal)
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -148,7 +158,7 @@ class Walker:
 
     def partner_task(self, credential: Credential) -> list[Task]:
         """Auth check and race listing of one partner; returns one task per race."""
-        if self.cancelled.is_set():
+        if self.stopped():
             return []
         pid = credential.timing_partner_id
         client = ApiClient(
@@ -160,6 +170,7 @@ class Walker:
             self.s.policy,
             self.s.timeouts,
             breaker=self.breaker,
+            caller=self.s.caller,
         )
         log.info("partner %s: auth check (%s)", pid, credential.auth_kind)
         ex = client.get(
@@ -173,6 +184,7 @@ class Walker:
             self.progress.note(f"partner {pid}: auth check failed: {ex.error_msg}")
             return []
         races: dict[int, list[int]] = {}
+        times: dict[int, RaceTimes] = {}
         params = {
             "events": "T",
             "only_partner_races": "T",
@@ -193,6 +205,8 @@ class Walker:
                 self.progress.advance("pages")
                 for rid, events in ex.info.races.items():
                     races.setdefault(rid, events)
+                for rid, listed_times in ex.info.race_times.items():
+                    times.setdefault(rid, listed_times)
             else:
                 self._fail("partner", pid, None, None, "races", ex)
                 listing_error = ex.error_msg or "no answer"
@@ -205,6 +219,7 @@ class Walker:
                 races = {r: races.get(r, []) for r in self.s.race_ids}
             else:
                 races = {r: e for r, e in races.items() if r in self.s.race_ids}
+        races = self.due_races(pid, races, times)  # the cadence: only races that are due
         with self._lock:
             self.walked_races.update(races)
         if listing_error is None:
@@ -225,7 +240,7 @@ class Walker:
         listed_events: list[int],
     ) -> list[Task]:
         """``GET /Rest/race/{race_id}``; returns one task per event."""
-        if self.cancelled.is_set():
+        if self.stopped():
             return []
         pid = client.credential.timing_partner_id
         ex = client.get("race", f"/Rest/race/{race_id}", {}, race_id=race_id)
@@ -238,56 +253,54 @@ class Walker:
         self.stats.add(races=1, events=len(events))
         self.progress.advance("races")
         self.progress.add_total("events", len(events))
-        return [partial(self.event_task, client, race_id, eid) for eid in events]
+        return [partial(self.listings_task, client, race_id, events)] if events else []
 
-    def event_task(
+    def listings_task(
         self,
         client: ApiClient,
         race_id: int,
-        event_id: int,
+        event_ids: list[int],
     ) -> list[Task]:
-        """Both listings of one event: removed participants first, then participants.
+        """Both listings of a race's events: removed participants first, then participants,
+        several events per call (:mod:`rsu.fetcher.grouping`).
 
         In that order a complete participants listing finds refunds, transfers and deferrals
         already recorded with their reasons, so only registrations that vanished without a
         removal record are retired as missing, even when the removed listing fails.
         """
         pid = client.credential.timing_partner_id
+        events = list(dict.fromkeys(event_ids))
         for endpoint in ("removed_participants", "participants"):
-            if self.cancelled.is_set():
-                return []
-            self.listing(
-                client,
-                race_id,
-                event_id,
-                endpoint,
-                listing_state(self.context.journal, pid, race_id, event_id, endpoint),
+            states = race_listing_states(self.context.journal, pid, race_id, endpoint, events)
+            groups = plan_groups(
+                states,
+                now=self.now,
+                full=self.s.full,
+                full_every=self.s.full_every,
+                overlap_seconds=self.s.overlap_seconds,
             )
-        self.progress.advance("events")
+            for group in groups:
+                if self.stopped():
+                    return []
+                self.listing(client, race_id, group, endpoint)
+        self.progress.advance("events", len(events))
         return []
 
-    def listing(
-        self,
-        client: ApiClient,
-        race_id: int,
-        event_id: int,
-        endpoint: str,
-        state: ListingState | None,
-    ) -> ListingCompleted:
-        """Read one listing of one event to its end (keyset paging) and journal its
-        ``ListingCompleted``. Complete (no cursor) or incremental per :func:`modified_after`."""
+    def listing(self, client: ApiClient, race_id: int, group: Group, endpoint: str) -> None:
+        """Read one listing of ``group``'s events to its end and journal its
+        ``ListingCompleted`` (complete when ``group.cursor`` is ``None``, else incremental).
+
+        The first call asks for every event of the group; when its page is full, events go on
+        with keyset pages of their own (:func:`~rsu.fetcher.grouping.continuations`). When
+        RunSignUp refuses the several-event call itself (an error code such as 301 "Event not
+        found" or 7 for one of the events, or an HTTP 4xx), each event is listed on its own, so
+        one bad event never fails the others."""
         pid = client.credential.timing_partner_id
-        cursor_ts = modified_after(
-            state,
-            now=self.now,
-            full=self.s.full,
-            full_every=self.s.full_every,
-            overlap_seconds=self.s.overlap_seconds,
-        )
+        asked = group.event_ids
+        cursor_ts = group.cursor
         listing_id = uuid.uuid4().hex
         path = LISTING_PATHS[endpoint].format(race_id=race_id)
         params = {
-            "event_id": str(event_id),
             "sort": "registration_id ASC",
             "results_per_page": str(self.s.page_size),
         }
@@ -296,19 +309,22 @@ class Walker:
         if cursor_ts is not None:
             params["modified_after_timestamp"] = str(cursor_ts)
 
-        def fetch(after: int) -> Exchange:
-            p = dict(params)
-            if after:
-                p["after_registration_id"] = str(after)
-            return client.get(
-                endpoint,
-                path,
-                p,
-                race_id=race_id,
-                event_id=event_id,
-                listing_id=listing_id,
-                cursor=after or None,
-            )
+        def fetcher(events: tuple[int, ...]) -> Callable[[int], Exchange]:
+            def fetch(after: int) -> Exchange:
+                p = {"event_id": ",".join(map(str, events)), **params}
+                if after:
+                    p["after_registration_id"] = str(after)
+                return client.get(
+                    endpoint,
+                    path,
+                    p,
+                    race_id=race_id,
+                    event_id=events[0] if len(events) == 1 else None,
+                    listing_id=listing_id,
+                    cursor=after or None,
+                )
+
+            return fetch
 
         stop = short_page(self.s.page_size)
         pages = rows = requests = 0
@@ -316,22 +332,45 @@ class Walker:
         max_lm: int | None = None
         first_page_time: int | None = None
         failed: Exchange | None = None
-        ended_short = False
-        for _after, ex in paginate(fetch, 0, keyset_next, stop):
-            requests += ex.attempts
-            if not ex.ok or ex.info is None or ex.seq is None:
-                failed = ex
-                break
-            if pages == 0:
-                first_page_time = ex.server_time
-            pages += 1
-            rows += ex.info.rows
-            page_seqs.append(ex.seq)
-            if ex.info.max_last_modified is not None:
-                max_lm = max(max_lm or 0, ex.info.max_last_modified)
-            ended_short = stop(ex)
-            self.progress.advance("pages")
-        previous = state.max_last_modified if state is not None else None
+        ended = True
+        # (events asked together, after_registration_id to start from): the group first, then
+        # any event whose part of a full several-event page may go on
+        parts: list[tuple[tuple[int, ...], int]] = [(asked, 0)]
+        while parts and failed is None:
+            events, start = parts.pop(0)
+            part_ended = False
+            for after, ex in paginate(fetcher(events), start, keyset_next, stop):
+                requests += ex.attempts
+                if not ex.ok or ex.info is None or ex.seq is None:
+                    failed = ex
+                    break
+                if pages == 0:
+                    first_page_time = ex.server_time
+                pages += 1
+                rows += ex.info.rows
+                page_seqs.append(ex.seq)
+                if ex.info.max_last_modified is not None:
+                    max_lm = max(max_lm or 0, ex.info.max_last_modified)
+                self.progress.advance("pages")
+                if len(events) > 1:
+                    follow = continuations(ex.info, events, after, self.s.page_size)
+                    parts.extend(((eid,), a) for eid, a in follow.items())
+                    part_ended = True
+                    break
+                part_ended = stop(ex)
+            ended = ended and part_ended
+        if failed is not None and pages == 0 and len(asked) > 1 and splittable(failed):
+            log.info(
+                "race %s: %s of events %s in one call failed (%s); listing each on its own",
+                race_id,
+                endpoint,
+                ",".join(map(str, asked)),
+                failed.error_msg,
+            )
+            for eid in asked:
+                self.listing(client, race_id, Group((eid,), group.cursor, group.previous), endpoint)
+            return
+        previous = group.previous
         if cursor_ts is not None and previous is not None:
             max_lm = previous if max_lm is None else max(max_lm, previous)
         # A row edited while this listing ran may sit on a page already read, with a
@@ -341,11 +380,13 @@ class Walker:
         if max_lm is not None and first_page_time is not None and pages > 1:
             next_cursor = min(max_lm, max(first_page_time, previous or 0))
         ok = failed is None
-        complete = ok and ended_short and cursor_ts is None
+        complete = ok and ended and cursor_ts is None
+        single = asked[0] if len(asked) == 1 else None
         event = ListingCompleted(
             endpoint=endpoint,
             race_id=race_id,
-            event_id=event_id,
+            event_id=single,
+            event_ids=[] if single is not None else list(asked),
             listing_id=listing_id,
             mode="full" if cursor_ts is None else "incremental",
             complete=complete,
@@ -366,27 +407,70 @@ class Walker:
             run_id=self.context.run_id,
             timing_partner_id=pid,
             race_id=race_id,
-            event_id=event_id,
+            event_id=single,
         )
         counter = "participants" if endpoint == "participants" else "removed_participants"
         self.stats.add(pages=pages, listings=1, complete_listings=int(complete), **{counter: rows})
         if failed is not None:
-            self._fail("event", pid, race_id, event_id, endpoint, failed)
-        elif not ended_short:
+            self._fail("event", pid, race_id, single, endpoint, failed)
+        elif not ended:
             self.stats.fail(
                 Failure(
                     "event",
                     pid,
                     race_id,
-                    event_id,
+                    single,
                     endpoint,
                     None,
                     "paging stopped before a short page (cursor did not advance)",
                 )
             )
-        return event
+
+    # -- cadence ---------------------------------------------------------------------------
+
+    def due_races(
+        self, pid: int, races: dict[int, list[int]], times: dict[int, RaceTimes]
+    ) -> dict[int, list[int]]:
+        """``races`` (race id -> listed event ids) without the races that are not due at
+        ``self.now`` by the cadence (:func:`~rsu.fetcher.cadence.next_due`, from their listed
+        ``times`` and the journal's last sync); all of them when no cadence applies. The others
+        are counted as ``races_not_due`` and noted, with the soonest next due (UTC)."""
+        cadence = self.s.cadence
+        if cadence is None or not races:
+            return races
+        due: dict[int, list[int]] = {}
+        later: list[tuple[float, int]] = []
+        for rid, events in races.items():
+            listed = times.get(rid)
+            starts = (
+                race_starts(listed.timezone, listed.event_starts, listed.race_dates)
+                if listed is not None
+                else []
+            )
+            last = self.sync_clock.last_synced(pid, rid, events)
+            when = next_due(starts, last, self.now, cadence)
+            if when <= self.now:
+                due[rid] = events
+            else:
+                later.append((when, rid))
+        if later:
+            self.stats.add(races_not_due=len(later))
+            when, rid = min(later)
+            note = (
+                f"partner {pid}: {len(later)} of {len(races)} races not due yet (cadence; next: "
+                f"race {rid} at {datetime.fromtimestamp(when, UTC):%Y-%m-%d %H:%M} UTC; "
+                "--all syncs every race now)"
+            )
+            log.info("%s", note)
+            self.progress.note(note)
+        return due
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def stopped(self) -> bool:
+        """True when no new request should start: the run was cancelled, or RunSignUp refused
+        the installation's caller registration (every further call would fail the same way)."""
+        return self.cancelled.is_set() or self.breaker.halt_reason is not None
 
     def _fail(
         self,

@@ -133,11 +133,16 @@ class ListingCompleted(_Event, tag="listing_completed", frozen=True):
     be read. It is ``max_last_modified`` capped at the server's clock (``Date``) when the first
     page was served, because a registration edited while a long listing runs may sit on a page
     already read; ``None`` in events written before it existed (then ``max_last_modified``).
+
+    A listing may cover several events of one race (RunSignUp's ``event_id`` takes a comma
+    list): then ``event_ids`` names exactly the events it asked for and covers, and ``event_id``
+    is ``None``; a listing of one event has ``event_id`` set and ``event_ids`` empty (events
+    written before ``event_ids`` existed). Use :attr:`covered_events` to read either.
     """
 
     endpoint: str
     race_id: int
-    event_id: int
+    event_id: int | None
     listing_id: str
     mode: str = "full"
     complete: bool = False
@@ -152,6 +157,14 @@ class ListingCompleted(_Event, tag="listing_completed", frozen=True):
     error_code: int | None = None
     error_msg: str | None = None
     next_cursor: int | None = None
+    event_ids: list[int] = []
+
+    @property
+    def covered_events(self) -> list[int]:
+        """The event ids this listing asked for (and alone may retire registrations of)."""
+        if self.event_ids:
+            return list(self.event_ids)
+        return [] if self.event_id is None else [self.event_id]
 
 
 class FetchFailed(_Event, tag="fetch_failed", frozen=True):

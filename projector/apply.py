@@ -507,7 +507,8 @@ class Applier:
         sums = [sum(p[i] or 0 for p in pages.values()) for i in range(2, 8)]
         rows, failed, new, changed, unchanged, removed = sums
         race_id = ev.race_id if ev.race_id is not None else row.race_id
-        event_id = ev.event_id if ev.event_id is not None else row.event_id
+        covered = ev.event_ids or [ev.event_id if ev.event_id is not None else row.event_id]
+        event_id = covered[0] if len(covered) == 1 else None
         if (
             status == "success"
             and ev.endpoint == "participants"
@@ -515,22 +516,27 @@ class Applier:
             and page_seqs
             and tp is not None
         ):
-            cur = self.conn.execute(
-                f"UPDATE {self._t_part} SET removed_at = ?, removed_reason = ?, "
-                "new_registration_id = NULL, source_seq = ? "
-                "WHERE timing_partner_id = ? AND race_id = ? AND event_id = ? "
-                "AND removed_at IS NULL AND (last_seen_seq IS NULL OR last_seen_seq < ?)",
-                (
-                    _utc_seconds(row.recorded_at),
-                    "missing_from_listing",
-                    row.seq,
-                    tp,
-                    race_id,
-                    event_id,
-                    page_seqs[0],
-                ),
-            )
-            removed = cur.rowcount
+            # Every registration of each covered event was seen on one of the listing's pages
+            # (last_seen_seq >= its first page) unless it left: a listing of several events
+            # retires in exactly the events it asked for.
+            removed = 0
+            for covered_event in covered:
+                cur = self.conn.execute(
+                    f"UPDATE {self._t_part} SET removed_at = ?, removed_reason = ?, "
+                    "new_registration_id = NULL, source_seq = ? "
+                    "WHERE timing_partner_id = ? AND race_id = ? AND event_id = ? "
+                    "AND removed_at IS NULL AND (last_seen_seq IS NULL OR last_seen_seq < ?)",
+                    (
+                        _utc_seconds(row.recorded_at),
+                        "missing_from_listing",
+                        row.seq,
+                        tp,
+                        race_id,
+                        covered_event,
+                        page_seqs[0],
+                    ),
+                )
+                removed += cur.rowcount
         self._sync_row(
             row,
             key=f"{tp}:listing:{ev.listing_id}",
@@ -548,6 +554,7 @@ class Applier:
             pages=ev.pages,
             requests=ev.requests,
             retries=ev.retries,
+            event_ids=",".join(str(e) for e in covered) if len(covered) > 1 else None,
         )
 
     def _fetch_failed(self, row: JournalRow, ev: FetchFailed) -> None:
@@ -593,7 +600,10 @@ class Applier:
         pages: int,
         requests: int,
         retries: int,
+        event_ids: str | None = None,
     ) -> None:
+        """One ``sync_history`` row (kept once per ``key``); ``event_ids``: the comma list of
+        events a listing of several events covered (``event_id`` is then ``NULL``)."""
         synced, success, failed, new, changed, unchanged, removed = counts
         cur = self.conn.execute(
             f"INSERT INTO {SYNC_HISTORY.name}{self.suffix} "
@@ -626,6 +636,7 @@ class Applier:
                 requests,
                 retries,
                 row.seq,
+                event_ids,
             ),
         )
         if status == "error":

@@ -39,7 +39,9 @@ class RaceStatus:
     that touched the race; ``counts`` sum that successful run's rows (synced, new, changed,
     removed); ``next_event_utc`` is the next event start (UTC) at or after ``now``, if any;
     ``age_seconds`` is ``now - last_success``; ``stale`` is true when the race has an upcoming
-    event and no success within ``max_age``.
+    event and no success within ``max_age``. ``last_event_utc`` is the newest event start (UTC)
+    before ``now``, if any (with ``next_event_utc``, what ``rsu status`` computes the next due
+    sync from).
     """
 
     timing_partner_id: int
@@ -55,6 +57,7 @@ class RaceStatus:
     counts: dict[str, int] = field(default_factory=dict)
     age_seconds: float | None = None
     stale: bool = False
+    last_event_utc: str | None = None
 
 
 @dataclass
@@ -210,7 +213,7 @@ def sync_status(
         p.failing = bool(bad) or not fresh(p.last_success)
         partners[tp] = p
 
-    for tp, race_id, name, next_start, active, removed in conn.execute(
+    for tp, race_id, name, next_start, active, removed, last_start in conn.execute(
         "SELECT r.timing_partner_id, r.race_id, r.name, "
         " (SELECT MIN(e.start_time_utc) FROM runsignup_events e "
         "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
@@ -218,11 +221,15 @@ def sync_status(
         " (SELECT COUNT(*) FROM runsignup_participants x WHERE x.timing_partner_id = "
         "  r.timing_partner_id AND x.race_id = r.race_id AND x.removed_at IS NULL), "
         " (SELECT COUNT(*) FROM runsignup_participants x WHERE x.timing_partner_id = "
-        "  r.timing_partner_id AND x.race_id = r.race_id AND x.removed_at IS NOT NULL) "
+        "  r.timing_partner_id AND x.race_id = r.race_id AND x.removed_at IS NOT NULL), "
+        " (SELECT MAX(e.start_time_utc) FROM runsignup_events e "
+        "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
+        "  AND e.start_time_utc < ?) "
         "FROM runsignup_races r ORDER BY r.timing_partner_id, r.race_id",
-        (now_iso,),
+        (now_iso, now_iso),
     ):
         rs = RaceStatus(tp, race_id, name, next_start, active, removed)
+        rs.last_event_utc = last_start
         race_runs = runs.get((tp, race_id), [])
         if race_runs:
             rs.last_attempt = race_runs[0]["time"]
@@ -265,6 +272,7 @@ HISTORY_COLUMNS = (
     "retries",
     "error_code",
     "reason",
+    "event_ids",
 )
 
 
@@ -288,13 +296,15 @@ def history(
     for col, val in (
         ("timing_partner_id", timing_partner_id),
         ("race_id", race_id),
-        ("event_id", event_id),
         ("status", status),
         ("run_id", run_id),
     ):
         if val is not None:
             clauses.append(f"{col} = ?")
             params.append(val)
+    if event_id is not None:  # the event's own listings and listings of several events with it
+        clauses.append("(event_id = ? OR ',' || event_ids || ',' LIKE ?)")
+        params += [event_id, f"%,{event_id},%"]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     cur = conn.execute(
         f"SELECT {', '.join(HISTORY_COLUMNS)} FROM sync_history {where} "

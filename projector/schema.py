@@ -17,7 +17,8 @@ import sqlite3
 from dataclasses import dataclass
 
 #: Bump to force a rebuild of every projection table from seq 0.
-PROJECTION_VERSION = 1
+#: 2: ``sync_history.event_ids`` (listings of several events of a race in one call).
+PROJECTION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ SYNC_HISTORY = Table(
         ("requests", "INTEGER NOT NULL"),
         ("retries", "INTEGER NOT NULL"),
         ("source_seq", "INTEGER NOT NULL"),
+        ("event_ids", "TEXT"),
     ),
     ("sync_key",),
     (

@@ -37,6 +37,7 @@ def fast_options(base_url: str, tmp_path: Path, **overrides: Any) -> FetchOption
     values: dict[str, Any] = {
         "base_url": base_url,
         "all_races": True,
+        "ignore_cadence": True,  # every race on every run; tests/test_cadence.py covers the cadence
         "max_rps": 0,
         "max_attempts": 10,
         "backoff_factor": 0.001,
@@ -52,19 +53,21 @@ def fast_options(base_url: str, tmp_path: Path, **overrides: Any) -> FetchOption
     return FetchOptions(**values)
 
 
-def _rows(endpoint: str, body: bytes) -> list[dict[str, Any]] | None:
+def _rows(endpoint: str, body: bytes) -> list[tuple[int, dict[str, Any]]] | None:
+    """``(event_id, row)`` of every row of a listing page (rows sit under their event's
+    element; a page of several events has one element per event)."""
     try:
         doc = msgspec.json.decode(body)
     except msgspec.DecodeError:
         return None
     if not isinstance(doc, list):
         return None
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     for element in doc:
-        if endpoint == "participants":
-            rows.extend(element.get("participants") or [])
-        else:
-            rows.extend((element.get("event") or {}).get("participants") or [])
+        event = element.get("event") or {}
+        group = element.get("participants") if endpoint == "participants" else None
+        for row in group or event.get("participants") or []:
+            rows.append((int(event["event_id"]), row))
     return rows
 
 
@@ -82,8 +85,9 @@ def journaled_ids(
             rows = _rows(endpoint, j.body(ev.body_sha256))
             if rows is None:
                 continue
-            assert ev.race_id is not None and ev.event_id is not None
-            out[(ev.race_id, ev.event_id)].update(r["registration_id"] for r in rows)
+            assert ev.race_id is not None
+            for event_id, r in rows:
+                out[(ev.race_id, event_id)].add(r["registration_id"])
     return dict(out)
 
 

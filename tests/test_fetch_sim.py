@@ -76,7 +76,10 @@ def test_complete_data_under_faults(tmp_path: Path) -> None:
         assert j.verify().ok
         listings = [r.event for r in j.find(kind="listing_completed")]
         assert all(isinstance(e, ListingCompleted) and e.complete and e.ok for e in listings)
-        assert len(listings) == 2 * len(expected)
+        # one listing per race and listing kind, covering exactly the race's events
+        assert len(listings) == 2 * 9
+        covered = sorted(e for ev in listings for e in ev.covered_events)  # type: ignore[union-attr]
+        assert covered == sorted(2 * [e for _, e in expected])
         # every attempt is journaled: response_received + request_failed == requests
         kinds = j.stats().events_by_kind
         assert (
@@ -114,20 +117,26 @@ def test_event_with_6000_registrations(tmp_path: Path) -> None:
         part_requests = [r for r in sim.requests if r.path.endswith("/participants")]
     assert result.exit_code == 0
     assert journaled_ids(db)[(race_id, big)] == set(world.active_registrations(race_id, big))
-    big_pages = [r for r in part_requests if r.query.get("event_id") == str(big)]
-    assert len(big_pages) >= 3
+    big_pages = [r for r in part_requests if str(big) in r.query["event_id"].split(",")]
+    # the race's two events in one call, then the big event's own keyset pages from its last id
+    assert [r.query["event_id"] for r in part_requests][0] == ",".join(
+        map(str, world.event_ids(race_id))
+    )
+    assert len(big_pages) == 3
     assert all(int(r.query["results_per_page"]) <= 2500 for r in part_requests)
     assert all(r.query["sort"] == "registration_id ASC" for r in part_requests)
     assert all(r.query["format"] == "json" for r in sim.requests)
     with Journal.open(db) as j:
         listing = next(
             r.event
-            for r in j.find(kind="listing_completed", event_id=big)
+            for r in j.find(kind="listing_completed", race_id=race_id)
             if isinstance(r.event, ListingCompleted) and r.event.endpoint == "participants"
         )
     assert isinstance(listing, ListingCompleted)
-    active = len(world.active_registrations(race_id, big))
-    assert active > 5000 and listing.rows == active and listing.pages == 3 and listing.complete
+    active = sum(len(world.active_registrations(race_id, e)) for e in world.event_ids(race_id))
+    assert len(world.active_registrations(race_id, big)) > 5000
+    assert listing.rows == active and listing.pages == 3 and listing.complete
+    assert listing.covered_events == world.event_ids(race_id)
 
 
 def test_bad_key_partner_fails_others_complete(tmp_path: Path) -> None:

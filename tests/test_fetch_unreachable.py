@@ -25,7 +25,7 @@ MAX_ATTEMPTS = 4
 
 
 class StopAfterFirstEvent(NullProgress):
-    """Stops the simulator as soon as the first event's two listings are journaled."""
+    """Stops the simulator as soon as the first race's two listings are journaled."""
 
     def __init__(self, sim: SimulatorServer) -> None:
         self.sim = sim
@@ -55,10 +55,11 @@ def test_dead_api_trips_breaker_then_next_fetch_completes(tmp_path: Path) -> Non
         attempts = [r for r in j.find(kind="request_failed", run_id=run)]
         failed = [r for r in j.find(kind="fetch_failed", run_id=run)]
         listings = [r.event for r in j.find(kind="listing_completed", run_id=run)]
-    # 2 partners x 6 events x 2 listings; only the first event's two were read
-    assert len(listings) == 24
-    assert all(isinstance(e, ListingCompleted) for e in listings)
-    assert sum(1 for e in listings if isinstance(e, ListingCompleted) and not e.ok) == 22
+    # 2 partners x 2 races x 2 listings (a race's 3 events in one call); only the first race's
+    # two were read
+    assert len(listings) == 8
+    assert all(isinstance(e, ListingCompleted) and len(e.covered_events) == 3 for e in listings)
+    assert sum(1 for e in listings if isinstance(e, ListingCompleted) and not e.ok) == 6
     # exactly 3 requests were tried in all (each with every attempt), the rest skipped
     assert len(attempts) == 3 * MAX_ATTEMPTS
     assert all(

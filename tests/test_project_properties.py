@@ -184,16 +184,19 @@ def test_version_bump_rebuilds_by_itself(monkeypatch):
     jn = _sample_journal()
     project(jn.db)
     before = dump(jn.db.conn)
-    monkeypatch.setattr(runner_mod, "PROJECTION_VERSION", 2)
+    old = runner_mod.PROJECTION_VERSION
+    monkeypatch.setattr(runner_mod, "PROJECTION_VERSION", old + 1)
     seen: list[str] = []
     result = project(jn.db, progress=seen.append)
     assert result.rebuilt
     assert result.messages == [
-        "projection version changed (1 -> 2): rebuilding the tables from the journal"
+        f"projection version changed ({old} -> {old + 1}): rebuilding the tables from the journal"
     ]
     assert seen[0] == result.messages[0]
     after = dump(jn.db.conn)
-    assert after == before.replace('["projection_version", 1]', '["projection_version", 2]')
+    assert after == before.replace(
+        f'["projection_version", {old}]', f'["projection_version", {old + 1}]'
+    )
     assert not project(jn.db).rebuilt
 
 

@@ -1,0 +1,127 @@
+"""Several events per listing call: the paging rule is right under both readings of RunSignUp's
+paging (per event, in total), checked against a model server of each reading."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rsu.fetcher.client import Exchange
+from rsu.fetcher.cursor import ListingState
+from rsu.fetcher.grouping import Group, continuations, plan_groups, splittable
+from rsu.fetcher.shapes import PageInfo
+
+
+def _page(per_event: dict[int, list[int]]) -> PageInfo:
+    ids = [r for rows in per_event.values() for r in rows]
+    return PageInfo(
+        rows=len(ids),
+        last_id=max(ids) if ids else None,
+        per_event={e: (len(r), max(r) if r else None) for e, r in per_event.items()},
+    )
+
+
+def _serve(
+    data: dict[int, list[int]], events: tuple[int, ...], after: int, n: int, reading: str
+) -> dict[int, list[int]]:
+    """A model of RunSignUp answering ``event_id=events&after_registration_id=after`` with
+    ``results_per_page=n`` under one reading of how a several-event call is paged."""
+    above = {e: sorted(r for r in data[e] if r > after) for e in events}
+    if reading == "per_event":
+        return {e: rows[:n] for e, rows in above.items()}
+    merged = sorted((r, e) for e, rows in above.items() for r in rows)[:n]
+    return {e: [r for r, ev in merged if ev == e] for e in events}
+
+
+def _walk(data: dict[int, list[int]], n: int, reading: str) -> tuple[dict[int, set[int]], int]:
+    """The fetcher's rule (first call for all events, then :func:`continuations`, then keyset
+    pages per event) against the model; returns the rows seen per event and the calls made."""
+    events = tuple(data)
+    seen: dict[int, set[int]] = {e: set() for e in events}
+    calls = 0
+    parts: list[tuple[tuple[int, ...], int]] = [(events, 0)]
+    while parts:
+        asked, after = parts.pop(0)
+        while True:
+            calls += 1
+            got = _serve(data, asked, after, n, reading)
+            for e, rows in got.items():
+                seen[e].update(rows)
+            info = _page(got)
+            if len(asked) > 1:
+                parts.extend(((e,), a) for e, a in continuations(info, asked, after, n).items())
+                break
+            if info.rows < n or info.last_id is None:
+                break
+            after = info.last_id
+    return seen, calls
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 30), min_size=2, max_size=4),
+    n=st.integers(1, 12),
+    reading=st.sampled_from(["per_event", "total"]),
+    seed=st.randoms(use_true_random=False),
+)
+def test_every_row_is_read_under_both_readings(sizes, n, reading, seed) -> None:
+    ids = seed.sample(range(1, 1000), sum(sizes))
+    data, k = {}, 0
+    for i, size in enumerate(sizes):
+        data[100 + i] = ids[k : k + size]
+        k += size
+    seen, calls = _walk(data, n, reading)
+    assert seen == {e: set(rows) for e, rows in data.items()}
+    if sum(sizes) < n:
+        assert calls == 1  # one call for the whole race when nothing fills a page
+
+
+def test_short_page_ends_every_event() -> None:
+    assert continuations(_page({1: [5, 9], 2: [7]}), (1, 2), 0, 4) == {}
+
+
+def test_full_page_in_total_reading_continues_each_event_from_its_own_last_id() -> None:
+    # in total: the 4 lowest ids of events 1, 2 and 3 (3 had none below 8)
+    info = _page({1: [2, 3], 2: [5, 8], 3: []})
+    assert continuations(info, (1, 2, 3), 0, 4) == {1: 3, 2: 8, 3: 8}
+
+
+def test_more_rows_than_a_page_proves_per_event_paging() -> None:
+    # 4 + 2 rows on a page of 4: per event; only event 1 filled its page
+    info = _page({1: [2, 3, 4, 6], 2: [5, 8]})
+    assert continuations(info, (1, 2), 0, 4) == {1: 6}
+
+
+def test_plan_groups_complete_and_incremental() -> None:
+    now = 1_000_000.0
+    fresh = ListingState(max_last_modified=500, last_complete_at=now - 60)
+    newer = ListingState(max_last_modified=900, last_complete_at=now - 120)
+    kw = {"now": now, "full": False, "full_every": 3600.0, "overlap_seconds": 10}
+    # both incremental: one call from the older cursor
+    assert plan_groups({1: fresh, 2: newer}, **kw) == [Group((1, 2), 491, 500)]
+    # a never-listed event is complete; the others stay incremental (complete ones are recent)
+    assert plan_groups({1: fresh, 3: None, 2: newer}, **kw) == [
+        Group((3,), None, None),
+        Group((1, 2), 491, 500),
+    ]
+    # an event whose complete listing is older than full_every/2 joins a complete one due anyway
+    half = ListingState(max_last_modified=700, last_complete_at=now - 2000)
+    assert plan_groups({1: fresh, 3: None, 2: half}, **kw) == [
+        Group((3, 2), None, None),
+        Group((1,), 491, 500),
+    ]
+    assert plan_groups({1: fresh, 2: half}, **{**kw, "full": True}) == [
+        Group((1, 2), None, None)
+    ]
+
+
+def test_splittable() -> None:
+    assert splittable(Exchange(False, error_code=301, http_status=200))
+    assert splittable(Exchange(False, error_code=7, http_status=200))
+    assert splittable(Exchange(False, http_status=404))
+    assert not splittable(Exchange(False, error_code=6, http_status=200))
+    assert not splittable(Exchange(False, error_code=17, http_status=400))
+    assert not splittable(Exchange(False, http_status=429))
+    assert not splittable(Exchange(False, http_status=503))
+    assert not splittable(Exchange(False, error_msg="ConnectionError"))
+    assert not splittable(Exchange(False, attempts=0, skipped=True))
