@@ -31,6 +31,7 @@ def one_run(world: World, latency_ms: float, concurrency: int, workdir: Path) ->
             all_races=True,
             full=True,
             concurrency=concurrency,
+            beyond_caller_limit=concurrency > 2,
             max_rps=0,
             log_file=workdir / "bench.log",
             summary_file=workdir / f"bench-c{concurrency}.json",

@@ -62,10 +62,12 @@ def plan_groups(
     full: bool,
     full_every: float,
     overlap_seconds: int,
+    events_per_call: int = 0,
 ) -> list[Group]:
     """Split a race's events (``states``: event_id -> its listing state, in the race's order)
-    into at most two :class:`Group` s: complete first, then incremental (see module docstring).
-    ``now`` is epoch seconds; ``full_every`` seconds."""
+    into :class:`Group` s: complete first, then incremental (see module docstring), each cut
+    into calls of at most ``events_per_call`` events (``0``: no limit; ``1``: one event per
+    call, as before several-event calls). ``now`` is epoch seconds; ``full_every`` seconds."""
     cursors = {
         eid: modified_after(
             st, now=now, full=full, full_every=full_every, overlap_seconds=overlap_seconds
@@ -89,7 +91,14 @@ def plan_groups(
         groups.append(
             Group(tuple(incremental), cursor, min(known) if len(known) == len(olds) else None)
         )
-    return groups
+    if events_per_call <= 0:
+        return groups
+    k = events_per_call
+    return [
+        Group(g.event_ids[i : i + k], g.cursor, g.previous)
+        for g in groups
+        for i in range(0, len(g.event_ids), k)
+    ]
 
 
 def continuations(
