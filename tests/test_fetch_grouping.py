@@ -110,9 +110,7 @@ def test_plan_groups_complete_and_incremental() -> None:
         Group((3, 2), None, None),
         Group((1,), 491, 500),
     ]
-    assert plan_groups({1: fresh, 2: half}, **{**kw, "full": True}) == [
-        Group((1, 2), None, None)
-    ]
+    assert plan_groups({1: fresh, 2: half}, **{**kw, "full": True}) == [Group((1, 2), None, None)]
 
 
 def test_splittable() -> None:
