@@ -57,6 +57,17 @@ def _print_credentials(world: World) -> None:
         typer.echo(f"partner {pid} ({c.auth}, races {races}):\n  {add}")
 
 
+def _print_caller(world: World, required: bool) -> None:
+    """The ready-to-paste line that stores the world's API caller registration (RunSignUp's
+    ``rsu_api_reg`` + ``X-RSU-API-REG-SECRET``; fake by construction, like the credentials)."""
+    c = world.caller
+    state = "required" if required else "optional, checked when sent"
+    typer.echo(
+        f"caller registration {c.reg_id} ({state}):\n"
+        f"  RSU_API_REG_SECRET={c.secret} rsu credentials caller --token {c.param}"
+    )
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Loopback address to bind (127.0.0.1 only)."),
@@ -92,6 +103,26 @@ def serve(
     start_epoch: int = typer.Option(
         0, help="Simulator clock at start, epoch seconds (0: midnight UTC today)."
     ),
+    require_caller: bool = typer.Option(
+        False,
+        "--require-caller",
+        help="Refuse calls without the API caller registration (HTTP 400, error 17), as "
+        "RunSignUp does from 2027-01-01. A wrong registration is always refused.",
+    ),
+    max_in_flight: int = typer.Option(
+        2,
+        min=0,
+        help="Refuse a call while this many are being answered (error 14), as RunSignUp "
+        "allows 2 concurrent calls from 2027 (0: no limit).",
+    ),
+    in_flight_429: bool = typer.Option(
+        False, help="Refuse calls over --max-in-flight with HTTP 429 + Retry-After instead."
+    ),
+    multi_event_paging: str = typer.Option(
+        "per_event",
+        help="Paging of a several-event participant listing: per_event (each event paged on "
+        "its own) or total (one merged page of results_per_page rows in all).",
+    ),
 ) -> None:
     """Serve the simulator and print its base URL and the credentials it accepts."""
     world = World.generate(_config(seed, partners, races, events, registrations, start_epoch))
@@ -106,13 +137,25 @@ def serve(
         latency_ms=latency_ms,
     )
     try:
-        server = SimulatorServer(world, faults=faults, host=host, port=port)
+        server = SimulatorServer(
+            world,
+            faults=faults,
+            host=host,
+            port=port,
+            require_caller=require_caller,
+            max_in_flight=max_in_flight,
+            in_flight_http_429=in_flight_429,
+            multi_event_paging=multi_event_paging,
+        )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     with server as sim:
         typer.echo(f"base URL: {sim.base_url}  (clock {world.now})")
         _print_credentials(world)
+        _print_caller(world, require_caller)
+        limit = f"{max_in_flight} calls in flight" if max_in_flight else "no in-flight limit"
+        typer.echo(f"limits: {limit}; multi-event paging {multi_event_paging}")
         typer.echo(f"then: rsu sync --base-url {sim.base_url}")
         typer.echo(f"advance: curl -X POST {sim.base_url}/_admin/advance -d '{{\"new\": 10}}'")
         started = last = time.monotonic()
@@ -134,5 +177,8 @@ def credentials(
     partners: int = typer.Option(3, help="Timing partners."),
     races: int = typer.Option(4, help="Races per partner."),
 ) -> None:
-    """Print the credentials a world with these knobs accepts (without serving)."""
-    _print_credentials(World.generate(_config(seed, partners, races, 1, 1)))
+    """Print the credentials and caller registration a world with these knobs accepts
+    (without serving)."""
+    world = World.generate(_config(seed, partners, races, 1, 1))
+    _print_credentials(world)
+    _print_caller(world, required=False)

@@ -11,10 +11,11 @@ from .changes import Change
 from .faults import Faults
 from .replay import Exchange, ReplayServer, load_manifest
 from .server import LoopbackServer, SimulatorServer
-from .wire import LoggedRequest
+from .wire import CallerRegistrationSpec, LoggedRequest
 from .world import Credential, World, WorldConfig
 
 __all__ = [
+    "CallerRegistrationSpec",
     "Change",
     "Credential",
     "Exchange",

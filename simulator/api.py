@@ -10,23 +10,38 @@ Imitates (path prefix ``/Rest``, matched case-insensitively, optional ``.json`` 
 - ``GET /Rest/race/{race_id}/participants``: ``event_id`` (required, one or a comma list),
   ``page``/``results_per_page`` (default 50, above 2500 is error 3), ``sort``,
   ``after_registration_id``/``before_registration_id``, ``modified_after_timestamp``
-  (inclusive, Unix s), ``include_questions=T``, ``supports_nb=T``. With several events, paging
-  applies to each event's element separately;
+  (inclusive, Unix s), ``include_questions=T``, ``supports_nb=T``;
 - ``GET /Rest/race/{race_id}/removed-participants``: the same plus ``condensed_format=T``.
 
+Several events (``event_id=1,2,3``): one element per asked event, in the asked order, and every
+row carries its own ``event_id``. RunSignUp does not document how such a listing is paged, so
+:attr:`SimulatorApp.multi_event_paging` chooses: ``"per_event"`` (default) applies ``page``,
+``results_per_page`` and ``after_registration_id`` to each event's element separately (each gets
+up to ``results_per_page`` rows); ``"total"`` merges the rows of all asked events in the asked
+sort order (ties by registration_id), filters them the same way, and returns only
+``results_per_page`` rows in all, grouped back by event; an event with no row on that page is
+still there, with an empty list.
+
 Errors are sent as the real API sends them: HTTP 200 with ``{"error": {...}}`` (6, 7, 201, 301,
-3, 1, 2, 9). A credential sees only its own partner's races plus races linked to no partner.
-Admin endpoints (no auth): ``POST /_admin/advance`` with a JSON body of :meth:`World.advance`
-keyword arguments returns the changes; ``GET /_admin/state`` returns the clock and credentials.
+3, 1, 2, 9), except error 17 (API caller registration wrong, or missing when required: see
+:class:`SimulatorApp`), which comes with HTTP 400. A credential sees only its own partner's
+races plus races linked to no partner. Admin endpoints (no auth, no caller registration):
+``POST /_admin/advance`` with a JSON body of :meth:`World.advance` keyword arguments returns the
+changes; ``GET /_admin/state`` returns the clock and credentials; ``GET``/``POST
+/_admin/settings`` reads or sets ``multi_event_paging`` and ``require_caller``.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import heapq
+import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import msgspec
 
@@ -42,7 +57,7 @@ from .render import (
     removed_object,
     removed_view,
 )
-from .wire import JSON_TYPE, XML_TYPE, Request, Response
+from .wire import JSON_TYPE, XML_TYPE, CallerRegistrationSpec, Request, Response, caller_status
 from .world import Credential, Event, Race, World
 from .xml import to_xml
 
@@ -50,6 +65,9 @@ _RACE_PATH = re.compile(
     r"^/rest/race/(\d+)(?:/(participants|removed-participants))?(?:\.json)?/?$", re.I
 )
 _RACES_PATH = re.compile(r"^/rest/races(?:\.json)?/?$", re.I)
+_REFRESH_PATH = re.compile(r"^/rest/v2/auth/refresh-token(?:\.json)?/?$", re.I)
+
+MULTI_EVENT_PAGING = ("per_event", "total")
 
 PARTICIPANTS_MAX_PER_PAGE = 2500
 RACES_MAX_PER_PAGE = 1000
@@ -91,10 +109,29 @@ def error_response(req: Request, err: tuple[int, str], status: int = 200) -> Res
 
 
 class SimulatorApp:
-    """Answers :class:`Request` s from a :class:`World`. Stateless apart from the world."""
+    """Answers :class:`Request` s from a :class:`World`. Stateless apart from the world and the
+    options below, which may be changed at any time (also over ``POST /_admin/settings``).
 
-    def __init__(self, world: World) -> None:
+    ``caller`` is the API caller registration accepted (default: ``world.caller``). A call that
+    carries a wrong or partial one (``rsu_api_reg`` query, ``X-RSU-API-REG-SECRET`` header)
+    always gets HTTP 400 error 17, as RunSignUp answers today; with ``require_caller`` (its
+    2027-01-01 rule) a call carrying none gets the same. That last answer is our reading: the
+    announcement says unregistered callers are rejected, not how. ``multi_event_paging`` is
+    ``"per_event"`` or ``"total"`` (see :meth:`participants`).
+    """
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        caller: CallerRegistrationSpec | None = None,
+        require_caller: bool = False,
+        multi_event_paging: str = "per_event",
+    ) -> None:
         self.world = world
+        self.caller: CallerRegistrationSpec = caller if caller is not None else world.caller
+        self.require_caller = require_caller
+        self.multi_event_paging = multi_event_paging
         self._by_key: dict[tuple[str, str], Credential] = {}
         for c in world.credentials:
             self._by_key[(c.auth, c.principal if c.auth != "bearer" else c.secret)] = c
@@ -106,10 +143,29 @@ class SimulatorApp:
         fmt = req.query.get("format", "xml").lower()
         if fmt not in ("json", "xml"):
             return Response(200, f.encode_json(f.error_body(*f.ERR_FORMAT)), JSON_TYPE)
+        caller = caller_status(req, self.caller)
+        if caller == "invalid" or (caller is None and self.require_caller):
+            return error_response(req, f.ERR_CALLER, 400)
+        if _REFRESH_PATH.match(req.path):
+            return self.oauth_refresh(req)
         try:
             return self._route(req)
         except ApiError as exc:
             return error_response(req, (exc.code, exc.message))
+
+    @property
+    def multi_event_paging(self) -> str:
+        """How ``results_per_page``/``page``/``after_registration_id`` apply when ``event_id``
+        lists several events: ``"per_event"`` (each event element is paged on its own) or
+        ``"total"`` (one merged page over all asked events). Setting another value raises
+        ``ValueError``."""
+        return self._multi_event_paging
+
+    @multi_event_paging.setter
+    def multi_event_paging(self, value: str) -> None:
+        if value not in MULTI_EVENT_PAGING:
+            raise ValueError(f"multi_event_paging must be one of {MULTI_EVENT_PAGING}: {value!r}")
+        self._multi_event_paging = value
 
     # ------------------------------------------------------------------ auth
     def authenticate(self, req: Request) -> Credential | None:
@@ -117,10 +173,7 @@ class SimulatorApp:
         auth = req.headers.get("authorization", "")
         q = req.query
         if auth[:7].lower() == "bearer ":
-            cred = self._by_key.get(("bearer", auth[7:].strip()))
-            if cred is None:
-                raise ApiError(f.ERR_KEY_AUTH)
-            return cred
+            return self._bearer(auth[7:].strip())
         if "api_key" in q or "api_secret" in q:
             cred = self._by_key.get(("api_key", q.get("api_key", "")))
             if cred is None or cred.secret != q.get("api_secret"):
@@ -134,6 +187,34 @@ class SimulatorApp:
         if "tmp_key" in q or "sp_api_key" in q:
             raise ApiError(f.ERR_KEY_AUTH)
         return None
+
+    def _register_tokens(self) -> None:
+        for c in self.world.credentials:
+            if c.auth == "bearer":
+                self.world.tokens.register(c.timing_partner_id, c.secret, self.world.now)
+
+    def _bearer(self, token: str) -> Credential:
+        """The partner credential of a valid, unexpired access token (the world's own or one
+        issued by a refresh); error 6 (HTTP 200) for an unknown or expired one."""
+        self._register_tokens()
+        pid = self.world.tokens.check(token, self.world.now)
+        for c in self.world.credentials:
+            if c.auth == "bearer" and pid is not None and c.timing_partner_id == pid:
+                return c
+        raise ApiError(f.ERR_KEY_AUTH)
+
+    def oauth_refresh(self, req: Request) -> Response:
+        """``POST /Rest/v2/auth/refresh-token.json`` (see :mod:`rsu.simulator.oauth`)."""
+        if req.method != "POST":
+            return error_response(req, f.ERR_HTTP_METHOD)
+        try:
+            form = dict(parse_qsl(req.body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            form = {}
+        with self.world.lock:
+            self._register_tokens()
+            status, body = self.world.tokens.refresh(form, self.world.now)
+        return Response(status, f.encode_json(body, php_escapes=False), JSON_TYPE)
 
     def _visible(self, race: Race, cred: Credential | None) -> bool:
         if race.timing_partner_id is None:
@@ -218,7 +299,8 @@ class SimulatorApp:
         return render(req, {"race": obj})
 
     def participants(self, req: Request, race: Race, removed: bool) -> Response:
-        """``/participants`` (array of event elements) or ``/removed-participants``."""
+        """``/participants`` (array of event elements) or ``/removed-participants``; with
+        several events, paged as :attr:`multi_event_paging` says."""
         q = req.query
         raw = q.get("event_id", "").strip()
         if not raw:
@@ -248,6 +330,10 @@ class SimulatorApp:
         condensed = q.get("condensed_format", "F").upper() == "T"
         fast_path = req.wants_json() and not removed and since < 0
         fast_path = fast_path and field in ("registration_id", "registration_date")
+        total = self.multi_event_paging == "total" and len(events) > 1
+        if fast_path and total:  # one page merged over the events' id-ordered encoded rows
+            merged = _encoded_merged(events, include_q, supports_nb, after, before, desc)
+            return Response(200, participants_json(_page_groups(merged, events, page, per_page)))
         if fast_path:  # registration_id order: slice the per-event encoded rows directly
             encoded_pages = [
                 (
@@ -258,9 +344,14 @@ class SimulatorApp:
             ]
             return Response(200, participants_json(encoded_pages), JSON_TYPE)
         pages: list[tuple[int, list[int]]] = []
-        for event in events:
-            ids = _select(event, removed, field, desc, after, before, since)
-            pages.append((event.event_id, ids[(page - 1) * per_page : page * per_page]))
+        if total:
+            selected = [_select(ev, removed, field, desc, after, before, since) for ev in events]
+            merged_ids = _merged_ids(events, selected, removed, field, desc)
+            pages = _page_groups(merged_ids, events, page, per_page)
+        else:
+            for event in events:
+                ids = _select(event, removed, field, desc, after, before, since)
+                pages.append((event.event_id, ids[(page - 1) * per_page : page * per_page]))
         if removed:
             objs = [
                 (eid, [removed_view(ev.removed[i], condensed) for i in ids])
@@ -304,6 +395,8 @@ class SimulatorApp:
                 return Response(400, f.encode_json({"error": str(exc)}, php_escapes=False))
             body = {"now": self.world.now, "changes": [asdict(c) for c in changes]}
             return Response(200, f.encode_json(body, php_escapes=False))
+        if path == "/_admin/settings":
+            return self._admin_settings(req)
         if path == "/_admin/state" and req.method == "GET":
             w = self.world
             body = {
@@ -314,6 +407,29 @@ class SimulatorApp:
             }
             return Response(200, f.encode_json(body, php_escapes=False))
         return Response(404, f.encode_json({"error": "unknown admin endpoint"}, php_escapes=False))
+
+    def _admin_settings(self, req: Request) -> Response:
+        """``GET``/``POST /_admin/settings``: read or change ``multi_event_paging`` and
+        ``require_caller`` (a JSON object with any of them); answers the settings now in force."""
+        if req.method == "POST":
+            try:
+                data = msgspec.json.decode(req.body) if req.body.strip() else {}
+                known = {"multi_event_paging", "require_caller"}
+                if not isinstance(data, dict) or set(data) - known:
+                    raise ValueError(f"known settings: {sorted(known)}")
+                if "require_caller" in data and not isinstance(data["require_caller"], bool):
+                    raise ValueError("require_caller must be true or false")
+                if "multi_event_paging" in data:
+                    self.multi_event_paging = data["multi_event_paging"]
+                if "require_caller" in data:
+                    self.require_caller = data["require_caller"]
+            except (ValueError, TypeError, msgspec.DecodeError) as exc:
+                return Response(400, f.encode_json({"error": str(exc)}, php_escapes=False))
+        body = {
+            "multi_event_paging": self.multi_event_paging,
+            "require_caller": self.require_caller,
+        }
+        return Response(200, f.encode_json(body, php_escapes=False))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -396,6 +512,18 @@ def _encoded_slice(
 ) -> list[bytes]:
     """One page of encoded rows in registration_id order, sliced from a per-event list of row
     JSON kept in id order (rebuilt lazily after a change), so a page costs one slice."""
+    ids, rows = _encoded_rows(event, include_q, supports_nb)
+    lo, hi = _id_bounds(ids, after, before)
+    start, stop = (page - 1) * per_page, page * per_page
+    if desc:
+        return rows[lo:hi][::-1][start:stop]
+    return rows[lo + start : min(hi, lo + stop)]
+
+
+def _encoded_rows(
+    event: Event, include_q: bool, supports_nb: bool
+) -> tuple[list[int], list[bytes]]:
+    """The event's active ids in ascending order and their encoded rows (same positions)."""
     ids = _ordered(event, False, "registration_id")
     key = (f"E:{int(include_q)}{int(supports_nb)}", event.version)
     rows = event.encoded_cache.get(key)
@@ -403,12 +531,69 @@ def _encoded_slice(
         event.encoded_cache.clear()
         rows = [participant_json(event, i, include_q, supports_nb) for i in ids]
         event.encoded_cache[key] = rows
+    return ids, rows
+
+
+def _id_bounds(ids: list[int], after: int, before: int) -> tuple[int, int]:
+    """Positions ``lo:hi`` of the ids strictly between ``after`` and ``before`` (-1: no bound)."""
     lo = bisect.bisect_right(ids, after) if after >= 0 else 0
     hi = bisect.bisect_left(ids, before) if before >= 0 else len(ids)
-    start, stop = (page - 1) * per_page, page * per_page
-    if desc:
-        return rows[lo:hi][::-1][start:stop]
-    return rows[lo + start : min(hi, lo + stop)]
+    return lo, hi
+
+
+_T = TypeVar("_T")
+
+#: One row of a merged multi-event listing: (sort key, index of its event in the request, item).
+_Merged = tuple[tuple[Any, ...], int, _T]
+
+
+def _encoded_merged(
+    events: list[Event], include_q: bool, supports_nb: bool, after: int, before: int, desc: bool
+) -> Iterator[_Merged[bytes]]:
+    """The fast path of ``multi_event_paging="total"``: the asked events' encoded rows merged
+    lazily in registration_id order (descending with ``desc``), so a page costs about
+    ``page * per_page`` steps, not a pass over every row."""
+
+    def stream(n: int, ids: list[int], rows: list[bytes], positions: range) -> Iterator[Any]:
+        for k in positions:
+            yield (ids[k],), n, rows[k]
+
+    streams = []
+    for n, event in enumerate(events):
+        ids, rows = _encoded_rows(event, include_q, supports_nb)
+        lo, hi = _id_bounds(ids, after, before)
+        positions = range(hi - 1, lo - 1, -1) if desc else range(lo, hi)
+        streams.append(stream(n, ids, rows, positions))
+    return heapq.merge(*streams, reverse=desc)
+
+
+def _merged_ids(
+    events: list[Event], selected: list[list[int]], removed: bool, field: str, desc: bool
+) -> Iterator[_Merged[int]]:
+    """``multi_event_paging="total"``: the events' selected ids (each list already in ``field``
+    order, ties by id, reversed with ``desc``, as :func:`_select` returns them) merged into one
+    sequence in the same order."""
+    key = _sort_key(field, removed)
+
+    def stream(n: int, event: Event, ids: list[int]) -> Iterator[Any]:
+        rows = event.removed if removed else event.active
+        for i in ids:
+            yield ((i,) if key is None else (key(rows[i]), i)), n, i
+
+    streams = [stream(n, ev, ids) for n, (ev, ids) in enumerate(zip(events, selected, strict=True))]
+    return heapq.merge(*streams, reverse=desc)
+
+
+def _page_groups(
+    merged: Iterator[_Merged[_T]], events: list[Event], page: int, per_page: int
+) -> list[tuple[int, list[_T]]]:
+    """Page ``page`` of a merged listing (``per_page`` rows in all), grouped back into one
+    ``(event_id, items)`` element per asked event, in the asked order; an event with no row on
+    this page keeps its element, with an empty list."""
+    groups: list[list[_T]] = [[] for _ in events]
+    for _key, n, item in itertools.islice(merged, (page - 1) * per_page, page * per_page):
+        groups[n].append(item)
+    return [(ev.event_id, items) for ev, items in zip(events, groups, strict=True)]
 
 
 def _select(

@@ -89,5 +89,6 @@ ERR_FORMAT = (10, "Response format not supported")
 ERR_KEY_AUTH = (6, "Key authentication failed")
 ERR_PERMISSION = (7, "Permission Denied")
 ERR_THROTTLED = (14, "Request throttled.")
+ERR_CALLER = (17, "Invalid API caller credentials.")  # sent with HTTP 400, unlike the others
 ERR_RACE_NOT_FOUND = (201, "Race not found.")
 ERR_EVENT_NOT_FOUND = (301, "Event not found.")

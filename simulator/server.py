@@ -8,6 +8,12 @@ closes idle keep-alive connections.
 
 ``POST /_admin/faults`` (JSON body of :class:`Faults` fields) switches faults over HTTP;
 ``GET /_admin/requests`` returns the request log.
+
+Concurrency limit: with ``max_in_flight`` > 0, a request arriving while that many are being
+answered is refused at once (RunSignUp's 2027 rule, read as "2 concurrent calls per caller";
+counted over all callers, as a test simulator serves one installation): error 14 ``Request
+throttled.`` under HTTP 200, or with ``in_flight_http_429`` HTTP 429 with ``Retry-After:
+<faults.retry_after_s>`` and the same body. Logged with fault ``"over_concurrency"``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,17 @@ import msgspec
 from .api import SimulatorApp, error_response
 from .faults import HTML_5XX, HTML_MAINTENANCE, Decision, FaultPlan, Faults
 from .formats import ERR_THROTTLED, encode_json
-from .wire import HTML_TYPE, JSON_TYPE, LoggedRequest, Request, Response, auth_kind, masked_query
+from .wire import (
+    HTML_TYPE,
+    JSON_TYPE,
+    CallerRegistrationSpec,
+    LoggedRequest,
+    Request,
+    Response,
+    auth_kind,
+    caller_status,
+    masked_query,
+)
 from .world import World
 
 App = Callable[[Request], Response]
@@ -113,7 +129,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, owner: LoopbackServer, req: Request, t0: float, over_limit: bool) -> None:
         if over_limit:
-            resp = error_response(req, ERR_THROTTLED)
+            resp = error_response(req, ERR_THROTTLED, 429 if owner.in_flight_http_429 else 200)
+            if resp.status == 429:
+                resp.headers["Retry-After"] = str(owner.faults.retry_after_s)
             owner.log(req, resp.status, len(resp.body), "over_concurrency", t0)
             self._send(resp)
             return
@@ -197,6 +215,9 @@ class LoopbackServer:
         #: Requests (admin calls excluded) answered at once with error 14 once more than this
         #: many are in flight, as RunSignUp limits a caller to 2 concurrent calls (0: no limit).
         self.max_in_flight = 0
+        #: Refuse requests over :attr:`max_in_flight` with HTTP 429 + ``Retry-After`` (the
+        #: error 14 body) instead of error 14 under HTTP 200.
+        self.in_flight_http_429 = False
         #: Test hook: called by each handler thread before it answers (e.g. a
         #: ``threading.Barrier(n).wait`` proves that n requests are served at once).
         self.gate: Callable[[], object] | None = None
@@ -306,9 +327,15 @@ class LoopbackServer:
             bytes=size,
             fault=fault,
             elapsed_ms=(time.perf_counter() - t0) * 1000,
+            caller=self.caller_of(req),
         )
         with self._log_lock:
             self._log.append(entry)
+
+    def caller_of(self, req: Request) -> str | None:
+        """What the log records about the request's API caller registration (never its values):
+        here ``"present"`` or ``None``, as this server knows no registration to check."""
+        return caller_status(req, None)
 
     def admin(self, req: Request) -> Response:
         """Shared admin endpoints: ``/_admin/faults`` and ``/_admin/requests``; else the app's."""
@@ -338,14 +365,74 @@ class SimulatorServer(LoopbackServer):
     >>> with SimulatorServer(world, faults=Faults(seed=1, http_5xx=0.1)) as sim:
     ...     params = {"format": "json", **cred.query_params()}
     ...     requests.get(sim.base_url + "/Rest/races", params=params, headers=cred.headers())
+
+    Options (all changeable later through the attributes of the same name):
+    ``caller`` is the API caller registration accepted (default ``world.caller``);
+    ``require_caller`` makes a call without one fail with HTTP 400 error 17 (a wrong one always
+    does); ``max_in_flight`` (default 0: no limit) and ``in_flight_http_429`` set the
+    concurrency limit (see the module docstring); ``multi_event_paging`` is ``"per_event"``
+    (default) or ``"total"`` (see :mod:`rsu.simulator.api`).
     """
 
     def __init__(
-        self, world: World, faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        world: World,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        caller: CallerRegistrationSpec | None = None,
+        require_caller: bool = False,
+        max_in_flight: int = 0,
+        in_flight_http_429: bool = False,
+        multi_event_paging: str = "per_event",
     ) -> None:
         self.world = world
-        super().__init__(SimulatorApp(world), faults, host, port)
+        if max_in_flight < 0:
+            raise ValueError(f"max_in_flight must be 0 (no limit) or more, not {max_in_flight}")
+        #: The app answering API calls (its options can be changed at any time).
+        self.api = SimulatorApp(
+            world,
+            caller=caller,
+            require_caller=require_caller,
+            multi_event_paging=multi_event_paging,
+        )
+        super().__init__(self.api, faults, host, port)
+        self.max_in_flight = max_in_flight
+        self.in_flight_http_429 = in_flight_http_429
         self.clock = lambda: float(world.now)
+
+    @property
+    def caller(self) -> CallerRegistrationSpec:
+        """The API caller registration this server accepts."""
+        return self.api.caller
+
+    @caller.setter
+    def caller(self, value: CallerRegistrationSpec) -> None:
+        self.api.caller = value
+
+    @property
+    def require_caller(self) -> bool:
+        """Whether a call without an API caller registration fails (HTTP 400, error 17)."""
+        return self.api.require_caller
+
+    @require_caller.setter
+    def require_caller(self, value: bool) -> None:
+        self.api.require_caller = value
+
+    @property
+    def multi_event_paging(self) -> str:
+        """``"per_event"`` or ``"total"``: how a several-event participant listing is paged."""
+        return self.api.multi_event_paging
+
+    @multi_event_paging.setter
+    def multi_event_paging(self, value: str) -> None:
+        self.api.multi_event_paging = value
+
+    def caller_of(self, req: Request) -> str | None:
+        """``"valid"``, ``"invalid"`` or ``None``: the request's API caller registration
+        checked against :attr:`caller` (for the request log; values are never logged)."""
+        return caller_status(req, self.api.caller)
 
     def __enter__(self) -> SimulatorServer:
         self.start()

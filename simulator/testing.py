@@ -18,6 +18,7 @@ import requests
 
 from .faults import Faults
 from .server import SimulatorServer
+from .wire import CallerRegistrationSpec
 from .world import Credential, World, WorldConfig
 
 SMALL = WorldConfig(
@@ -48,15 +49,20 @@ def api_get(
     path: str,
     session: requests.Session | None = None,
     timeout: float = 10.0,
+    caller: CallerRegistrationSpec | None = None,
     **params: Any,
 ) -> requests.Response:
-    """GET ``sim.base_url + path`` with ``format=json`` (unless given) and the credential's auth."""
+    """GET ``sim.base_url + path`` with ``format=json`` (unless given) and the credential's auth
+    (plus the API caller registration ``caller``, when given)."""
     query: dict[str, Any] = {"format": "json"}
     query.update(params)
     headers: dict[str, str] = {}
     if credential is not None:
         query.update(credential.query_params())
         headers.update(credential.headers())
+    if caller is not None:
+        query.update(caller.query_params())
+        headers.update(caller.headers())
     getter = session.get if session is not None else requests.get
     return getter(sim.base_url + path, params=query, headers=headers, timeout=timeout)
 

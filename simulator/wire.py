@@ -8,8 +8,36 @@ JSON_TYPE = "application/json; charset=utf-8"
 XML_TYPE = "text/xml; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
 
-SECRET_QUERY_KEYS = frozenset({"api_secret", "tmp_secret", "access_token"})
-SECRET_HEADERS = frozenset({"x-rsu-api-secret", "authorization"})
+SECRET_QUERY_KEYS = frozenset({"api_secret", "tmp_secret", "access_token", "rsu_api_reg"})
+SECRET_HEADERS = frozenset({"x-rsu-api-secret", "authorization", "x-rsu-api-reg-secret"})
+
+CALLER_QUERY_KEY = "rsu_api_reg"
+CALLER_HEADER = "x-rsu-api-reg-secret"
+
+
+@dataclass(frozen=True)
+class CallerRegistrationSpec:
+    """An API caller registration the simulator accepts (RunSignUp's 2027 rule, API doc section
+    5): query ``rsu_api_reg=<reg_id>.<token>`` plus header ``X-RSU-API-REG-SECRET: <secret>`` on
+    every call. It identifies the installation and authenticates nothing. ``token`` and
+    ``secret`` are kept out of ``repr``."""
+
+    reg_id: str
+    token: str = field(repr=False)
+    secret: str = field(repr=False)
+
+    @property
+    def param(self) -> str:
+        """The ``rsu_api_reg`` query value: ``"<reg_id>.<token>"``."""
+        return f"{self.reg_id}.{self.token}"
+
+    def query_params(self) -> dict[str, str]:
+        """``{"rsu_api_reg": "<reg_id>.<token>"}``."""
+        return {CALLER_QUERY_KEY: self.param}
+
+    def headers(self) -> dict[str, str]:
+        """``{"X-RSU-API-REG-SECRET": secret}``."""
+        return {"X-RSU-API-REG-SECRET": self.secret}
 
 
 @dataclass(frozen=True)
@@ -52,10 +80,13 @@ class Response:
 class LoggedRequest:
     """One request as the test-facing log records it.
 
-    ``query`` has secrets (``api_secret``) replaced by ``"***"``; ``auth`` is ``"api_key"``,
-    ``"rsu_api_key"``, ``"bearer"`` or ``None``; ``status`` is 0 for a dropped connection;
-    ``bytes`` is the body length sent; ``fault`` names the injected fault or is ``None``;
-    ``elapsed_ms`` is server-side handling time in milliseconds.
+    ``query`` has secrets (``api_secret``, ``rsu_api_reg``) replaced by ``"***"``; ``auth`` is
+    ``"api_key"``, ``"rsu_api_key"``, ``"bearer"`` or ``None``; ``status`` is 0 for a dropped
+    connection; ``bytes`` is the body length sent; ``fault`` names the injected fault or is
+    ``None``; ``elapsed_ms`` is server-side handling time in milliseconds. ``caller`` says
+    whether the call carried an API caller registration, never its values (see
+    :func:`caller_status`): ``"valid"``, ``"invalid"``, ``"present"`` (a server that knows no
+    registration, e.g. replay) or ``None`` (neither part sent).
     """
 
     method: str
@@ -66,6 +97,7 @@ class LoggedRequest:
     bytes: int
     fault: str | None
     elapsed_ms: float
+    caller: str | None = None
 
 
 def masked_query(query: dict[str, str]) -> dict[str, str]:
@@ -77,3 +109,22 @@ def auth_kind(req: Request) -> str | None:
     """Which auth mode the request used: ``api_key``, ``rsu_api_key``, ``bearer`` or None."""
     key = req.credential_key()
     return None if key is None else key.split(":", 1)[0]
+
+
+def caller_status(req: Request, expected: CallerRegistrationSpec | None) -> str | None:
+    """Whether ``req`` carries the caller registration ``expected``.
+
+    ``None``: neither the ``rsu_api_reg`` query key nor the ``X-RSU-API-REG-SECRET`` header was
+    sent; ``"valid"``: both were sent and both match ``expected``; ``"invalid"``: anything else
+    (one part missing or a value wrong); ``"present"``: something was sent and ``expected`` is
+    ``None`` (nothing to compare against).
+    """
+    param = req.query.get(CALLER_QUERY_KEY)
+    secret = req.headers.get(CALLER_HEADER)
+    if param is None and secret is None:
+        return None
+    if expected is None:
+        return "present"
+    if param == expected.param and secret == expected.secret:
+        return "valid"
+    return "invalid"

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .formats import eastern_mdy_hm, flag, mdy_hm, money, race_date
+from .oauth import TokenIssuer
 from .pools import Pools, build_pools
+from .wire import CallerRegistrationSpec
 
 if TYPE_CHECKING:
     from .changes import Change
@@ -116,6 +118,9 @@ class WorldConfig:
     missing_email_fraction: float = 0.05
     team_fraction: float = 0.12
     private_race_fraction: float = 0.1
+    #: Lifetime of OAuth2 access tokens in simulated seconds (``None``: they never expire);
+    #: see :mod:`rsu.simulator.oauth`.
+    token_lifetime_s: int | None = None
 
 
 @dataclass
@@ -175,6 +180,8 @@ class World:
         self.rng = random.Random(config.seed)
         self.lock = threading.RLock()
         self.now: int = config.start_epoch
+        #: OAuth2 access and refresh tokens (:mod:`rsu.simulator.oauth`).
+        self.tokens = TokenIssuer(config.seed, config.token_lifetime_s)
         self.credentials: list[Credential] = []
         self.partner_ids: list[int] = []
         self.races: dict[int, Race] = {}
@@ -184,6 +191,9 @@ class World:
         self._next_event_id = 600_000 + self.rng.randrange(100_000)
         self._next_team_id = 90_000 + self.rng.randrange(10_000)
         self._next_txn = 8_000_000 + self.rng.randrange(1_000_000)
+        #: The installation's API caller registration this world accepts (from the seed alone:
+        #: it draws nothing from ``rng``, so the generated data does not depend on it).
+        self.caller: CallerRegistrationSpec = caller_registration(config.seed)
 
     # ------------------------------------------------------------------ generation
     @classmethod
@@ -574,6 +584,15 @@ class World:
         from .changes import advance
 
         return advance(self, new, edits, refunds, transfers, deferrals, seconds, race_ids)
+
+
+def caller_registration(seed: int) -> CallerRegistrationSpec:
+    """The deterministic API caller registration of a world with ``seed``: a numeric
+    ``reg_id``, a 32-hex-digit ``token`` and a 40-hex-digit ``secret`` (fake by construction)."""
+    digest = hashlib.sha256(f"{seed}:api-caller-registration".encode()).hexdigest()
+    reg_id = str(1000 + int(digest[:8], 16) % 9000)
+    secret = hashlib.sha256(f"{seed}:api-caller-secret".encode()).hexdigest()[:40]
+    return CallerRegistrationSpec(reg_id, digest[8:40], secret)
 
 
 def removed_row(row: dict[str, Any], reason: str, new_id: int | None, when: int) -> dict[str, Any]:

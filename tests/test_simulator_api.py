@@ -575,3 +575,357 @@ def test_page_walk_property() -> None:
             assert got == (expected[::-1] if desc else expected)
 
         walk()
+
+
+# ---------------------------------------------------------------------- caller registration
+def _caller_sim(**options: Any) -> SimulatorServer:
+    return SimulatorServer(World.generate(SMALL), **options)
+
+
+def test_world_caller_registration_is_deterministic_from_the_seed() -> None:
+    a, b = World.generate(SMALL).caller, World.generate(SMALL).caller
+    other = World.generate(WorldConfig(seed=SMALL.seed + 1, partners=1, races_per_partner=1))
+    assert a == b
+    assert a != other.caller
+    assert a.reg_id.isdigit() and len(a.token) == 32 and len(a.secret) == 40
+    assert a.param == f"{a.reg_id}.{a.token}"
+    assert a.query_params() == {"rsu_api_reg": a.param}
+    assert a.headers() == {"X-RSU-API-REG-SECRET": a.secret}
+    assert a.token not in repr(a) and a.secret not in repr(a)
+
+
+def _wrong_callers(sim: SimulatorServer) -> list[tuple[dict[str, str], dict[str, str]]]:
+    c = sim.world.caller
+    return [
+        ({"rsu_api_reg": f"{c.reg_id}.nope"}, c.headers()),  # wrong token
+        (c.query_params(), {"X-RSU-API-REG-SECRET": "nope"}),  # wrong secret
+        ({"rsu_api_reg": f"9{c.reg_id}.{c.token}"}, c.headers()),  # wrong id
+        (c.query_params(), {}),  # secret missing
+        ({}, c.headers()),  # rsu_api_reg missing
+    ]
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_wrong_caller_registration_fails_every_call_with_400_error_17(required: bool) -> None:
+    with _caller_sim(require_caller=required) as sim:
+        cred, race_id, event_id = _first(sim)
+        paths = [
+            ("/Rest/races", {}),
+            (f"/Rest/race/{race_id}", {}),
+            (f"/Rest/race/{race_id}/participants", {"event_id": event_id}),
+            (f"/Rest/race/{race_id}/removed-participants", {"event_id": event_id}),
+            ("/Rest/no-such-method", {}),
+        ]
+        for params, headers in _wrong_callers(sim):
+            for path, extra in paths:
+                q = {"format": "json", **cred.query_params(), **params, **extra}
+                h = {**cred.headers(), **headers}
+                resp = requests.get(sim.base_url + path, params=q, headers=h, timeout=10)
+                assert resp.status_code == 400, (path, params, headers)
+                assert resp.json() == _err(17, "Invalid API caller credentials.")
+        xml = requests.get(
+            sim.base_url + "/Rest/races",
+            params={"rsu_api_reg": "1.2"},
+            headers=sim.world.caller.headers(),
+            timeout=10,
+        )
+        assert xml.status_code == 400 and "<error_code>17</error_code>" in xml.text
+        assert {r.caller for r in sim.requests} == {"invalid"}
+
+
+def test_caller_registration_optional_unless_required() -> None:
+    with _caller_sim() as sim:
+        cred, caller = sim.world.credentials[0], sim.world.caller
+        assert sim.require_caller is False and sim.caller == caller
+        assert "races" in api_get(sim, cred, "/Rest/races").json()
+        assert "races" in api_get(sim, cred, "/Rest/races", caller=caller).json()
+        sim.require_caller = True  # switched at runtime
+        refused = api_get(sim, cred, "/Rest/races")
+        assert refused.status_code == 400
+        assert refused.json() == _err(17, "Invalid API caller credentials.")
+        anonymous = api_get(sim, None, "/Rest/races")  # no credential either: still error 17
+        assert anonymous.json() == _err(17, "Invalid API caller credentials.")
+        assert "races" in api_get(sim, cred, "/Rest/races", caller=caller).json()
+        assert [(r.status, r.caller) for r in sim.requests] == [
+            (200, None),
+            (200, "valid"),
+            (400, None),
+            (400, None),
+            (200, "valid"),
+        ]
+        off = requests.post(sim.base_url + "/_admin/settings", json={"require_caller": False})
+        assert off.json() == {"multi_event_paging": "per_event", "require_caller": False}
+        assert api_get(sim, cred, "/Rest/races").status_code == 200
+        bad = requests.post(sim.base_url + "/_admin/settings", json={"require_caller": "yes"})
+        assert bad.status_code == 400 and sim.require_caller is False
+
+
+def test_required_caller_from_the_constructor_and_a_chosen_registration() -> None:
+    from rsu.simulator import CallerRegistrationSpec
+
+    mine = CallerRegistrationSpec("4242", "t" * 32, "s" * 40)
+    with _caller_sim(caller=mine, require_caller=True) as sim:
+        cred = sim.world.credentials[0]
+        assert api_get(sim, cred, "/Rest/races", caller=sim.world.caller).status_code == 400
+        ok = api_get(sim, cred, "/Rest/races", caller=mine)
+        assert ok.status_code == 200 and "races" in ok.json()
+        assert [r.caller for r in sim.requests] == ["invalid", "valid"]
+
+
+def test_request_log_records_the_caller_but_never_its_values() -> None:
+    with _caller_sim(require_caller=True) as sim:
+        cred, race_id, event_id = _first(sim)
+        caller = sim.world.caller
+        api_get(sim, cred, "/Rest/races", caller=caller)
+        api_get(sim, cred, f"/Rest/race/{race_id}/participants", caller=caller, event_id=event_id)
+        log = sim.requests
+        assert [r.caller for r in log] == ["valid", "valid"]
+        assert all(r.query["rsu_api_reg"] == "***" for r in log)
+        over_http = requests.get(sim.base_url + "/_admin/requests", timeout=10).text
+        for text in (repr(log), over_http):
+            assert caller.token not in text and caller.secret not in text
+        assert json.loads(over_http)[0]["caller"] == "valid"
+
+
+# ---------------------------------------------------------------------- several events
+def _uneven_race() -> tuple[World, Credential, int, list[int]]:
+    """One race with three events of very different sizes whose registration ids interleave
+    (the later changes add rows to every event), plus removed rows in each."""
+    world = World.generate(
+        WorldConfig(
+            seed=23,
+            partners=1,
+            races_per_partner=1,
+            events_per_race=(1, 1),
+            registrations_per_event=(3, 3),
+            removed_fraction=0.05,
+        )
+    )
+    cred = world.credentials[0]
+    (race_id,) = world.race_ids(cred.timing_partner_id)
+    world.add_event(race_id, 40)
+    world.add_event(race_id, 300)
+    for _ in range(3):
+        world.advance(new=9, edits=5, refunds=3, transfers=2, deferrals=1, race_ids=[race_id])
+    small, mid, big = world.event_ids(race_id)
+    return world, cred, race_id, [big, small, mid]  # asked in neither id nor size order
+
+
+@pytest.fixture(scope="module")
+def uneven() -> Iterator[tuple[SimulatorServer, Credential, int, list[int]]]:
+    world, cred, race_id, events = _uneven_race()
+    with SimulatorServer(world) as server:
+        yield server, cred, race_id, events
+
+
+def _element_rows(el: dict[str, Any], removed: bool) -> list[dict[str, Any]]:
+    return el["event"]["participants"] if removed else el["participants"]
+
+
+def _expected(world: World, race_id: int, events: list[int], removed: bool) -> list[int]:
+    get = world.removed_registrations if removed else world.active_registrations
+    return sorted(i for e in events for i in get(race_id, e))
+
+
+def test_uneven_race_is_uneven_and_interleaved(uneven: Any) -> None:
+    sim, _, race_id, (big, small, mid) = uneven
+    sizes = [len(sim.world.active_registrations(race_id, e)) for e in (small, mid, big)]
+    assert sizes[0] * 2 < sizes[1] and sizes[1] * 4 < sizes[2]
+    small_ids = sorted(sim.world.active_registrations(race_id, small))
+    big_ids = sim.world.active_registrations(race_id, big)
+    assert any(small_ids[0] < i < small_ids[-1] for i in big_ids)  # ids interleave
+    assert all(sim.world.removed_registrations(race_id, e) for e in (small, mid, big))
+
+
+@pytest.mark.parametrize("removed", [False, True])
+@pytest.mark.parametrize("per_page", [7, 50])
+@pytest.mark.parametrize("mode", ["per_event", "total"])
+def test_multi_event_page_walk_gives_every_row_once(
+    uneven: Any, mode: str, per_page: int, removed: bool
+) -> None:
+    sim, cred, race_id, events = uneven
+    sim.multi_event_paging = mode
+    try:
+        sub = "removed-participants" if removed else "participants"
+        got: list[int] = []
+        page, sizes = 1, []
+        while True:
+            body = api_get(
+                sim,
+                cred,
+                f"/Rest/race/{race_id}/{sub}",
+                event_id=",".join(map(str, events)),
+                results_per_page=per_page,
+                page=page,
+            ).json()
+            assert [el["event"]["event_id"] for el in body] == events  # empty ones stay
+            for el in body:
+                rows = _element_rows(el, removed)
+                assert {r["event_id"] for r in rows} <= {el["event"]["event_id"]}
+            # grouped by event within a page, so the page's rows are put back in id order
+            got += sorted(r["registration_id"] for el in body for r in _element_rows(el, removed))
+            counts = [len(_element_rows(el, removed)) for el in body]
+            sizes.append(sum(counts))
+            more = sum(counts) == per_page if mode == "total" else per_page in counts
+            if not more:
+                break
+            page += 1
+    finally:
+        sim.multi_event_paging = "per_event"
+    want = _expected(sim.world, race_id, events, removed)
+    assert sorted(got) == want and len(got) == len(set(got))
+    if mode == "total":  # full pages in global registration_id order, then one short page
+        assert got == want  # page n holds the n-th run of per_page ids of the merged order
+        assert sizes[:-1] == [per_page] * (len(sizes) - 1) and sizes[-1] < per_page
+    else:  # each event is paged on its own: the biggest one sets the number of pages
+        get = sim.world.removed_registrations if removed else sim.world.active_registrations
+        biggest = max(len(get(race_id, e)) for e in events)
+        assert page == biggest // per_page + 1
+        assert sizes[0] == sum(min(per_page, len(get(race_id, e))) for e in events)
+
+
+@pytest.mark.parametrize("removed", [False, True])
+def test_total_paging_keyset_walk_gives_every_row_once(uneven: Any, removed: bool) -> None:
+    sim, cred, race_id, events = uneven
+    sub = "removed-participants" if removed else "participants"
+    with SimulatorServer(sim.world, multi_event_paging="total") as total:
+        got: list[int] = []
+        after = 0
+        while True:
+            body = api_get(
+                total,
+                cred,
+                f"/Rest/race/{race_id}/{sub}",
+                event_id=",".join(map(str, events)),
+                results_per_page=11,
+                after_registration_id=after,
+            ).json()
+            assert [el["event"]["event_id"] for el in body] == events
+            ids = sorted(r["registration_id"] for el in body for r in _element_rows(el, removed))
+            got += ids
+            if len(ids) < 11:
+                break
+            after = ids[-1]
+    assert got == _expected(sim.world, race_id, events, removed)
+
+
+def test_per_event_paging_with_one_keyset_cursor_skips_rows(uneven: Any) -> None:
+    """Why the mode matters: a client that keeps one ``after_registration_id`` for a
+    several-event listing loses rows when each event is paged on its own."""
+    sim, cred, race_id, events = uneven
+    got: list[int] = []
+    after = 0
+    while True:
+        body = api_get(
+            sim,
+            cred,
+            f"/Rest/race/{race_id}/participants",
+            event_id=",".join(map(str, events)),
+            results_per_page=11,
+            after_registration_id=after,
+        ).json()
+        ids = sorted(r["registration_id"] for el in body for r in el["participants"])
+        got += ids
+        if not any(len(el["participants"]) == 11 for el in body):
+            break
+        after = ids[-1]
+    want = _expected(sim.world, race_id, events, removed=False)
+    assert set(got) < set(want)  # some rows never came
+
+
+@pytest.mark.parametrize(
+    "sort", ["registration_id DESC", "last_modified ASC", "last_modified DESC", "last_name ASC"]
+)
+def test_total_paging_merges_other_sorts(uneven: Any, sort: str) -> None:
+    sim, cred, race_id, events = uneven
+    field, _, direction = sort.partition(" ")
+    with SimulatorServer(sim.world, multi_event_paging="total") as total:
+        pages: list[list[dict[str, Any]]] = []
+        page = 1
+        while True:
+            body = api_get(
+                total,
+                cred,
+                f"/Rest/race/{race_id}/participants",
+                event_id=",".join(map(str, events)),
+                results_per_page=13,
+                page=page,
+                sort=sort,
+            ).json()
+            # within a page the merged order is lost to the grouping, so rebuild it: every row
+            # of this page must sort before (or tie with) every row of the next page
+            rows = [r for el in body for r in el["participants"]]
+            pages.append(rows)
+            if len(rows) < 13:
+                break
+            page += 1
+
+    def key(r: dict[str, Any]) -> Any:
+        if field == "last_name":
+            return ((r["user"]["last_name"] or "").strip().lower(), r["registration_id"])
+        return (r[field], r["registration_id"])
+
+    reverse = direction == "DESC"
+    flat = [k for rows in pages for k in sorted(map(key, rows), reverse=reverse)]
+    assert flat == sorted(flat, reverse=reverse)  # pages follow each other in the global order
+    ids = [k[-1] for k in flat]
+    assert sorted(ids) == _expected(sim.world, race_id, events, removed=False)
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("mode", ["per_event", "total"])
+@pytest.mark.parametrize("params", [{"page": 2}, {"page": 3, "sort": "registration_id DESC"}])
+def test_fast_path_and_general_path_agree(uneven: Any, mode: str, params: dict[str, Any]) -> None:
+    """``modified_after_timestamp=0`` matches every row but takes the general path, so both
+    paths must give the same bytes."""
+    sim, cred, race_id, events = uneven
+    with SimulatorServer(sim.world, multi_event_paging=mode) as server:
+        q = {"event_id": ",".join(map(str, events)), "results_per_page": 17, **params}
+        path = f"/Rest/race/{race_id}/participants"
+        fast = api_get(server, cred, path, **q)
+        general = api_get(server, cred, path, modified_after_timestamp=0, **q)
+    assert fast.content == general.content
+    skip = 17 * (params["page"] - 1)
+    sizes = [len(sim.world.active_registrations(race_id, e)) for e in events]
+    want = 17 if mode == "total" else sum(min(17, max(0, n - skip)) for n in sizes)
+    assert sum(len(el["participants"]) for el in fast.json()) == want
+
+
+def test_total_paging_keeps_empty_event_elements(uneven: Any) -> None:
+    sim, cred, race_id, (big, small, _mid) = uneven
+    big_ids = sorted(sim.world.active_registrations(race_id, big))
+    after = big_ids[0] - 1
+    assert big_ids[4] < min(sim.world.active_registrations(race_id, small))  # page 1: big only
+    with SimulatorServer(sim.world, multi_event_paging="total") as total:
+        body = api_get(
+            total,
+            cred,
+            f"/Rest/race/{race_id}/participants",
+            event_id=f"{small},{big}",
+            results_per_page=5,
+            after_registration_id=after,
+        ).json()
+    assert [el["event"]["event_id"] for el in body] == [small, big]
+    assert body[0]["participants"] == []
+    assert [r["registration_id"] for r in body[1]["participants"]] == big_ids[:5]
+    assert [r["event_id"] for r in body[1]["participants"]] == [big] * 5
+
+
+def test_multi_event_paging_switches_over_admin_settings(uneven: Any) -> None:
+    sim, cred, race_id, events = uneven
+    url = sim.base_url + "/_admin/settings"
+    path, q = f"/Rest/race/{race_id}/participants", {"event_id": ",".join(map(str, events))}
+    try:
+        assert requests.get(url, timeout=10).json()["multi_event_paging"] == "per_event"
+        per_event = api_get(sim, cred, path, results_per_page=4, **q).json()
+        assert [len(el["participants"]) for el in per_event] == [4, 4, 4]
+        resp = requests.post(url, json={"multi_event_paging": "total"}, timeout=10)
+        assert resp.json()["multi_event_paging"] == "total" and sim.multi_event_paging == "total"
+        total = api_get(sim, cred, path, results_per_page=4, **q).json()
+        assert sum(len(el["participants"]) for el in total) == 4
+        bad = requests.post(url, json={"multi_event_paging": "sideways"}, timeout=10)
+        assert bad.status_code == 400 and sim.multi_event_paging == "total"
+        with pytest.raises(ValueError):
+            sim.multi_event_paging = "sideways"
+    finally:
+        sim.multi_event_paging = "per_event"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from typer.testing import CliRunner
 
 from rsu.cli.simulator_cmd import app
+from rsu.simulator import SimulatorServer, WorldConfig
 
 runner = CliRunner()
 
@@ -49,3 +51,58 @@ def test_credentials_command() -> None:
     result = runner.invoke(app, ["credentials", "--seed", "2", "--partners", "2"])
     assert result.exit_code == 0
     assert len(re.findall(r"^partner ", result.output, re.M)) == 2
+
+
+def _served(monkeypatch: Any, args: list[str]) -> tuple[Any, str]:
+    """Run ``serve`` briefly and return the server it built (with its options) and the output."""
+    import rsu.cli.simulator_cmd as cmd
+
+    built: list[SimulatorServer] = []
+
+    class Recording(SimulatorServer):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            built.append(self)
+
+    monkeypatch.setattr(cmd, "SimulatorServer", Recording)
+    base = ["serve", "--duration", "0.1", "--seed", "3", "--partners", "1", "--races", "1"]
+    result = runner.invoke(app, [*base, "--registrations", "5", *args])
+    assert result.exit_code == 0, result.output
+    (server,) = built
+    return server, result.output
+
+
+def test_serve_defaults_two_in_flight_and_prints_the_caller_line(monkeypatch: Any) -> None:
+    server, output = _served(monkeypatch, [])
+    assert (server.max_in_flight, server.in_flight_http_429) == (2, False)
+    assert (server.require_caller, server.multi_event_paging) == (False, "per_event")
+    caller = server.world.caller
+    assert f"caller registration {caller.reg_id} (optional, checked when sent):" in output
+    line = f"  RSU_API_REG_SECRET={caller.secret} rsu credentials caller --token {caller.param}"
+    assert line in output.splitlines()
+    assert "limits: 2 calls in flight; multi-event paging per_event" in output
+
+
+def test_serve_options_reach_the_server(monkeypatch: Any) -> None:
+    args = ["--require-caller", "--max-in-flight", "0", "--in-flight-429"]
+    server, output = _served(monkeypatch, [*args, "--multi-event-paging", "total"])
+    assert (server.max_in_flight, server.in_flight_http_429) == (0, True)
+    assert (server.require_caller, server.multi_event_paging) == (True, "total")
+    assert f"caller registration {server.world.caller.reg_id} (required):" in output
+    assert "limits: no in-flight limit; multi-event paging total" in output
+
+
+def test_serve_refuses_unknown_multi_event_paging() -> None:
+    result = runner.invoke(app, ["serve", "--duration", "0.1", "--multi-event-paging", "x"])
+    assert result.exit_code == 2
+    assert "multi_event_paging" in result.output
+
+
+def test_credentials_command_prints_the_caller_registration() -> None:
+    from rsu.simulator import World
+
+    result = runner.invoke(app, ["credentials", "--seed", "2", "--partners", "2"])
+    caller = World.generate(WorldConfig(seed=2, partners=2, races_per_partner=4)).caller
+    assert f"RSU_API_REG_SECRET={caller.secret} rsu credentials caller --token {caller.param}" in (
+        result.output
+    )

@@ -196,6 +196,62 @@ def call_races(sim: SimulatorServer, cred: Any) -> requests.Response:
     return api_get(sim, cred, "/Rest/races")
 
 
+def _hold_in_flight(sim: SimulatorServer, n: int) -> tuple[Any, threading.Event]:
+    """Start ``n`` calls that stay in flight (inside the ``gate``) until the event is set."""
+    inside = threading.Semaphore(0)
+    release = threading.Event()
+
+    def hold() -> None:
+        inside.release()
+        release.wait(60)
+
+    sim.gate = hold
+    pool = ThreadPoolExecutor(max_workers=n)
+    held = [pool.submit(call_races, sim, sim.world.credentials[0]) for _ in range(n)]
+    for _ in range(n):
+        assert inside.acquire(timeout=60)
+    sim.gate = None
+    pool.shutdown(wait=False)
+    return held, release
+
+
+@pytest.mark.parametrize(
+    ("http_429", "status", "retry_after"), [(False, 200, None), (True, 429, "7")]
+)
+def test_max_in_flight_constructor_option_error_14_or_http_429(
+    world: World, http_429: bool, status: int, retry_after: str | None
+) -> None:
+    with SimulatorServer(
+        world, faults=Faults(retry_after_s=7), max_in_flight=2, in_flight_http_429=http_429
+    ) as sim:
+        assert (sim.max_in_flight, sim.in_flight_http_429) == (2, http_429)
+        held, release = _hold_in_flight(sim, 2)
+        third = api_get(sim, world.credentials[1], "/Rest/races")  # two are still held
+        release.set()
+        assert [f.result(timeout=60).status_code for f in held] == [200, 200]
+        assert third.status_code == status
+        assert third.headers.get("Retry-After") == retry_after
+        assert third.json() == {"error": {"error_code": 14, "error_msg": "Request throttled."}}
+        refused = [r for r in sim.requests if r.fault == "over_concurrency"]
+        assert [(r.status, r.path) for r in refused] == [(status, "/Rest/races")]
+        assert sim.peak_in_flight == 3
+        assert api_get(sim, world.credentials[1], "/Rest/races").status_code == 200  # free again
+
+
+def test_max_in_flight_defaults_to_no_limit_and_rejects_negative(world: World) -> None:
+    with pytest.raises(ValueError):
+        SimulatorServer(world, max_in_flight=-1)
+    with SimulatorServer(world) as sim:
+        assert (sim.max_in_flight, sim.in_flight_http_429) == (0, False)
+        held, release = _hold_in_flight(sim, 3)
+        fourth = api_get(sim, world.credentials[0], "/Rest/races")
+        release.set()
+        assert fourth.status_code == 200 and "races" in fourth.json()
+        assert [f.result(timeout=60).status_code for f in held] == [200] * 3
+        assert sim.peak_in_flight == 4
+        assert all(r.fault is None for r in sim.requests)
+
+
 def test_binds_loopback_only_and_shuts_down_cleanly(world: World) -> None:
     with pytest.raises(ValueError):
         SimulatorServer(world, host="0.0.0.0")
