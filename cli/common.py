@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from rsu.fetcher.cadence import DEFAULT_CADENCE_SPEC, Cadence, CadenceError, parse_cadence
 from rsu.journal import DB_ENV
 
 DbOption = Annotated[
@@ -21,6 +22,28 @@ DbOption = Annotated[
     ),
 ]
 DEFAULT_DB = Path("rsu.db")
+
+CadenceOption = Annotated[
+    str,
+    typer.Option(
+        "--cadence",
+        envvar="RSU_CADENCE",
+        help="How often a race syncs, by the time until its event starts: comma-separated "
+        "BOUND=INTERVAL rules, e.g. 7d=6h (7 days or more ahead: every 6 h); * is any other "
+        "time; 0 = every run. See README.",
+        show_default=True,
+    ),
+]
+DEFAULT_CADENCE = DEFAULT_CADENCE_SPEC
+
+
+def cadence_value(spec: str) -> Cadence:
+    """Parse a ``--cadence`` value; a bad one is a usage error (exit 2) naming the rule."""
+    try:
+        return parse_cadence(spec)
+    except CadenceError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cadence") from None
+
 
 #: Console for operator messages; errors go to stderr.
 err_console = Console(stderr=True, highlight=False)

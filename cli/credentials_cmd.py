@@ -1,8 +1,10 @@
-"""``rsu credentials add|list|test|remove``: thin typer wiring of :mod:`rsu.fetcher.credentials`.
+"""``rsu credentials add|list|test|remove|caller``: thin typer wiring of
+:mod:`rsu.fetcher.credentials`.
 
 Secrets come from an option, an environment variable, a hidden prompt on a terminal or one line
 of standard input otherwise, and are never printed: ``list`` shows sha256 fingerprints (first 8
-hex digits) of the key and of the secret.
+hex digits) of the key and of the secret. They are stored in the secrets file ``<db>.secrets``
+(mode 0600) beside the database, never in the database itself.
 
 Help texts use no square brackets: rich would take ``[env RSU_API_SECRET]`` for markup and eat it.
 """
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
+from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
 from rsu.fetcher import (
     DEFAULT_BASE_URL,
     FetchUsageError,
@@ -27,9 +30,15 @@ from rsu.fetcher.credentials import (
     CredentialError,
     add_credential,
     fingerprint,
-    load_credentials,
+    list_credentials,
+    load_caller_registration,
+    parse_caller_token,
+    remove_caller_registration,
     remove_credential,
+    secrets_file_of,
+    set_caller_registration,
 )
+from rsu.fetcher.run import CALLER_WARNING, load_caller
 from rsu.journal import JournalError, open_db
 
 app = typer.Typer(help="Manage timing partner API credentials.", no_args_is_help=True)
@@ -94,11 +103,41 @@ def add(
             help="OAuth2 access token, or '-' to read it from RSU_BEARER_TOKEN, else prompted.",
         ),
     ] = None,
+    refresh_token: Annotated[
+        str | None,
+        typer.Option(
+            "--refresh-token",
+            help="With --bearer-token: OAuth2 refresh token, or '-' to read it from "
+            "RSU_REFRESH_TOKEN, else prompted. rsu sync then refreshes the access token.",
+        ),
+    ] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option("--client-id", help="With --refresh-token: the OAuth2 client id."),
+    ] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--client-secret",
+            help="With --refresh-token: the OAuth2 client secret, or '-' to read it from "
+            "RSU_CLIENT_SECRET, else prompted.",
+        ),
+    ] = None,
+    expires_in: Annotated[
+        float | None,
+        typer.Option(
+            "--expires-in",
+            min=1,
+            help="With --bearer-token: seconds until the access token expires "
+            "(the expires_in RunSignUp returned).",
+        ),
+    ] = None,
 ) -> None:
     """Store (or replace) the RunSignUp credential of one timing partner.
 
     A secret left out (or given as '-') is read from its environment variable, else prompted
-    for on a terminal, else read as one line from standard input.
+    for on a terminal, else read as one line from standard input. Secrets are stored in the
+    file DB.secrets (mode 0600) beside the database, never in the database.
     """
     kinds = [
         k
@@ -117,10 +156,32 @@ def add(
     else:
         principal = ""
         secret = _secret(bearer_token, "RSU_BEARER_TOKEN", "Bearer token")
+    oauth_given = [refresh_token, client_id, client_secret, expires_in]
+    if kind != "bearer" and any(v is not None for v in oauth_given):
+        fail("--refresh-token, --client-id, --client-secret, --expires-in need --bearer-token", 2)
+    if (client_id is not None or client_secret is not None) and refresh_token is None:
+        fail("--client-id and --client-secret go with --refresh-token", 2)
+    refresh = client = ""
+    if refresh_token is not None:
+        refresh = _secret(refresh_token, "RSU_REFRESH_TOKEN", "refresh token")
+        if not client_id:
+            fail("--refresh-token needs --client-id (the OAuth2 client that issued it)", 2)
+        if client_secret is not None:
+            client = _secret(client_secret, "RSU_CLIENT_SECRET", "OAuth2 client secret")
     try:
         conn = open_db(db)
         try:
-            cred, replaced = add_credential(conn, partner, kind, secret, principal)
+            cred, replaced = add_credential(
+                conn,
+                partner,
+                kind,
+                secret,
+                principal,
+                refresh_token=refresh,
+                client_id=client_id or "",
+                client_secret=client,
+                expires_in=expires_in,
+            )
         finally:
             conn.conn.close()
     except CredentialError as exc:
@@ -128,28 +189,53 @@ def add(
     except JournalError as exc:
         fail(str(exc), 1)
     verb = "replaced" if replaced else "added"
-    typer.echo(f"{verb} {kind} credential for partner {partner} (secret {cred.fingerprint})")
+    extra = ", refreshable" if cred.oauth is not None else ""
+    typer.echo(
+        f"{verb} {kind} credential for partner {partner} (secret {cred.fingerprint}{extra}); "
+        f"secrets are kept in {secrets_file_of(db)}"
+    )
 
 
 @app.command("list")
 def list_(db: DbOption = DEFAULT_DB) -> None:
-    """List credentials: partner, kind, key and secret fingerprints (never the secrets)."""
+    """List credentials: partner, kind, key and secret fingerprints (never the secrets), token
+    expiry, and whether the API caller registration is set (its id only)."""
     require_db(db)
     try:
         conn = open_db(db)
         try:
-            creds = load_credentials(conn)
+            creds = list_credentials(conn)
+            caller = load_caller_registration(conn)
         finally:
             conn.conn.close()
+    except CredentialError as exc:
+        fail(str(exc), 1)
     except JournalError as exc:
         fail(str(exc), 1)
     if not creds:
         typer.echo("no credentials; add one with: rsu credentials add --partner ID --api-key KEY")
-        return
-    typer.echo(f"{'partner':>8}  {'kind':<12} {'key':<9} {'secret':<9}")
-    for c in creds:
-        key_fp = fingerprint(c.principal) if c.principal else "-"
-        typer.echo(f"{c.timing_partner_id:>8}  {c.auth_kind:<12} {key_fp:<9} {c.fingerprint:<9}")
+    else:
+        typer.echo(f"{'partner':>8}  {'kind':<12} {'key':<9} {'secret':<9} expires")
+        for c in creds:
+            key_fp = c.key_fingerprint or "-"
+            secret_fp = c.secret_fingerprint if c.secret_stored else "MISSING"
+            expires = "-"
+            if c.expires_at is not None:
+                stamp = datetime.fromtimestamp(c.expires_at, UTC).strftime("%Y-%m-%d %H:%M")
+                expires = f"{stamp} UTC" + (" (refreshable)" if c.refreshable else "")
+            typer.echo(
+                f"{c.timing_partner_id:>8}  {c.auth_kind:<12} {key_fp:<9} {secret_fp:<9} {expires}"
+            )
+    if caller is not None:
+        typer.echo(f"caller registration: set (id {caller.reg_id})")
+    else:
+        typer.echo("caller registration: not set")
+        err_console.print(
+            "[yellow]warning:[/] no API caller registration: RunSignUp requires one on every "
+            "call from 2027-01-01; set it with: rsu credentials caller --token ID.TOKEN",
+            soft_wrap=True,
+        )
+    typer.echo(f"secrets are kept in {secrets_file_of(db)} (mode 0600), not in {db}")
 
 
 @app.command("test")
@@ -180,12 +266,17 @@ def test(
         fail(str(exc), 2)
     except JournalError as exc:
         fail(str(exc), 1)
+    if load_caller(db) is None:
+        typer.echo(f"warning: {CALLER_WARNING}", err=True)
     for r in results:
         if r.ok:
             typer.echo(f"partner {r.timing_partner_id} ({r.auth_kind}): ok")
         else:
             code = f" code {r.error_code}" if r.error_code is not None else ""
-            typer.echo(f"partner {r.timing_partner_id} ({r.auth_kind}): FAILED{code}: {r.message}")
+            which = f" {r.credential} refused:" if r.credential else ""
+            typer.echo(
+                f"partner {r.timing_partner_id} ({r.auth_kind}): FAILED{code}:{which} {r.message}"
+            )
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
@@ -204,3 +295,55 @@ def remove(partner: PartnerOption, db: DbOption = DEFAULT_DB) -> None:
     if not removed:
         fail(f"no credentials for partner {partner}", 1)
     typer.echo(f"removed the credential of partner {partner}")
+
+
+@app.command("caller")
+def caller(
+    db: DbOption = DEFAULT_DB,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="The caller registration as ID.TOKEN, or '-' to read it from RSU_API_REG, "
+            "else prompted. Its secret is read from RSU_API_REG_SECRET, else prompted.",
+        ),
+    ] = None,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Delete the stored caller registration.")
+    ] = False,
+) -> None:
+    """Store (or replace, or --remove) the installation's RunSignUp API caller registration.
+
+    RunSignUp requires it on every call from 2027-01-01 (rsu_api_reg=ID.TOKEN plus the header
+    X-RSU-API-REG-SECRET). One per database, kept in the file DB.secrets (mode 0600).
+    """
+    require_db(db)
+    if remove == (token is not None):
+        fail("give either --token ID.TOKEN or --remove", 2)
+    try:
+        conn = open_db(db)
+        try:
+            if remove:
+                removed = remove_caller_registration(conn)
+            else:
+                assert token is not None
+                value = _secret(token, "RSU_API_REG", "caller registration ID.TOKEN")
+                reg_id, reg_token = parse_caller_token(value)
+                secret = _secret(None, "RSU_API_REG_SECRET", "caller registration secret")
+                reg, replaced = set_caller_registration(conn, reg_id, reg_token, secret)
+        finally:
+            conn.conn.close()
+    except CredentialError as exc:
+        fail(str(exc), 2)
+    except JournalError as exc:
+        fail(str(exc), 1)
+    if remove:
+        if not removed:
+            fail("no caller registration is stored", 1)
+        typer.echo("removed the caller registration")
+        return
+    verb = "replaced" if replaced else "stored"
+    typer.echo(
+        f"{verb} the caller registration (id {reg.reg_id}, secret {fingerprint(reg.secret)}) "
+        f"in {secrets_file_of(db)}"
+    )

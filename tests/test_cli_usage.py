@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from rsu.cli.main import app
 from rsu.fetcher import FetchUsageError, run_fetch
-from rsu.journal import Journal
+from rsu.fetcher.credentials import load_credentials
+from rsu.journal import Journal, open_db
 from rsu.simulator import Credential, SimulatorServer, World
 from rsu.simulator.testing import SMALL
 
@@ -111,11 +112,9 @@ def test_piped_secret_must_be_one_line(tmp_path: Path) -> None:
     assert "2 non-empty lines" in two.output and "SECRET" not in two.output
     one = runner.invoke(app, args, input="\nTOKEN123\n\n")
     assert one.exit_code == 0, one.output
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT secret FROM partner_provider_credentials").fetchall() == [
-        ("TOKEN123",)
-    ]
-    conn.close()
+    conn = open_db(db)
+    assert [c.secret for c in load_credentials(conn)] == ["TOKEN123"]
+    conn.conn.close()
 
 
 def test_a_database_in_a_missing_folder_is_not_created(tmp_path: Path) -> None:

@@ -13,7 +13,12 @@ from fetch_helpers import SMALL, seed_credentials
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
-from rsu.fetcher.credentials import CredentialError, add_credential, fingerprint
+from rsu.fetcher.credentials import (
+    CredentialError,
+    add_credential,
+    fingerprint,
+    load_credentials,
+)
 from rsu.journal import open_db
 from rsu.simulator import SimulatorServer, World
 
@@ -22,13 +27,21 @@ RSU = str(Path(sys.executable).parent / "rsu")
 
 
 def _rows(db: Path) -> list[tuple]:
+    """``(partner, provider, kind, principal, secret)``: partners from the data database, which
+    holds no secret (checked here), principal and secret from the secrets file beside it."""
     conn = sqlite3.connect(db)
     rows = conn.execute(
         "SELECT timing_partner_id, provider_id, auth_kind, principal, secret "
         "FROM partner_provider_credentials ORDER BY timing_partner_id"
     ).fetchall()
     conn.close()
-    return rows
+    assert all(r[3] == "" and r[4] == "" for r in rows)  # no secret in the data database
+    database = open_db(db)
+    try:
+        stored = {c.timing_partner_id: c for c in load_credentials(database)}
+    finally:
+        database.conn.close()
+    return [(r[0], r[1], r[2], stored[r[0]].principal, stored[r[0]].secret) for r in rows]
 
 
 def _stored(db: Path) -> list[tuple]:
@@ -81,10 +94,13 @@ def test_add_each_kind_list_and_remove(tmp_path: Path) -> None:
     assert r.exit_code == 0
     for secret in ("S1secret", "S2fromenv", "S3prompted", "K1", "K2"):
         assert secret not in r.output
-    lines = r.output.strip().splitlines()
-    assert len(lines) == 4
-    assert lines[1].split() == ["7", "api_key", fingerprint("K1"), fingerprint("S1secret")]
-    assert lines[3].split() == ["9", "bearer", "-", fingerprint("S3prompted")]
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 6
+    assert lines[1].split() == ["7", "api_key", fingerprint("K1"), fingerprint("S1secret"), "-"]
+    assert lines[3].split() == ["9", "bearer", "-", fingerprint("S3prompted"), "-"]
+    assert lines[4] == "caller registration: not set"
+    assert lines[5] == f"secrets are kept in {db}.secrets (mode 0600), not in {db}"
+    assert "RunSignUp requires one on every call from 2027-01-01" in " ".join(r.stderr.split())
     # replacing keeps one credential per partner
     r = runner.invoke(
         app,

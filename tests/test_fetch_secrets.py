@@ -1,4 +1,4 @@
-"""No secret leaks: canary credentials never appear outside ``partner_provider_credentials``."""
+"""No secret leaks: canary credentials never appear outside the secrets file ``<db>.secrets``."""
 
 from __future__ import annotations
 
@@ -42,8 +42,6 @@ def _scan_db(path: Path, needles: list[bytes]) -> list[str]:
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     assert "journal" in tables and "journal_blobs" in tables
     for table in tables:
-        if table == "partner_provider_credentials":
-            continue
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         for row in conn.execute(f"SELECT * FROM {table}"):
             for col, value in zip(cols, row, strict=True):
@@ -57,6 +55,16 @@ def _scan_db(path: Path, needles: list[bytes]) -> list[str]:
                 for data in blobs:
                     hits += [f"{table}.{col}: {n!r}" for n in needles if n in data]
     conn.close()
+    return hits + _scan_files(path, needles)
+
+
+def _scan_files(path: Path, needles: list[bytes]) -> list[str]:
+    """Needles in the raw bytes of the database file and its ``-wal`` (free pages included)."""
+    hits = []
+    for suffix in ("", "-wal"):
+        f = Path(f"{path}{suffix}")
+        data = f.read_bytes() if f.exists() else b""
+        hits += [f"file {f.name}: {n!r}" for n in needles if n in data]
     return hits
 
 
@@ -110,11 +118,15 @@ def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
     hits += [f"{name}: {n!r}" for name, data in files.items() for n in needles if n in data]
     hits += _scan_db(db, needles)
     assert hits == []
-    # the credentials table does hold them (the scan would have found them there)
+    # the secrets file does hold them (the same scan finds them there)
+    secrets_file = Path(f"{db}.secrets")
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    raw = secrets_file.read_bytes()
+    assert all(s.encode() in raw for _, s in CANARIES.values())
     conn = sqlite3.connect(db)
-    secrets = {r[0] for r in conn.execute("SELECT secret FROM partner_provider_credentials")}
+    blanks = conn.execute("SELECT principal, secret FROM partner_provider_credentials").fetchall()
     conn.close()
-    assert secrets == {s for _, s in CANARIES.values()}
+    assert blanks == [("", "")] * len(world.credentials)
 
 
 # A token pasted with a trailing CR (a Windows file, a copied line) or holding a line break:
