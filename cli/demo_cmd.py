@@ -27,7 +27,7 @@ from rich.table import Table
 
 from rsu.cli.common import fail
 from rsu.fetcher import FetchOptions, FetchResult, FetchUsageError, run_fetch
-from rsu.fetcher.credentials import add_credential, load_credentials
+from rsu.fetcher.credentials import add_credential, load_credentials, secrets_file_of
 from rsu.fetcher.report import PlainProgress, RichProgress
 from rsu.journal import JournalError, open_db
 from rsu.projector import project
@@ -178,6 +178,10 @@ def register(app: typer.Typer) -> None:
                 add_credential(
                     database, cred.timing_partner_id, cred.auth, cred.secret, cred.principal
                 )
+        console.print(
+            f"The (simulated) API secrets live in {escape(str(secrets_file_of(db)))} (mode 0600), "
+            f"never in {escape(str(db))}, which you may open in Datasette or share."
+        )
         if changes:
             kinds = Counter(getattr(c, "kind", "?") for c in changes)
             console.print(

@@ -98,6 +98,15 @@ def fetch(
             help="Requests in flight at most, across all partners (RunSignUp allows 2 per caller).",
         ),
     ] = 2,
+    events_per_call: Annotated[
+        int,
+        typer.Option(
+            "--events-per-call",
+            min=1,
+            max=500,
+            help="Events of a race asked for in one participants call (1: one call per event).",
+        ),
+    ] = 100,
     beyond_caller_limit: Annotated[
         bool,
         typer.Option(
@@ -182,6 +191,7 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         end_date=_date(values["end_date"], "--end-date"),
         concurrency=values["concurrency"],
         beyond_caller_limit=values["beyond_caller_limit"],
+        events_per_call=values["events_per_call"],
         max_rps=values["max_rps"],
         connect_timeout=values["connect_timeout"],
         read_timeout=values["read_timeout"],

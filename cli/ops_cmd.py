@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,9 +16,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
+from rsu.cli.common import (
+    DEFAULT_CADENCE,
+    DEFAULT_DB,
+    CadenceOption,
+    DbOption,
+    cadence_value,
+    fail,
+    require_db,
+)
+from rsu.fetcher.cadence import Cadence, next_due
+from rsu.fetcher.oauth import DEFAULT_WARN_S, expiry_warnings
 from rsu.journal import JournalError, open_db
-from rsu.projector.reports import StatusReport, history, sync_status
+from rsu.projector.reports import (
+    RaceStatus,
+    StatusReport,
+    history,
+    parse_utc,
+    sync_status,
+    utc_iso,
+)
 
 
 class SyncStatus(StrEnum):
@@ -41,6 +59,10 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
+def _due_text(due: str, now: str) -> str:
+    return "next run" if due <= now else _short_time(due)
+
+
 def _open_existing(db: Path) -> sqlite_utils.Database:
     require_db(db)
     try:
@@ -56,7 +78,18 @@ def _short_time(iso: str | None) -> str:
     return "" if not iso else f"{iso[5:10]} {iso[11:16]}"
 
 
-def _print_status(report: StatusReport) -> None:
+def race_next_due(race: RaceStatus, cadence: Cadence, now: str) -> str:
+    """When ``rsu sync`` next syncs ``race`` by ``cadence`` (ISO 8601 UTC; ``now`` or earlier:
+    at the next run), from its last and next event start and its last success (none when its
+    newest sync failed), as :func:`rsu.fetcher.cadence.next_due` decides it."""
+    starts = [parse_utc(t).timestamp() for t in (race.last_event_utc, race.next_event_utc) if t]
+    ok = race.last_success is not None and race.last_attempt_ok is not False
+    last = parse_utc(race.last_success).timestamp() if ok and race.last_success else None
+    due = next_due(starts, last, parse_utc(now).timestamp(), cadence)
+    return utc_iso(datetime.fromtimestamp(due, UTC))
+
+
+def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None:
     title = f"Sync status at {report.now[:16]} UTC, max age {_age(report.max_age_seconds)}"
     table = Table(title=title)
     table.add_column("partner", justify="right")
@@ -67,6 +100,7 @@ def _print_status(report: StatusReport) -> None:
     table.add_column("removed", justify="right")
     table.add_column("last ok", no_wrap=True)
     table.add_column("age", justify="right")
+    table.add_column("next due", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for p in report.partners:
         if p.failing or not p.races:
@@ -81,6 +115,7 @@ def _print_status(report: StatusReport) -> None:
                 "",
                 _short_time(p.last_success) or "never",
                 _age(p.age_seconds),
+                "",
                 state,
             )
         for r in p.races:
@@ -99,6 +134,7 @@ def _print_status(report: StatusReport) -> None:
                 str(r.removed),
                 _short_time(r.last_success) or "never",
                 _age(r.age_seconds),
+                _due_text(due[(r.timing_partner_id, r.race_id)], report.now),
                 state,
             )
     console.print(table)
@@ -125,24 +161,43 @@ def register(app: typer.Typer) -> None:
                 "--strict", help="Also exit 1 when a race's newest sync failed, however recent."
             ),
         ] = False,
+        cadence: CadenceOption = DEFAULT_CADENCE,
     ) -> None:
         """Per partner and race: last successful sync, counts and age.
 
         Exits 1 when a partner's newest sync failed, or a race with an upcoming event has no
         successful sync within --max-age (for monitoring: a sync that silently stopped).
+        Warns (without changing the exit code) about a bearer token that expires within 7 days
+        and cannot be refreshed, or that expired without being refreshed.
         """
+        table = cadence_value(cadence)
         database = _open_existing(db)
         try:
             report = sync_status(database.conn, max_age_seconds=max_age, strict=strict)
+            token_warnings = expiry_warnings(
+                database, datetime.now(UTC).timestamp(), warn_within_s=DEFAULT_WARN_S
+            )
         finally:
             database.conn.close()
+        due = {
+            (r.timing_partner_id, r.race_id): race_next_due(r, table, report.now)
+            for p in report.partners
+            for r in p.races
+        }
         if as_json:
-            typer.echo(json.dumps(report.to_dict(), indent=2))
+            doc = report.to_dict()
+            doc["token_warnings"] = token_warnings
+            for p_doc in doc["partners"]:
+                for r_doc in p_doc["races"]:
+                    r_doc["next_due"] = due[(r_doc["timing_partner_id"], r_doc["race_id"])]
+            typer.echo(json.dumps(doc, indent=2))
         else:
             if not report.partners:
                 console.print("No sync recorded yet: run `rsu sync`.")
             else:
-                _print_status(report)
+                _print_status(report, due)
+            for line in token_warnings:
+                console.print(f"[yellow]warning: {escape(line)}[/]")
         if not report.partners or not report.ok:
             if not as_json:
                 for line in report.problems():

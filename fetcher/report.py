@@ -34,6 +34,7 @@ COUNTERS = (
     "removed_participants",
     "listings",
     "complete_listings",
+    "races_not_due",
 )
 
 
@@ -287,7 +288,8 @@ def build_summary(inputs: SummaryInputs, stats: RunStats) -> dict[str, Any]:
     """The ``runsignup_sync_summary.json`` document: the original system's keys
     (``sync_time``, ``duration_seconds``, ``total_races``, ``total_events``,
     ``total_participants``, ``timing_partners_synced``, ``failed_syncs``) plus ``run_id``,
-    request/retry/byte/body counters and the status."""
+    request/retry/byte/body counters, ``races_not_due`` (races the cadence skipped) and the
+    status."""
     counts = stats.snapshot()
     return {
         "run_id": inputs.run_id,
@@ -311,6 +313,7 @@ def build_summary(inputs: SummaryInputs, stats: RunStats) -> dict[str, Any]:
         "listings": counts["listings"],
         "complete_listings": counts["complete_listings"],
         "fetch_failed": counts["fetch_failed"],
+        "races_not_due": counts["races_not_due"],
         "failures": failures_json(stats.failures),
         **inputs.extra,
     }

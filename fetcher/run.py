@@ -73,7 +73,8 @@ class FetchOptions:
     journal's cursor, and complete when the last complete one is older than ``full_every``
     (default 24 h). ``overlap_seconds`` re-reads that many seconds before the cursor (see
     :mod:`rsu.fetcher.cursor`). ``page_size`` <= 2500 registrations per page; ``races_page_size``
-    <= 1000 races per page.
+    <= 1000 races per page. ``events_per_call``: events of a race asked for in one listing call
+    (``event_id`` as a comma list; 1 = one call per event).
     Transport: ``concurrency`` worker threads, each with at most one request in flight, so at
     most ``concurrency`` requests are in flight across the whole run; RunSignUp limits a caller
     to :data:`CALLER_MAX_IN_FLIGHT` (2), and more needs ``beyond_caller_limit``;
@@ -105,6 +106,7 @@ class FetchOptions:
     page_size: int = 2500
     races_page_size: int = 1000
     concurrency: int = 2
+    events_per_call: int = 100
     beyond_caller_limit: bool = False
     max_rps: float = 5.0
     connect_timeout: float = 10.0
@@ -136,6 +138,8 @@ class FetchOptions:
                 "refuses the calls beyond it. Add --beyond-caller-limit only for a server "
                 "that allows more (a local simulator, a benchmark)"
             )
+        if not 1 <= self.events_per_call <= 500:
+            raise FetchUsageError("events per call must be between 1 and 500")
         if self.max_attempts < 1:
             raise FetchUsageError("max attempts must be at least 1")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
@@ -315,6 +319,7 @@ def run_fetch(
             direct_races=len(creds) == 1,
             cadence=options.cadence_in_effect(),
             caller=caller,
+            events_per_call=options.events_per_call,
         )
         sessions = SessionPool(pool_size=max(4, options.concurrency))
         now = started if options.now is None else options.now
@@ -481,8 +486,12 @@ def check_credentials(
             ex = client.get(
                 "auth_check", "/Rest/races", {"results_per_page": "1", "only_partner_races": "T"}
             )
-            which, message = ("", "") if ex.ok else explain_refusal(
-                cred.timing_partner_id, cred.auth_kind, ex.error_code, ex.error_msg
+            which, message = (
+                ("", "")
+                if ex.ok
+                else explain_refusal(
+                    cred.timing_partner_id, cred.auth_kind, ex.error_code, ex.error_msg
+                )
             )
             results.append(
                 CheckResult(

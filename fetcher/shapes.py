@@ -67,8 +67,9 @@ class PageInfo:
     races: dict[int, list[int]] = field(default_factory=dict)
     event_ids: list[int] = field(default_factory=list)
     per_event: dict[int, tuple[int, int | None]] = field(default_factory=dict)
-    #: For race listings: ``race_id`` -> its time fields as sent (see :class:`RaceTimes`).
-    race_times: dict[int, RaceTimes] = field(default_factory=dict)
+    #: For race listings: ``race_id`` -> its time fields as sent (see :class:`RaceTimes`); not
+    #: compared (it only tunes which races are walked, see :mod:`rsu.fetcher.cadence`).
+    race_times: dict[int, RaceTimes] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

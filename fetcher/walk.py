@@ -82,6 +82,7 @@ class WalkSettings:
     timeouts: Timeouts
     direct_races: bool = False
     caller: CallerRegistration | None = None
+    events_per_call: int = 100
     #: Skip races that are not due (``None``: walk every race; see :mod:`rsu.fetcher.cadence`).
     cadence: Cadence | None = None
 
@@ -278,6 +279,7 @@ class Walker:
                 full=self.s.full,
                 full_every=self.s.full_every,
                 overlap_seconds=self.s.overlap_seconds,
+                events_per_call=self.s.events_per_call,
             )
             for group in groups:
                 if self.stopped():

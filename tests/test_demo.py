@@ -34,6 +34,9 @@ def test_demo_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _value(first.output, "registrations active") == active
     assert 15_000 <= active <= 25_000  # "about 20,000 registrations"
     assert _value(first.output, "timing partners") == 3
+    said = " ".join(first.output.split())
+    assert "secrets live in rsu-demo.db.secrets (mode 0600), never in rsu-demo.db" in said
+    assert (tmp_path / "rsu-demo.db.secrets").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "runsignup_sync_summary.json").exists()
 
     second = runner.invoke(app, ["demo"])

@@ -59,12 +59,16 @@ def test_parse_shapes_and_quirks() -> None:
         b'[{"event":{"event_id":1,"participants":[]},"participants":['
         b'{"registration_id":3,"last_modified":100},{"registration_id":8,"last_modified":90}]}]'
     )
-    assert parse("participants", part) == PageInfo(rows=2, last_id=8, max_last_modified=100)
+    assert parse("participants", part) == PageInfo(
+        rows=2, last_id=8, max_last_modified=100, per_event={1: (2, 8)}
+    )
     removed = (
         b'[{"event":{"event_id":1,"participants":[{"registration_id":4,'
         b'"last_modified":"2026-01-01 10:00:00","last_modified_ts":1767279600}]}}]'
     )
-    assert parse("removed_participants", removed) == PageInfo(1, 4, 1767279600)
+    assert parse("removed_participants", removed) == PageInfo(
+        1, 4, 1767279600, per_event={1: (1, 4)}
+    )
     assert parse("participants", b"[]") == PageInfo()
     err = b'{"error":{"error_code":6,"error_msg":"Key authentication failed"}}'
     for endpoint in ("auth_check", "races", "race", "participants", "removed_participants"):
@@ -149,10 +153,10 @@ class _StubClient:
         from rsu.fetcher.credentials import Credential
 
         self.credential = Credential(5, "bearer", "", "t")
-        self.calls: list[tuple[str, int | None]] = []
+        self.calls: list[tuple[str, str | None]] = []
 
     def get(self, endpoint: str, path: str, params: dict, **kw) -> Exchange:
-        self.calls.append((endpoint, kw.get("event_id")))
+        self.calls.append((endpoint, params.get("event_id")))
         if endpoint == "race":
             return Exchange(False, error_code=201, error_msg="RunSignUp error 201: Race not found.")
         return Exchange(True, PageInfo(rows=0), seq=1)
@@ -174,17 +178,17 @@ def test_failed_race_detail_falls_back_to_listed_events() -> None:
     tasks = walker.race_task(client, 77, [701, 702])  # type: ignore[arg-type]
     for task in tasks:
         task()
+    # both listed events in one call per listing kind (the page was short: nothing more)
     assert client.calls == [
         ("race", None),
-        ("removed_participants", 701),
-        ("participants", 701),
-        ("removed_participants", 702),
-        ("participants", 702),
+        ("removed_participants", "701,702"),
+        ("participants", "701,702"),
     ]
     assert [(f.level, f.race_id, f.error_code) for f in stats.failures] == [("race", 77, 201)]
     listings = [r.event for r in journal.find(kind="listing_completed")]
-    assert len(listings) == 4
+    assert len(listings) == 2
     assert all(isinstance(e, ListingCompleted) and e.complete for e in listings)
+    assert [e.covered_events for e in listings] == [[701, 702], [701, 702]]
 
 
 def test_brief_transport_error_messages() -> None:
