@@ -24,6 +24,7 @@ from rsu.cli.common import (
 )
 from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchResult, FetchUsageError, run_fetch
 from rsu.fetcher.report import PlainProgress, RichProgress
+from rsu.fetcher.run import CALLER_WARNING, load_caller
 from rsu.journal import JournalError
 from rsu.projector import project
 
@@ -228,6 +229,8 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
     )
     for line in result.failures:
         err_console.print(f"[red]failed:[/] {escape(line)}", soft_wrap=True, highlight=False)
+    if load_caller(db) is None:
+        err_console.print(f"[yellow]warning:[/] {escape(CALLER_WARNING)}", highlight=False)
     return result
 
 

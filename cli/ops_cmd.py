@@ -27,6 +27,7 @@ from rsu.cli.common import (
 )
 from rsu.fetcher.cadence import Cadence, next_due
 from rsu.fetcher.oauth import DEFAULT_WARN_S, expiry_warnings
+from rsu.fetcher.run import CALLER_WARNING, load_caller
 from rsu.journal import JournalError, open_db
 from rsu.projector.reports import (
     RaceStatus,
@@ -168,7 +169,8 @@ def register(app: typer.Typer) -> None:
         Exits 1 when a partner's newest sync failed, or a race with an upcoming event has no
         successful sync within --max-age (for monitoring: a sync that silently stopped).
         Warns (without changing the exit code) about a bearer token that expires within 7 days
-        and cannot be refreshed, or that expired without being refreshed.
+        and cannot be refreshed, or that expired without being refreshed, and when no caller
+        registration is set (RunSignUp requires one from 2027-01-01).
         """
         table = cadence_value(cadence)
         database = _open_existing(db)
@@ -179,6 +181,7 @@ def register(app: typer.Typer) -> None:
             )
         finally:
             database.conn.close()
+        caller_set = load_caller(db) is not None
         due = {
             (r.timing_partner_id, r.race_id): race_next_due(r, table, report.now)
             for p in report.partners
@@ -187,6 +190,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             doc = report.to_dict()
             doc["token_warnings"] = token_warnings
+            doc["caller_registration"] = "set" if caller_set else "unset"
             for p_doc in doc["partners"]:
                 for r_doc in p_doc["races"]:
                     r_doc["next_due"] = due[(r_doc["timing_partner_id"], r_doc["race_id"])]
@@ -196,7 +200,7 @@ def register(app: typer.Typer) -> None:
                 console.print("No sync recorded yet: run `rsu sync`.")
             else:
                 _print_status(report, due)
-            for line in token_warnings:
+            for line in [*token_warnings, *([] if caller_set else [CALLER_WARNING])]:
                 console.print(f"[yellow]warning: {escape(line)}[/]")
         if not report.partners or not report.ok:
             if not as_json:
