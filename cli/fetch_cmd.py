@@ -229,6 +229,8 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
     )
     for line in result.failures:
         err_console.print(f"[red]failed:[/] {escape(line)}", soft_wrap=True, highlight=False)
+    for line in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True, highlight=False)
     if load_caller(db) is None:
         err_console.print(f"[yellow]warning:[/] {escape(CALLER_WARNING)}", highlight=False)
     return result

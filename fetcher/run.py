@@ -32,6 +32,7 @@ from .credentials import (
     load_caller_registration,
     load_credentials,
 )
+from .oauth import refresh_due_tokens
 from .report import (
     NullProgress,
     Progress,
@@ -198,7 +199,8 @@ class FetchResult:
     """Outcome of :func:`run_fetch`: ``exit_code`` 0 (all went well) or 1 (a partner, race or
     event failed); ``counts`` the run totals (requests, retries, bytes_received, new_bodies,
     races, events, participants, ...); ``failures`` one line each; ``summary`` the document
-    written to the summary file."""
+    written to the summary file; ``warnings`` operator messages that are not failures (OAuth
+    token refreshes done or failed)."""
 
     run_id: str
     exit_code: int
@@ -207,6 +209,7 @@ class FetchResult:
     failures: list[str]
     duration_seconds: float
     summary: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def tool_version() -> str:
@@ -303,6 +306,9 @@ def run_fetch(
         )
         if caller is None:
             log.warning("%s", CALLER_WARNING)
+        creds, warnings = refresh_tokens(db_path, creds, options)
+        for line in warnings:
+            log.warning("%s", line)
         settings = WalkSettings(
             base_url=options.base_url,
             race_ids=tuple(options.race_ids),
@@ -397,7 +403,23 @@ def run_fetch(
         )
     if interrupted:
         raise KeyboardInterrupt
-    return FetchResult(run_id, exit_code, status, counts, failures, duration, summary)
+    return FetchResult(run_id, exit_code, status, counts, failures, duration, summary, warnings)
+
+
+def refresh_tokens(
+    db_path: str | Path, creds: list[Credential], options: FetchOptions
+) -> tuple[list[Credential], list[str]]:
+    """Refresh the due OAuth bearer tokens of ``creds`` before the run (see
+    :func:`rsu.fetcher.oauth.refresh_due_tokens`); returns the credentials to use and one
+    operator message per refresh done or failed. The refresh answers hold tokens, so they are
+    stored in the secrets file only, never journaled."""
+    if not any(c.auth_kind == "bearer" for c in creds):
+        return creds, []
+    db = open_db(db_path)
+    try:
+        return refresh_due_tokens(db, creds, options.base_url, now=options.now)
+    finally:
+        db.conn.close()
 
 
 @dataclass

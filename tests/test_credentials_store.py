@@ -7,15 +7,18 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from fetch_helpers import fast_options
 from requests.structures import CaseInsensitiveDict
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
+from rsu.fetcher import run_fetch
 from rsu.fetcher.credentials import (
     CredentialError,
     add_credential,
@@ -561,3 +564,24 @@ def test_expiry_warnings_and_status(tmp_path: Path) -> None:
     r = runner.invoke(app, ["status", "--db", str(db), "--json"])
     doc = json.loads(r.stdout)
     assert [w.split(":")[0] for w in doc["token_warnings"]] == ["partner 1", "partner 3"]
+
+
+def test_fetch_refreshes_an_expired_token_and_completes(tmp_path: Path) -> None:
+    """``run_fetch`` refreshes a due bearer token before it asks anything, so a token that
+    expired overnight costs one refresh call, not a failed sync."""
+    world = _oauth_world()
+    db, pid, first_token = _bearer_db(tmp_path, world)
+    world.now += LIFETIME  # the simulated clock passes the stored expiry
+    with SimulatorServer(world) as sim:
+        result = run_fetch(db, fast_options(sim.base_url, tmp_path, now=float(world.now)))
+        paths = [q.path for q in sim.requests]
+    assert result.exit_code == 0, result.failures
+    assert paths[0] == "/rest/v2/auth/refresh-token.json" and world.tokens.refreshes == 1
+    until = datetime.fromtimestamp(world.now + LIFETIME, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    assert result.warnings == [f"partner {pid}: bearer token refreshed, valid until {until}"]
+    assert result.counts["participants"] > 0
+    conn = open_db(db)
+    try:
+        assert load_credentials(conn)[0].secret != first_token
+    finally:
+        conn.conn.close()
