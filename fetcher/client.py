@@ -17,6 +17,10 @@ Retry rules (:class:`RetryPolicy`):
   other than 429, and exceptions that are not transport failures (``InvalidHeader``,
   ``InvalidURL``, ``MissingSchema`` ...: the same request would fail the same way again; only
   :data:`TRANSPORT_ERRORS` are retried).
+* never followed nor retried: redirects (HTTP 3xx). Following one would re-send the credential
+  (``X-RSU-API-SECRET``, ``api_key``/``api_secret`` in the query) to whatever host ``Location``
+  names; the answer is journaled and the request fails with a message naming only that host
+  (:func:`redirect_message`).
 
 Circuit breaker (:class:`CircuitBreaker`, one per fetch run, shared by every partner's client,
 since they all talk to the same API host): after ``RetryPolicy.unreachable_after`` consecutive
@@ -32,12 +36,14 @@ become a journal event; the backoff and ``Retry-After`` arithmetic is urllib3's 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -312,6 +318,44 @@ def brief_transport_error(error_class: str, message: str) -> str:
     return message[:200]
 
 
+#: What a redirect target's host may look like to be named in a message (anything else from
+#: the wire is replaced by a placeholder).
+_HOST_TEXT = re.compile(r"[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+
+
+def redirect_host(location: str | None) -> str | None:
+    """The ``host`` or ``host:port`` a ``Location`` header points to (lower case, IPv6 in
+    brackets), or ``None`` when it names no host (a relative redirect, a missing header). Only
+    the host is ever kept: never the userinfo, path or query (they may carry the credential).
+    A host that is not plain host-name or IP text is returned as ``"an unreadable host"``."""
+    if not location:
+        return None
+    try:
+        parts = urlsplit(location.strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return "an unreadable host"
+    if not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if not _HOST_TEXT.fullmatch(host):
+        return "an unreadable host"
+    return f"{host}:{port}" if port is not None else host
+
+
+def redirect_message(status: int, location: str | None) -> str:
+    """The failure message of a 3xx answer, which the fetcher never follows (``requests``
+    would re-send the API key/secret headers and query to whatever host ``Location`` names):
+    ``"HTTP 302 redirect to other.example:8443 not followed"``. Names only the host."""
+    host = redirect_host(location)
+    if host is None:
+        where = "to the same host" if location else "without a Location"
+        return f"HTTP {status} redirect {where} not followed"
+    return f"HTTP {status} redirect to {host} not followed"
+
+
 def _caller_error(endpoint: str, body: bytes) -> str | None:
     """The operator message when ``body`` (of a non-2xx answer) is RunSignUp error 17, else
     ``None``. Error 17 concerns the installation, not the timing partner's key."""
@@ -440,6 +484,7 @@ class ApiClient:
                     params=send,
                     headers=headers,
                     timeout=(self.timeouts.connect, self.timeouts.read),
+                    allow_redirects=False,  # never re-send the credential to another host
                 )
                 body = resp.content
             except Exception as exc:  # any failure to get a response is journaled, then judged
@@ -511,6 +556,15 @@ class ApiClient:
                         retry_after if retry_after is not None else backoff_seconds(attempt, policy)
                     )
                 continue
+            if 300 <= status < 400:  # not followed, not retried: see redirect_message
+                last = Exchange(
+                    False,
+                    attempts=attempt,
+                    http_status=status,
+                    error_msg=self.scrub(redirect_message(status, resp.headers.get("Location"))),
+                )
+                self._log_attempt(endpoint, path, attempt, True, last.error_msg)
+                break
             if not 200 <= status < 300:
                 last = Exchange(
                     False, attempts=attempt, http_status=status, error_msg=f"HTTP {status}"

@@ -125,7 +125,9 @@ class FetchOptions:
     now: float | None = None
 
     def validate(self) -> None:
-        """Raise :class:`FetchUsageError` for out-of-range values."""
+        """Raise :class:`FetchUsageError` for out-of-range values, and for a ``base_url`` that
+        may carry a secret (userinfo ``user:pw@``, a query or fragment: they would be journaled and
+        logged); that message never echoes it."""
         if not 1 <= self.page_size <= 2500:
             raise FetchUsageError("page size must be between 1 and 2500 (RunSignUp's maximum)")
         if not 1 <= self.races_page_size <= 1000:
@@ -148,6 +150,15 @@ class FetchOptions:
         start, end = self.window()
         if start and end and start > end:
             raise FetchUsageError(f"start date {start} is after end date {end}")
+        # A secret in --base-url would be journaled (RunStarted.base_url) and logged: refuse it
+        # before any message below echoes the URL, and never echo it here.
+        authority = re.split(r"[/?#]", self.base_url.partition("://")[2] or self.base_url)[0]
+        if "@" in authority or re.search(r"[?#]", self.base_url):
+            raise FetchUsageError(
+                "--base-url must be the API root only, without a user name, password, query or "
+                f"fragment ('@', '?', '#'), e.g. {DEFAULT_BASE_URL}; keys and secrets are stored "
+                "with 'rsu credentials add' and 'rsu credentials caller'"
+            )
         if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", self.base_url):
             raise FetchUsageError(
                 f"--base-url {self.base_url!r} is not an http(s) URL such as "
