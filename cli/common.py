@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -9,7 +10,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rsu.fetcher.cadence import DEFAULT_CADENCE_SPEC, Cadence, CadenceError, parse_cadence
+from rsu.fetcher.cadence import (
+    DEFAULT_CADENCE_SPEC,
+    Cadence,
+    CadenceError,
+    parse_cadence,
+    parse_duration,
+)
 from rsu.journal import DB_ENV
 
 DbOption = Annotated[
@@ -43,6 +50,31 @@ def cadence_value(spec: str) -> Cadence:
         return parse_cadence(spec)
     except CadenceError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cadence") from None
+
+
+def duration(bare_unit: str = "s", minimum: float = 0.0) -> Callable[[str], float]:
+    """A typer ``parser=`` for a duration option: ``"1h"``, ``"90m"``, ``"3600"`` (a bare number
+    is in ``bare_unit``) -> seconds (float), at least ``minimum``. A bad value is a usage error
+    (exit 2) naming the option and the value (see :func:`rsu.fetcher.cadence.parse_duration`)."""
+
+    def parse(value: str | float) -> float:
+        if isinstance(value, int | float):  # a default given as a number
+            return float(value)
+        try:
+            seconds = parse_duration(value, bare_unit=bare_unit)
+        except CadenceError as exc:
+            raise typer.BadParameter(
+                f"{exc}; a bare number means {_UNIT_NAMES[bare_unit]}"
+            ) from None
+        if seconds < minimum:
+            raise typer.BadParameter(f"{value!r} is shorter than the minimum, {minimum:g} s")
+        return seconds
+
+    parse.__name__ = "duration"
+    return parse
+
+
+_UNIT_NAMES = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 #: Console for operator messages; errors go to stderr.

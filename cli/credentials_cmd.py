@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
+from rsu.cli.common import DEFAULT_DB, DbOption, duration, err_console, fail, require_db
 from rsu.fetcher import (
     DEFAULT_BASE_URL,
     FetchUsageError,
@@ -127,9 +127,10 @@ def add(
         float | None,
         typer.Option(
             "--expires-in",
-            min=1,
-            help="With --bearer-token: seconds until the access token expires "
-            "(the expires_in RunSignUp returned).",
+            parser=duration("s", minimum=1),
+            metavar="DURATION",
+            help="With --bearer-token: how long until the access token expires: 2592000 "
+            "(seconds, the expires_in RunSignUp returned), 30d, 1h.",
         ),
     ] = None,
 ) -> None:

@@ -18,6 +18,7 @@ from rsu.cli.common import (
     CadenceOption,
     DbOption,
     cadence_value,
+    duration,
     err_console,
     fail,
     require_db,
@@ -66,10 +67,13 @@ def fetch(
         float,
         typer.Option(
             "--full-every",
-            min=0,
-            help="Hours after which an event's listing is read completely again.",
+            parser=duration("h"),
+            metavar="DURATION",
+            show_default="24h",
+            help="After how long an event's listing is read completely again: 24h, 90m, 2d "
+            "(a bare number means hours).",
         ),
-    ] = 24.0,
+    ] = 24 * 3600.0,
     all_races: Annotated[
         bool, typer.Option("--all-races", help="Every partner race, whatever its date.")
     ] = False,
@@ -122,10 +126,22 @@ def fetch(
         typer.Option("--max-rps", help="Requests per second per credential (0: unlimited)."),
     ] = 5.0,
     connect_timeout: Annotated[
-        float, typer.Option("--connect-timeout", min=0.001, help="Seconds to connect.")
+        float,
+        typer.Option(
+            "--connect-timeout",
+            parser=duration("s", minimum=0.001),
+            metavar="DURATION",
+            help="How long to wait for a connection: 10s, 1m, 10 (seconds).",
+        ),
     ] = 10.0,
     read_timeout: Annotated[
-        float, typer.Option("--read-timeout", min=0.001, help="Seconds to wait for data.")
+        float,
+        typer.Option(
+            "--read-timeout",
+            parser=duration("s", minimum=0.001),
+            metavar="DURATION",
+            help="How long to wait for data: 60s, 2m, 60 (seconds).",
+        ),
     ] = 60.0,
     max_attempts: Annotated[
         int, typer.Option("--max-attempts", min=1, help="Tries per request, the first included.")
@@ -135,12 +151,23 @@ def fetch(
         typer.Option("--backoff", min=0, help="Backoff factor in seconds (doubles per retry)."),
     ] = 0.25,
     retry_after_cap: Annotated[
-        float, typer.Option("--retry-after-cap", min=0, help="Longest Retry-After honoured (s).")
+        float,
+        typer.Option(
+            "--retry-after-cap",
+            parser=duration("s"),
+            metavar="DURATION",
+            help="Longest Retry-After honoured: 30s, 1m, 30 (seconds).",
+        ),
     ] = 30.0,
     overlap: Annotated[
-        int,
-        typer.Option("--overlap", min=0, help="Seconds re-read before an incremental cursor."),
-    ] = 10,
+        float,
+        typer.Option(
+            "--overlap",
+            parser=duration("s"),
+            metavar="DURATION",
+            help="How much is re-read before an incremental cursor: 10s, 1m, 10 (seconds).",
+        ),
+    ] = 10.0,
     unreachable_after: Annotated[
         int,
         typer.Option(
@@ -184,7 +211,7 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         race_ids=tuple(values["race"] or ()),
         test=values["test"],
         full=values["full"],
-        full_every=values["full_every"] * 3600.0,
+        full_every=values["full_every"],
         all_races=values["all_races"],
         cadence=cadence_value(values["cadence"]),
         ignore_cadence=values["all_due"],
@@ -199,7 +226,7 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         max_attempts=values["max_attempts"],
         backoff_factor=values["backoff"],
         retry_after_cap=values["retry_after_cap"],
-        overlap_seconds=values["overlap"],
+        overlap_seconds=int(values["overlap"]),
         unreachable_after=values["unreachable_after"],
         page_size=values["page_size"],
         log_file=values["log_file"],

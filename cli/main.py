@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from rsu.cli import (
@@ -13,6 +15,10 @@ from rsu.cli import (
     project_cmd,
     simulator_cmd,
 )
+from rsu.fetcher.run import tool_version
+
+#: ``-h`` beside ``--help`` on every command (click passes it down to every sub-command).
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     name="rsu",
@@ -20,7 +26,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings=CONTEXT_SETTINGS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rsu {tool_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the rsu version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Sync RunSignUp races, events and registrations of your timing partners into SQLite."""
+
+
 app.add_typer(journal_cmd.app, name="journal", help="Audit the journal of raw API responses.")
 app.add_typer(
     credentials_cmd.app, name="credentials", help="Manage timing partner API credentials."

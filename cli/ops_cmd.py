@@ -22,6 +22,7 @@ from rsu.cli.common import (
     CadenceOption,
     DbOption,
     cadence_value,
+    duration,
     fail,
     require_db,
 )
@@ -79,6 +80,21 @@ def _short_time(iso: str | None) -> str:
     return "" if not iso else f"{iso[5:10]} {iso[11:16]}"
 
 
+def event_start_text(race: RaceStatus) -> str:
+    """The next event start of ``race`` as the race's wall-clock time labelled with its zone:
+    ``2027-03-14 07:00 America/Chicago`` (the UTC offset, ``UTC-05:00``, when the race names no
+    zone); empty when no event is ahead."""
+    if not race.next_event_local:
+        return ""
+    try:
+        moment = datetime.fromisoformat(race.next_event_local)
+    except ValueError:
+        return race.next_event_local
+    offset = moment.strftime("%z")
+    zone = (race.timezone or "").strip() or (f"UTC{offset[:3]}:{offset[3:]}" if offset else "")
+    return f"{moment:%Y-%m-%d %H:%M} {zone}".strip()
+
+
 def race_next_due(race: RaceStatus, cadence: Cadence, now: str) -> str:
     """When ``rsu sync`` next syncs ``race`` by ``cadence`` (ISO 8601 UTC; ``now`` or earlier:
     at the next run), from its last and next event start and its last success (none when its
@@ -96,12 +112,12 @@ def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None
     table.add_column("partner", justify="right")
     table.add_column("race", justify="right")
     table.add_column("name", no_wrap=True, max_width=24, overflow="ellipsis")
-    table.add_column("next event", no_wrap=True)
+    table.add_column("next event (race time)", no_wrap=True)
     table.add_column("active", justify="right")
     table.add_column("removed", justify="right")
-    table.add_column("last ok", no_wrap=True)
+    table.add_column("last ok (UTC)", no_wrap=True)
     table.add_column("age", justify="right")
-    table.add_column("next due", no_wrap=True)
+    table.add_column("next due (UTC)", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for p in report.partners:
         if p.failing or not p.races:
@@ -130,7 +146,7 @@ def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None
                 str(r.timing_partner_id),
                 str(r.race_id),
                 (r.name or "").strip(),
-                (r.next_event_utc or "")[:16].replace("T", " "),
+                event_start_text(r),
                 str(r.active),
                 str(r.removed),
                 _short_time(r.last_success) or "never",
@@ -151,8 +167,11 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option(
                 "--max-age",
-                min=0,
-                help="Seconds within which a race with an upcoming event must have synced.",
+                parser=duration("s"),
+                metavar="DURATION",
+                show_default="1h",
+                help="How recently a race with an upcoming event must have synced: 1h, 90m, "
+                "3600 (seconds).",
             ),
         ] = 3600.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

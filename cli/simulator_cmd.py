@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import typer
 
+from rsu.cli.common import duration as duration_parser
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
 
 app = typer.Typer(
@@ -95,10 +96,16 @@ def serve(
     ),
     latency_ms: float = typer.Option(0.0, min=0.0, help="Added latency per request, milliseconds."),
     advance_every: float = typer.Option(
-        0.0, min=0.0, help="Advance the world every N seconds (0: never)."
+        0.0,
+        parser=duration_parser("s"),
+        metavar="DURATION",
+        help="Advance the world this often: 30s, 5m, 30 (seconds); 0: never.",
     ),
     duration: float = typer.Option(
-        0.0, min=0.0, help="Stop after N seconds (0: run until Ctrl-C)."
+        0.0,
+        parser=duration_parser("s"),
+        metavar="DURATION",
+        help="Stop after this long: 10m, 600 (seconds); 0: run until Ctrl-C.",
     ),
     start_epoch: int = typer.Option(
         0, help="Simulator clock at start, epoch seconds (0: midnight UTC today)."

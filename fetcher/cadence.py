@@ -102,22 +102,27 @@ def _format_duration(seconds: float) -> str:
     return f"{sign}{seconds:g}s"
 
 
-def parse_duration(text: str, *, signed: bool = False) -> float:
+def parse_duration(text: str, *, signed: bool = False, bare_unit: str | None = None) -> float:
     """Seconds in ``text``: a number and a unit ``s``, ``m``, ``h``, ``d`` or ``w`` (``"90m"``,
-    ``"1.5h"``); ``"0"`` needs no unit; a leading ``-`` only when ``signed``. Raises
-    :class:`CadenceError` for anything else."""
+    ``"1.5h"``); a bare number is in ``bare_unit`` (one of those units) when given, else only
+    ``"0"`` may go without a unit; a leading ``-`` only when ``signed``. The one duration parser
+    of ``rsu``: cadence rules and every duration option (``--max-age``, ``--full-every``, ...).
+    Raises :class:`CadenceError` (a ``ValueError``) naming the text for anything else."""
     text = text.strip()
     m = _DURATION.fullmatch(text)
     if m is None:
         raise CadenceError(f"{text!r} is not a duration such as 90m, 6h or 7d")
     sign, number, unit = m.groups()
     if sign == "-" and not signed:
-        raise CadenceError(f"{text!r}: an interval cannot be negative")
+        raise CadenceError(f"{text!r}: a duration cannot be negative")
     value = float(number)
     if not unit:
-        if value != 0:
+        if bare_unit is not None:
+            unit = bare_unit
+        elif value != 0:
             raise CadenceError(f"{text!r} needs a unit (s, m, h, d or w), e.g. {number}m")
-        return 0.0
+        else:
+            return 0.0
     return (-value if sign == "-" else value) * _UNITS[unit]
 
 

@@ -41,7 +41,9 @@ class RaceStatus:
     ``age_seconds`` is ``now - last_success``; ``stale`` is true when the race has an upcoming
     event and no success within ``max_age``. ``last_event_utc`` is the newest event start (UTC)
     before ``now``, if any (with ``next_event_utc``, what ``rsu status`` computes the next due
-    sync from).
+    sync from). ``next_event_local`` is that next start as the race's wall-clock time, ISO 8601
+    with its UTC offset (``runsignup_events.start_time``), and ``timezone`` the race's IANA zone
+    name as RunSignUp sent it (``None`` when it sent none).
     """
 
     timing_partner_id: int
@@ -58,6 +60,8 @@ class RaceStatus:
     age_seconds: float | None = None
     stale: bool = False
     last_event_utc: str | None = None
+    next_event_local: str | None = None
+    timezone: str | None = None
 
 
 @dataclass
@@ -213,7 +217,7 @@ def sync_status(
         p.failing = bool(bad) or not fresh(p.last_success)
         partners[tp] = p
 
-    for tp, race_id, name, next_start, active, removed, last_start in conn.execute(
+    for tp, race_id, name, next_start, active, removed, last_start, next_local, tz in conn.execute(
         "SELECT r.timing_partner_id, r.race_id, r.name, "
         " (SELECT MIN(e.start_time_utc) FROM runsignup_events e "
         "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
@@ -224,12 +228,17 @@ def sync_status(
         "  r.timing_partner_id AND x.race_id = r.race_id AND x.removed_at IS NOT NULL), "
         " (SELECT MAX(e.start_time_utc) FROM runsignup_events e "
         "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
-        "  AND e.start_time_utc < ?) "
+        "  AND e.start_time_utc < ?), "
+        " (SELECT e.start_time FROM runsignup_events e "
+        "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
+        "  AND e.start_time_utc >= ? ORDER BY e.start_time_utc LIMIT 1), "
+        " r.timezone "
         "FROM runsignup_races r ORDER BY r.timing_partner_id, r.race_id",
-        (now_iso, now_iso),
+        (now_iso, now_iso, now_iso),
     ):
         rs = RaceStatus(tp, race_id, name, next_start, active, removed)
         rs.last_event_utc = last_start
+        rs.next_event_local, rs.timezone = next_local, tz
         race_runs = runs.get((tp, race_id), [])
         if race_runs:
             rs.last_attempt = race_runs[0]["time"]
