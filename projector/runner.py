@@ -20,6 +20,7 @@ import sqlite_utils
 
 from rsu.journal import Journal, open_db
 
+from . import user_objects
 from .apply import Applier, Counters
 from .schema import (
     NEW_SUFFIX,
@@ -202,9 +203,17 @@ def _count_new_errors(conn: sqlite3.Connection, have_old: bool) -> int:
 
 
 def _rebuild(
-    conn: sqlite3.Connection, journal: Journal, batch_size: int, progress: Progress | None
+    conn: sqlite3.Connection,
+    journal: Journal,
+    batch_size: int,
+    progress: Progress | None,
+    messages: list[str],
 ) -> tuple[Counters, int, int]:
-    """Build ``*_new`` from seq 0 and swap it in; returns (counters, checkpoint, new errors)."""
+    """Build ``*_new`` from seq 0 and swap it in; returns (counters, checkpoint, new errors).
+
+    The user's own views, indexes, triggers and full-text tables over the projection tables are
+    kept (see :mod:`rsu.projector.user_objects`); what no longer fits is named in ``messages``.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         drop_tables(conn, NEW_SUFFIX)
@@ -215,19 +224,25 @@ def _rebuild(
     _init_tables(conn, NEW_SUFFIX)
     applier = Applier(conn, journal, NEW_SUFFIX)
     _run_batches(conn, journal, applier, batch_size, progress)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        checkpoint = _run_batches(conn, journal, applier, batch_size, None, in_transaction=True)
-        have_old = tables_exist(conn)
-        new_errors = _count_new_errors(conn, have_old)
-        drop_tables(conn)
-        for table in TABLES:
-            conn.execute(f"ALTER TABLE {table.name}{NEW_SUFFIX} RENAME TO {table.name}")
-        create_indexes(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
+    names = [table.name for table in TABLES]
+    with user_objects.legacy_alter_table(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            checkpoint = _run_batches(conn, journal, applier, batch_size, None, in_transaction=True)
+            have_old = tables_exist(conn)
+            new_errors = _count_new_errors(conn, have_old)
+            saved = user_objects.user_objects(conn, names)
+            drop_tables(conn)
+            for table in TABLES:
+                conn.execute(f"ALTER TABLE {table.name}{NEW_SUFFIX} RENAME TO {table.name}")
+            create_indexes(conn)
+            messages += user_objects.restore(conn, saved)
+            messages += user_objects.refresh_fts(conn, user_objects.content_fts_tables(conn, names))
+            messages += user_objects.broken_views(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
     return applier.counters, checkpoint, new_errors
 
 
@@ -282,7 +297,9 @@ def project(
             if progress is not None:
                 progress(result.messages[-1])
         if rebuild:
-            counters, checkpoint, new_errors = _rebuild(conn, journal, batch_size, progress)
+            counters, checkpoint, new_errors = _rebuild(
+                conn, journal, batch_size, progress, result.messages
+            )
             result.rebuilt = True
             result.new_errors = new_errors + (mismatch is not None)
         else:
