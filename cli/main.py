@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from rsu.cli import (
+    backup_cmd,
     credentials_cmd,
     demo_cmd,
     fetch_cmd,
@@ -60,6 +61,7 @@ fetch_cmd.register(app)
 project_cmd.register(app)
 ops_cmd.register(app)
 demo_cmd.register(app)
+backup_cmd.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience
