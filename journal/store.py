@@ -16,7 +16,6 @@ import hashlib
 import operator
 import sqlite3
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from . import blobs, codecs
 from .db import JournalError, open_db
 from .events import Event, decode_event, encode_event, event_kind, redact_query
 from .schema import ensure_schema
@@ -36,9 +36,8 @@ APPEND_ONLY_TRIGGERS = tuple(
 )
 #: ``prev_hash`` of the first journal row.
 GENESIS = "0" * 64
-#: Codec of compressed blobs (zlib at :data:`ZLIB_LEVEL`).
-CODEC = "zlib"
-ZLIB_LEVEL = 1
+#: Codec of new whole blobs by default (see :mod:`rsu.journal.codecs`).
+DEFAULT_BLOB_CODEC = codecs.ZSTD
 
 
 def sha256_hex(data: bytes) -> str:
@@ -135,11 +134,18 @@ class Journal:
     """Append-only event store on a SQLite database (see module docstring).
 
     Use :meth:`open` for a file path, or pass an open ``sqlite_utils.Database``.
-    All methods raise :class:`JournalError` on database failures.
+    ``blob_codec`` is how new bodies are stored: ``"zstd"`` (zstd, and deltas against an earlier
+    body of the same listing page) or ``"zlib"`` (zlib level 1 whole, as before zstd; kept for
+    comparison). Every codec is read whatever this is. All methods raise :class:`JournalError` on
+    database failures.
     """
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, *, blob_codec: str = DEFAULT_BLOB_CODEC) -> None:
+        if blob_codec not in codecs.WRITE_CODECS:
+            raise ValueError(f"blob_codec must be one of {sorted(codecs.WRITE_CODECS)}")
         self.db = db
+        self.blob_codec = blob_codec
+        self._ordinals = blobs.PageOrdinals()
         self._lock = threading.RLock()
         try:
             with self._lock:
@@ -148,9 +154,9 @@ class Journal:
             raise JournalError(f"cannot prepare journal schema: {exc}") from exc
 
     @classmethod
-    def open(cls, path: str | Path) -> Journal:
+    def open(cls, path: str | Path, *, blob_codec: str = DEFAULT_BLOB_CODEC) -> Journal:
         """Open (creating if needed) the journal in the database file ``path``."""
-        return cls(open_db(path))
+        return cls(open_db(path), blob_codec=blob_codec)
 
     def close(self) -> None:
         """Close the underlying connection."""
@@ -177,8 +183,9 @@ class Journal:
     ) -> int:
         """Append ``event`` (and its raw response ``body``, stored once per distinct content).
 
-        ``body`` is the exact bytes received (any size; compressed with zlib level
-        :data:`ZLIB_LEVEL` when stored); the scope ids must be integers (``None`` = not set).
+        ``body`` is the exact bytes received (any size; stored compressed, possibly as a delta
+        against an earlier body of the same listing page, see :mod:`rsu.journal.blobs`); the
+        scope ids must be integers (``None`` = not set).
         A ``query`` carrying credential parameters is redacted before it is stored. Returns the new
         row's ``seq``. Atomic: the blob and the row commit together; safe to call from several
         threads. Raises ``ValueError`` when a ``response_received`` event names a body sha256 other
@@ -199,22 +206,31 @@ class Journal:
             raise ValueError(f"event declares body sha256 {declared[:12]}, body is {body_sha[:12]}")
         payload = encode_event(event)
         kind = event_kind(event)
-        # Compress outside the lock (zlib releases the GIL), and only bodies not yet stored (blobs
-        # are never deleted: a trigger rejects it); a concurrent append of the same new body is
-        # harmless (INSERT OR IGNORE below).
-        compressed = None
+        # Compress outside the lock (zstd and zlib release the GIL), and only bodies not yet
+        # stored (blobs are never deleted: a trigger rejects it); a concurrent append of the same
+        # new body is harmless (INSERT OR IGNORE below).
+        encoded: codecs.Encoded | None = None
+        key = blobs.listing_key(event, timing_partner_id, race_id, event_id, self._ordinals)
         if body is not None and body_sha is not None and not self.has_body(body_sha):
-            compressed = zlib.compress(body, ZLIB_LEVEL)
+            encoded = blobs.encode(body, self.blob_codec, self._newest_whole(key))
         conn = self.db.conn
         with self._lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    if compressed is not None and body is not None:
+                    if encoded is not None and body is not None:
                         conn.execute(
-                            "INSERT OR IGNORE INTO journal_blobs (sha256, size, codec, data) "
-                            "VALUES (?, ?, ?, ?)",
-                            (body_sha, len(body), CODEC, compressed),
+                            "INSERT OR IGNORE INTO journal_blobs "
+                            "(sha256, size, codec, data, base_sha256, listing_key) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                body_sha,
+                                len(body),
+                                encoded.codec,
+                                encoded.data,
+                                encoded.base_sha256,
+                                key,
+                            ),
                         )
                     head = conn.execute(
                         "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1"
@@ -259,6 +275,15 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal append of {kind} failed: {exc}") from exc
         return seq
+
+    def _newest_whole(self, key: str | None) -> blobs.StoredBlob | None:
+        if key is None or self.blob_codec != codecs.ZSTD:
+            return None
+        try:
+            with self._lock:
+                return blobs.newest_whole(self.db.conn, key)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal blob lookup failed: {exc}") from exc
 
     def _blob_exists(self, sha256: str | None) -> bool:
         return (
@@ -349,15 +374,17 @@ class Journal:
         return self._select(sql, tuple(params))
 
     def body(self, sha256: str) -> bytes:
-        """The exact raw body stored under ``sha256``. Raises ``KeyError`` when absent and
-        :class:`JournalError` when the stored blob is unreadable."""
-        with self._lock:
-            row = self.db.conn.execute(
-                "SELECT codec, data FROM journal_blobs WHERE sha256 = ?", (sha256,)
-            ).fetchone()
-        if row is None:
-            raise KeyError(f"no body with sha256 {sha256}")
-        return _decompress(row[0], row[1], sha256)
+        """The exact raw body stored under ``sha256`` (decoded whatever its codec; a delta reads
+        its base blob too). Raises ``KeyError`` when absent and :class:`JournalError` when the
+        stored blob is unreadable."""
+        try:
+            with self._lock:
+                blob = blobs.load(self.db.conn, sha256)
+                if blob is None:
+                    raise KeyError(f"no body with sha256 {sha256}")
+                return blobs.decode(self.db.conn, blob)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal blob read failed: {exc}") from exc
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalRow]:
         sql = (
@@ -429,16 +456,18 @@ class Journal:
             ).fetchall()
             for (seq,) in missing:
                 report.problems.append((str(seq), "body blob missing"))
-            for sha, size, codec, data in conn.execute(
-                "SELECT sha256, size, codec, data FROM journal_blobs ORDER BY sha256"
+            for row in conn.execute(
+                "SELECT sha256, size, codec, data, base_sha256 FROM journal_blobs ORDER BY sha256"
             ):
+                blob = blobs.StoredBlob(*row)
+                sha = blob.sha256
                 report.blobs += 1
                 try:
-                    body = _decompress(codec, data, sha)
+                    body = blobs.decode(conn, blob)
                 except JournalError as exc:
                     report.problems.append((f"blob {sha[:12]}", str(exc)))
                     continue
-                if len(body) != size or sha256_hex(body) != sha:
+                if len(body) != blob.size or sha256_hex(body) != sha:
                     report.problems.append((f"blob {sha[:12]}", "content does not match sha256"))
         report.problems.sort(key=lambda p: (not p[0].isdigit(), int(p[0]) if p[0].isdigit() else 0))
         return report
@@ -467,14 +496,3 @@ class Journal:
             body_bytes_stored=stored,
             last_seq=self.last_seq(),
         )
-
-
-def _decompress(codec: str, data: bytes, sha256: str) -> bytes:
-    if codec == CODEC:
-        try:
-            return zlib.decompress(data)
-        except zlib.error as exc:
-            raise JournalError(f"blob {sha256[:12]} does not decompress: {exc}") from exc
-    if codec == "identity":
-        return bytes(data)
-    raise JournalError(f"blob {sha256[:12]} has unknown codec {codec!r}")
