@@ -36,6 +36,8 @@ APPEND_ONLY_TRIGGERS = tuple(
 )
 #: ``prev_hash`` of the first journal row.
 GENESIS = "0" * 64
+#: What is wrong with a blob whose content does not hash to its key.
+BLOB_MISMATCH = "content does not match sha256"
 #: Codec of new whole blobs by default (see :mod:`rsu.journal.codecs`).
 DEFAULT_BLOB_CODEC = codecs.ZSTD
 
@@ -375,16 +377,45 @@ class Journal:
 
     def body(self, sha256: str) -> bytes:
         """The exact raw body stored under ``sha256`` (decoded whatever its codec; a delta reads
-        its base blob too). Raises ``KeyError`` when absent and :class:`JournalError` when the
-        stored blob is unreadable."""
+        its base blob too), checked against ``sha256``. Raises ``KeyError`` when absent and
+        :class:`JournalError` when the stored blob is unreadable or its content does not hash to
+        ``sha256`` (a forged or damaged blob)."""
         try:
             with self._lock:
                 blob = blobs.load(self.db.conn, sha256)
                 if blob is None:
                     raise KeyError(f"no body with sha256 {sha256}")
-                return blobs.decode(self.db.conn, blob)
+                body = blobs.decode(self.db.conn, blob)
         except sqlite3.Error as exc:
             raise JournalError(f"journal blob read failed: {exc}") from exc
+        if sha256_hex(body) != sha256:
+            raise JournalError(f"blob {sha256[:12]}: {BLOB_MISMATCH} (forged or damaged)")
+        return body
+
+    def head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest event, ``None`` for an empty journal."""
+        with self._lock:
+            return journal_head(self.db.conn)
+
+    def check_head(self, seq: int, hash_: str) -> str | None:
+        """Compare the journal with a head ``(seq, hash)`` kept outside the file (see
+        :func:`parse_head`): ``None`` when the event ``seq`` exists with that hash (the chain
+        then vouches for every event before it), else a message naming both heads."""
+        with self._lock:
+            row = self.db.conn.execute("SELECT hash FROM journal WHERE seq = ?", (seq,)).fetchone()
+            now = journal_head(self.db.conn)
+        ours = "empty" if now is None else f"{now[0]}:{now[1]}"
+        if row is None:
+            return (
+                f"expected head {seq}:{hash_} is not in the journal, whose head is {ours}: "
+                "events were deleted from its tail (or this is another journal)"
+            )
+        if row[0] != hash_:
+            return (
+                f"expected head {seq}:{hash_}, but seq {seq} has hash {row[0]} (journal head "
+                f"{ours}): the journal was rewritten (or this is another journal)"
+            )
+        return None
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalRow]:
         sql = (
@@ -450,27 +481,41 @@ class Journal:
                     report.problems.append(
                         ("schema", f"trigger {name} is missing: the journal is not append-only")
                     )
+            bad = self._verify_blobs(report)
+            for seq, sha in conn.execute(
+                "SELECT seq, body_sha256 FROM journal WHERE body_sha256 IS NOT NULL ORDER BY seq"
+            ):
+                if sha in bad:
+                    report.problems.append((str(seq), f"body blob {sha[:12]} is bad: {bad[sha]}"))
             missing = conn.execute(
                 "SELECT j.seq FROM journal j LEFT JOIN journal_blobs b ON b.sha256 = j.body_sha256 "
                 "WHERE j.body_sha256 IS NOT NULL AND b.sha256 IS NULL ORDER BY j.seq"
             ).fetchall()
             for (seq,) in missing:
                 report.problems.append((str(seq), "body blob missing"))
-            for row in conn.execute(
-                "SELECT sha256, size, codec, data, base_sha256 FROM journal_blobs ORDER BY sha256"
-            ):
-                blob = blobs.StoredBlob(*row)
-                sha = blob.sha256
-                report.blobs += 1
-                try:
-                    body = blobs.decode(conn, blob)
-                except JournalError as exc:
-                    report.problems.append((f"blob {sha[:12]}", str(exc)))
-                    continue
-                if len(body) != blob.size or sha256_hex(body) != sha:
-                    report.problems.append((f"blob {sha[:12]}", "content does not match sha256"))
         report.problems.sort(key=lambda p: (not p[0].isdigit(), int(p[0]) if p[0].isdigit() else 0))
         return report
+
+    def _verify_blobs(self, report: VerifyReport) -> dict[str, str]:
+        """Decode every blob and check its size and sha256; problems go to ``report``. Returns
+        ``{sha256: what is wrong}`` of the bad blobs."""
+        bad: dict[str, str] = {}
+        conn = self.db.conn
+        for row in conn.execute(
+            "SELECT sha256, size, codec, data, base_sha256 FROM journal_blobs ORDER BY sha256"
+        ):
+            blob = blobs.StoredBlob(*row)
+            report.blobs += 1
+            try:
+                body = blobs.decode(conn, blob)
+            except JournalError as exc:
+                bad[blob.sha256] = str(exc)
+            else:
+                if len(body) != blob.size or sha256_hex(body) != blob.sha256:
+                    bad[blob.sha256] = BLOB_MISMATCH
+            if blob.sha256 in bad:
+                report.problems.append((f"blob {blob.sha256[:12]}", bad[blob.sha256]))
+        return bad
 
     def stats(self) -> JournalStats:
         """Events per kind and body bytes received vs unique vs stored."""
@@ -496,3 +541,34 @@ class Journal:
             body_bytes_stored=stored,
             last_seq=self.last_seq(),
         )
+
+
+def journal_head(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """``(seq, hash)`` of the newest event in the database behind ``conn`` (read-only: no schema
+    is created), ``None`` when the journal is empty or absent."""
+    try:
+        row = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+    except sqlite3.OperationalError:  # no journal table (yet)
+        return None
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """``"SEQ:HASH"`` (a seq >= 1 and 64 hex digits, as printed by ``rsu status --json`` and the
+    fetch summary's ``journal_head``) as ``(seq, hash)``. Raises ``ValueError`` naming what is
+    wrong."""
+    seq_text, sep, hash_ = text.strip().partition(":")
+    if not sep or not seq_text.isdigit() or int(seq_text) < 1:
+        raise ValueError(f"head must be SEQ:HASH with SEQ >= 1, got {text.strip()[:80]!r}")
+    hash_ = hash_.lower()
+    if len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+        raise ValueError(f"the HASH of SEQ:HASH must be 64 hex digits, got {hash_[:80]!r}")
+    return int(seq_text), hash_
+
+
+def head_json(head: tuple[int, str] | None) -> dict[str, Any] | None:
+    """A head as ``{"seq": int, "hash": str, "text": "SEQ:HASH"}`` for JSON output (``None``
+    stays ``None``)."""
+    if head is None:
+        return None
+    return {"seq": head[0], "hash": head[1], "text": f"{head[0]}:{head[1]}"}

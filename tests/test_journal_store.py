@@ -244,8 +244,16 @@ def test_verify_catches_flipped_byte_in_blob_content(store: tuple[Journal, RawCo
         (encode_whole(bytes(flipped)).data, sha),
     )
     report = journal.verify()
-    assert report.problems == [(f"blob {sha[:12]}", "content does not match sha256")]
+    bad = f"body blob {sha[:12]} is bad: content does not match sha256"
+    # every event whose body it is, by seq, then the blob itself
+    assert report.problems == [
+        ("2", bad),
+        ("4", bad),
+        (f"blob {sha[:12]}", "content does not match sha256"),
+    ]
     assert not report.ok
+    with pytest.raises(JournalError, match=f"blob {sha[:12]}: content does not match sha256"):
+        journal.body(sha)
 
 
 def test_verify_catches_flipped_byte_in_compressed_blob(store: tuple[Journal, RawConn]) -> None:
@@ -260,10 +268,11 @@ def test_verify_catches_flipped_byte_in_compressed_blob(store: tuple[Journal, Ra
     data[len(data) // 2] ^= 0xFF
     _tamper(raw, "UPDATE journal_blobs SET data = ? WHERE sha256 = ?", (bytes(data), sha))
     report = journal.verify()
-    assert [p[0] for p in report.problems] == [f"blob {sha[:12]}"]
-    assert report.problems[0][1] in {"content does not match sha256"} or (
-        "does not decompress" in report.problems[0][1]
+    assert [p[0] for p in report.problems] == ["3", f"blob {sha[:12]}"]
+    assert report.problems[1][1] in {"content does not match sha256"} or (
+        "does not decompress" in report.problems[1][1]
     )
+    assert report.problems[0][1] == f"body blob {sha[:12]} is bad: {report.problems[1][1]}"
 
 
 def test_verify_catches_edited_payload(store: tuple[Journal, RawConn]) -> None:
