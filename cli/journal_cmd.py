@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
-from rsu.journal import Journal, JournalError
+from rsu.journal import Journal, JournalError, parse_head
 from rsu.journal.audit import (
     IMPORT_PATHS,
     KINDS,
@@ -129,18 +129,38 @@ def show_cmd(
             data = journal.body(row.body_sha256)
         except KeyError:
             fail(f"event {seq}: body {row.body_sha256[:12]} is missing from journal_blobs")
+        except JournalError as exc:
+            fail(f"event {seq}: {exc}")
     sys.stdout.flush()
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
 
 @app.command("verify")
-def verify_cmd(db: DbOption = DEFAULT_DB) -> None:
+def verify_cmd(
+    db: DbOption = DEFAULT_DB,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            metavar="SEQ:HASH",
+            help="A head kept outside the file (summary JSON or rsu status --json journal_head): "
+            "exit 1 unless event SEQ exists with HASH (catches a deleted tail).",
+        ),
+    ] = None,
+) -> None:
     """Recompute every blob hash and the hash chain, check seq has no gaps. Exit 1 when broken."""
+    try:
+        head = parse_head(expect_head) if expect_head is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--expect-head") from exc
     with _open(db) as journal:
         report = journal.verify()
+        if head is not None and (problem := journal.check_head(*head)) is not None:
+            report.problems.append(("head", problem))
     if report.ok:
-        typer.echo(f"OK: {report.events} events, {report.blobs} blobs, chain intact")
+        expected = f", head {head[0]}:{head[1]} as expected" if head is not None else ""
+        typer.echo(f"OK: {report.events} events, {report.blobs} blobs, chain intact{expected}")
         return
     for where, message in report.problems:
         label = f"seq {where}" if where.isdigit() else where

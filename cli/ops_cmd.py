@@ -29,7 +29,7 @@ from rsu.cli.common import (
 from rsu.fetcher.cadence import Cadence, next_due
 from rsu.fetcher.oauth import DEFAULT_WARN_S, expiry_warnings
 from rsu.fetcher.run import CALLER_WARNING, load_caller
-from rsu.journal import JournalError, open_db
+from rsu.journal import JournalError, head_json, journal_head, open_db
 from rsu.projector.reports import (
     RaceStatus,
     StatusReport,
@@ -198,6 +198,7 @@ def register(app: typer.Typer) -> None:
             token_warnings = expiry_warnings(
                 database, datetime.now(UTC).timestamp(), warn_within_s=DEFAULT_WARN_S
             )
+            head = journal_head(database.conn)
         finally:
             database.conn.close()
         caller_set = load_caller(db) is not None
@@ -210,6 +211,7 @@ def register(app: typer.Typer) -> None:
             doc = report.to_dict()
             doc["token_warnings"] = token_warnings
             doc["caller_registration"] = "set" if caller_set else "unset"
+            doc["journal_head"] = head_json(head)  # keep it elsewhere: journal verify --expect-head
             for p_doc in doc["partners"]:
                 for r_doc in p_doc["races"]:
                     r_doc["next_due"] = due[(r_doc["timing_partner_id"], r_doc["race_id"])]

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from rsu.journal import Journal, RunFinished, RunStarted, open_db
+from rsu.journal import Journal, RunFinished, RunStarted, head_json, open_db
 
 from .cadence import DEFAULT_CADENCE, Cadence
 from .client import (
@@ -391,6 +391,8 @@ def run_fetch(
                 timing_partners_synced=len(creds) - counts["failed_partners"],
                 status=status,
                 exit_code=exit_code,
+                # the head (seq, hash) kept outside the database: rsu journal verify --expect-head
+                extra={"journal_head": head_json(journal.head())},
             ),
             stats,
         )

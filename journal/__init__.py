@@ -17,7 +17,16 @@ from .events import (
     event_kind,
     redact_query,
 )
-from .store import Journal, JournalRow, JournalStats, VerifyReport, sha256_hex
+from .store import (
+    Journal,
+    JournalRow,
+    JournalStats,
+    VerifyReport,
+    head_json,
+    journal_head,
+    parse_head,
+    sha256_hex,
+)
 
 __all__ = [
     "DB_ENV",
@@ -37,7 +46,10 @@ __all__ = [
     "default_db_path",
     "encode_event",
     "event_kind",
+    "head_json",
+    "journal_head",
     "open_db",
+    "parse_head",
     "redact_query",
     "sha256_hex",
 ]

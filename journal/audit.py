@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from .db import JournalError
 from .envelope import runsignup_error
 from .events import EVENT_TYPES, ResponseReceived, RunFinished, RunStarted
 from .store import Journal, JournalRow, sha256_hex
@@ -64,6 +65,8 @@ def summarize(journal: Journal, row: JournalRow) -> str:
                     body = journal.body(row.body_sha256)
                 except KeyError:
                     parts.append("body missing")
+                except JournalError:
+                    parts.append("body damaged (see rsu journal verify)")
                 else:
                     size = len(body)
             parts.append(f"{size} B")

@@ -1,8 +1,9 @@
 """Schema of the journal tables, applied through sqlite-utils ``Migrations``.
 
 ``journal`` is append-only (triggers reject UPDATE and DELETE); ``journal_blobs`` holds each
-distinct raw response body once, keyed by its sha256, compressed. Only new migrations are ever
-added here; an applied migration is never edited.
+distinct raw response body once, keyed by its sha256, compressed (``codec``; a ``zstd-delta``
+blob also names its dictionary blob in ``base_sha256``, see :mod:`rsu.journal.codecs`). Only new
+migrations are ever added here; an applied migration is never edited.
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ def m001_journal(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS journal_run ON journal(run_id, seq)")
     for statement in append_only_triggers():
         db.execute(statement)
+
+
+@migrations()
+def m002_blob_codecs(db: sqlite_utils.Database) -> None:
+    """Blobs may be deltas: ``base_sha256`` names the dictionary blob of a ``zstd-delta`` (NULL
+    for a blob stored whole) and ``listing_key`` the listing page a body belongs to (NULL for
+    blobs written before, and for bodies of no listing page); see :mod:`rsu.journal.blobs`.
+    Existing rows are not touched (both columns are NULL in them)."""
+    db.execute("ALTER TABLE journal_blobs ADD COLUMN base_sha256 TEXT")
+    db.execute("ALTER TABLE journal_blobs ADD COLUMN listing_key TEXT")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS journal_blobs_listing ON journal_blobs(listing_key) "
+        "WHERE listing_key IS NOT NULL AND base_sha256 IS NULL"
+    )
 
 
 def append_only_triggers() -> list[str]:

@@ -16,7 +16,6 @@ import hashlib
 import operator
 import sqlite3
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from . import blobs, codecs
 from .db import JournalError, open_db
 from .events import Event, decode_event, encode_event, event_kind, redact_query
 from .schema import ensure_schema
@@ -36,9 +36,10 @@ APPEND_ONLY_TRIGGERS = tuple(
 )
 #: ``prev_hash`` of the first journal row.
 GENESIS = "0" * 64
-#: Codec of compressed blobs (zlib at :data:`ZLIB_LEVEL`).
-CODEC = "zlib"
-ZLIB_LEVEL = 1
+#: What is wrong with a blob whose content does not hash to its key.
+BLOB_MISMATCH = "content does not match sha256"
+#: Codec of new whole blobs by default (see :mod:`rsu.journal.codecs`).
+DEFAULT_BLOB_CODEC = codecs.ZSTD
 
 
 def sha256_hex(data: bytes) -> str:
@@ -135,11 +136,18 @@ class Journal:
     """Append-only event store on a SQLite database (see module docstring).
 
     Use :meth:`open` for a file path, or pass an open ``sqlite_utils.Database``.
-    All methods raise :class:`JournalError` on database failures.
+    ``blob_codec`` is how new bodies are stored: ``"zstd"`` (zstd, and deltas against an earlier
+    body of the same listing page) or ``"zlib"`` (zlib level 1 whole, as before zstd; kept for
+    comparison). Every codec is read whatever this is. All methods raise :class:`JournalError` on
+    database failures.
     """
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, *, blob_codec: str = DEFAULT_BLOB_CODEC) -> None:
+        if blob_codec not in codecs.WRITE_CODECS:
+            raise ValueError(f"blob_codec must be one of {sorted(codecs.WRITE_CODECS)}")
         self.db = db
+        self.blob_codec = blob_codec
+        self._ordinals = blobs.PageOrdinals()
         self._lock = threading.RLock()
         try:
             with self._lock:
@@ -148,9 +156,9 @@ class Journal:
             raise JournalError(f"cannot prepare journal schema: {exc}") from exc
 
     @classmethod
-    def open(cls, path: str | Path) -> Journal:
+    def open(cls, path: str | Path, *, blob_codec: str = DEFAULT_BLOB_CODEC) -> Journal:
         """Open (creating if needed) the journal in the database file ``path``."""
-        return cls(open_db(path))
+        return cls(open_db(path), blob_codec=blob_codec)
 
     def close(self) -> None:
         """Close the underlying connection."""
@@ -177,8 +185,9 @@ class Journal:
     ) -> int:
         """Append ``event`` (and its raw response ``body``, stored once per distinct content).
 
-        ``body`` is the exact bytes received (any size; compressed with zlib level
-        :data:`ZLIB_LEVEL` when stored); the scope ids must be integers (``None`` = not set).
+        ``body`` is the exact bytes received (any size; stored compressed, possibly as a delta
+        against an earlier body of the same listing page, see :mod:`rsu.journal.blobs`); the
+        scope ids must be integers (``None`` = not set).
         A ``query`` carrying credential parameters is redacted before it is stored. Returns the new
         row's ``seq``. Atomic: the blob and the row commit together; safe to call from several
         threads. Raises ``ValueError`` when a ``response_received`` event names a body sha256 other
@@ -199,22 +208,31 @@ class Journal:
             raise ValueError(f"event declares body sha256 {declared[:12]}, body is {body_sha[:12]}")
         payload = encode_event(event)
         kind = event_kind(event)
-        # Compress outside the lock (zlib releases the GIL), and only bodies not yet stored (blobs
-        # are never deleted: a trigger rejects it); a concurrent append of the same new body is
-        # harmless (INSERT OR IGNORE below).
-        compressed = None
+        # Compress outside the lock (zstd and zlib release the GIL), and only bodies not yet
+        # stored (blobs are never deleted: a trigger rejects it); a concurrent append of the same
+        # new body is harmless (INSERT OR IGNORE below).
+        encoded: codecs.Encoded | None = None
+        key = blobs.listing_key(event, timing_partner_id, race_id, event_id, self._ordinals)
         if body is not None and body_sha is not None and not self.has_body(body_sha):
-            compressed = zlib.compress(body, ZLIB_LEVEL)
+            encoded = blobs.encode(body, self.blob_codec, self._newest_whole(key))
         conn = self.db.conn
         with self._lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    if compressed is not None and body is not None:
+                    if encoded is not None and body is not None:
                         conn.execute(
-                            "INSERT OR IGNORE INTO journal_blobs (sha256, size, codec, data) "
-                            "VALUES (?, ?, ?, ?)",
-                            (body_sha, len(body), CODEC, compressed),
+                            "INSERT OR IGNORE INTO journal_blobs "
+                            "(sha256, size, codec, data, base_sha256, listing_key) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                body_sha,
+                                len(body),
+                                encoded.codec,
+                                encoded.data,
+                                encoded.base_sha256,
+                                key,
+                            ),
                         )
                     head = conn.execute(
                         "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1"
@@ -259,6 +277,15 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal append of {kind} failed: {exc}") from exc
         return seq
+
+    def _newest_whole(self, key: str | None) -> blobs.StoredBlob | None:
+        if key is None or self.blob_codec != codecs.ZSTD:
+            return None
+        try:
+            with self._lock:
+                return blobs.newest_whole(self.db.conn, key)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal blob lookup failed: {exc}") from exc
 
     def _blob_exists(self, sha256: str | None) -> bool:
         return (
@@ -349,15 +376,46 @@ class Journal:
         return self._select(sql, tuple(params))
 
     def body(self, sha256: str) -> bytes:
-        """The exact raw body stored under ``sha256``. Raises ``KeyError`` when absent and
-        :class:`JournalError` when the stored blob is unreadable."""
+        """The exact raw body stored under ``sha256`` (decoded whatever its codec; a delta reads
+        its base blob too), checked against ``sha256``. Raises ``KeyError`` when absent and
+        :class:`JournalError` when the stored blob is unreadable or its content does not hash to
+        ``sha256`` (a forged or damaged blob)."""
+        try:
+            with self._lock:
+                blob = blobs.load(self.db.conn, sha256)
+                if blob is None:
+                    raise KeyError(f"no body with sha256 {sha256}")
+                body = blobs.decode(self.db.conn, blob)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal blob read failed: {exc}") from exc
+        if sha256_hex(body) != sha256:
+            raise JournalError(f"blob {sha256[:12]}: {BLOB_MISMATCH} (forged or damaged)")
+        return body
+
+    def head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest event, ``None`` for an empty journal."""
         with self._lock:
-            row = self.db.conn.execute(
-                "SELECT codec, data FROM journal_blobs WHERE sha256 = ?", (sha256,)
-            ).fetchone()
+            return journal_head(self.db.conn)
+
+    def check_head(self, seq: int, hash_: str) -> str | None:
+        """Compare the journal with a head ``(seq, hash)`` kept outside the file (see
+        :func:`parse_head`): ``None`` when the event ``seq`` exists with that hash (the chain
+        then vouches for every event before it), else a message naming both heads."""
+        with self._lock:
+            row = self.db.conn.execute("SELECT hash FROM journal WHERE seq = ?", (seq,)).fetchone()
+            now = journal_head(self.db.conn)
+        ours = "empty" if now is None else f"{now[0]}:{now[1]}"
         if row is None:
-            raise KeyError(f"no body with sha256 {sha256}")
-        return _decompress(row[0], row[1], sha256)
+            return (
+                f"expected head {seq}:{hash_} is not in the journal, whose head is {ours}: "
+                "events were deleted from its tail (or this is another journal)"
+            )
+        if row[0] != hash_:
+            return (
+                f"expected head {seq}:{hash_}, but seq {seq} has hash {row[0]} (journal head "
+                f"{ours}): the journal was rewritten (or this is another journal)"
+            )
+        return None
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalRow]:
         sql = (
@@ -423,25 +481,41 @@ class Journal:
                     report.problems.append(
                         ("schema", f"trigger {name} is missing: the journal is not append-only")
                     )
+            bad = self._verify_blobs(report)
+            for seq, sha in conn.execute(
+                "SELECT seq, body_sha256 FROM journal WHERE body_sha256 IS NOT NULL ORDER BY seq"
+            ):
+                if sha in bad:
+                    report.problems.append((str(seq), f"body blob {sha[:12]} is bad: {bad[sha]}"))
             missing = conn.execute(
                 "SELECT j.seq FROM journal j LEFT JOIN journal_blobs b ON b.sha256 = j.body_sha256 "
                 "WHERE j.body_sha256 IS NOT NULL AND b.sha256 IS NULL ORDER BY j.seq"
             ).fetchall()
             for (seq,) in missing:
                 report.problems.append((str(seq), "body blob missing"))
-            for sha, size, codec, data in conn.execute(
-                "SELECT sha256, size, codec, data FROM journal_blobs ORDER BY sha256"
-            ):
-                report.blobs += 1
-                try:
-                    body = _decompress(codec, data, sha)
-                except JournalError as exc:
-                    report.problems.append((f"blob {sha[:12]}", str(exc)))
-                    continue
-                if len(body) != size or sha256_hex(body) != sha:
-                    report.problems.append((f"blob {sha[:12]}", "content does not match sha256"))
         report.problems.sort(key=lambda p: (not p[0].isdigit(), int(p[0]) if p[0].isdigit() else 0))
         return report
+
+    def _verify_blobs(self, report: VerifyReport) -> dict[str, str]:
+        """Decode every blob and check its size and sha256; problems go to ``report``. Returns
+        ``{sha256: what is wrong}`` of the bad blobs."""
+        bad: dict[str, str] = {}
+        conn = self.db.conn
+        for row in conn.execute(
+            "SELECT sha256, size, codec, data, base_sha256 FROM journal_blobs ORDER BY sha256"
+        ):
+            blob = blobs.StoredBlob(*row)
+            report.blobs += 1
+            try:
+                body = blobs.decode(conn, blob)
+            except JournalError as exc:
+                bad[blob.sha256] = str(exc)
+            else:
+                if len(body) != blob.size or sha256_hex(body) != blob.sha256:
+                    bad[blob.sha256] = BLOB_MISMATCH
+            if blob.sha256 in bad:
+                report.problems.append((f"blob {blob.sha256[:12]}", bad[blob.sha256]))
+        return bad
 
     def stats(self) -> JournalStats:
         """Events per kind and body bytes received vs unique vs stored."""
@@ -469,12 +543,32 @@ class Journal:
         )
 
 
-def _decompress(codec: str, data: bytes, sha256: str) -> bytes:
-    if codec == CODEC:
-        try:
-            return zlib.decompress(data)
-        except zlib.error as exc:
-            raise JournalError(f"blob {sha256[:12]} does not decompress: {exc}") from exc
-    if codec == "identity":
-        return bytes(data)
-    raise JournalError(f"blob {sha256[:12]} has unknown codec {codec!r}")
+def journal_head(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """``(seq, hash)`` of the newest event in the database behind ``conn`` (read-only: no schema
+    is created), ``None`` when the journal is empty or absent."""
+    try:
+        row = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+    except sqlite3.OperationalError:  # no journal table (yet)
+        return None
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """``"SEQ:HASH"`` (a seq >= 1 and 64 hex digits, as printed by ``rsu status --json`` and the
+    fetch summary's ``journal_head``) as ``(seq, hash)``. Raises ``ValueError`` naming what is
+    wrong."""
+    seq_text, sep, hash_ = text.strip().partition(":")
+    if not sep or not seq_text.isdigit() or int(seq_text) < 1:
+        raise ValueError(f"head must be SEQ:HASH with SEQ >= 1, got {text.strip()[:80]!r}")
+    hash_ = hash_.lower()
+    if len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+        raise ValueError(f"the HASH of SEQ:HASH must be 64 hex digits, got {hash_[:80]!r}")
+    return int(seq_text), hash_
+
+
+def head_json(head: tuple[int, str] | None) -> dict[str, Any] | None:
+    """A head as ``{"seq": int, "hash": str, "text": "SEQ:HASH"}`` for JSON output (``None``
+    stays ``None``)."""
+    if head is None:
+        return None
+    return {"seq": head[0], "hash": head[1], "text": f"{head[0]}:{head[1]}"}

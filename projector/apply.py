@@ -27,7 +27,14 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from rsu.journal import FetchFailed, Journal, JournalRow, ListingCompleted, ResponseReceived
+from rsu.journal import (
+    FetchFailed,
+    Journal,
+    JournalError,
+    JournalRow,
+    ListingCompleted,
+    ResponseReceived,
+)
 from rsu.journal.envelope import runsignup_error
 
 from . import normalize as n
@@ -156,6 +163,10 @@ class Applier:
             return self.journal.body(row.body_sha256)
         except KeyError:
             raise BodyRejected("body missing from journal_blobs") from None
+        except JournalError as exc:  # a forged or damaged blob: refuse to project it
+            raise JournalError(
+                f"journal event {row.seq}: {exc}; not projected (see rsu journal verify)"
+            ) from None
 
     @staticmethod
     def _decode_body(raw: bytes) -> Any:

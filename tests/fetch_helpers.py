@@ -109,3 +109,27 @@ def world_ids(world: World, removed: bool = False) -> dict[tuple[int, int], set[
 def non_empty(d: dict[tuple[int, int], set[int]]) -> dict[tuple[int, int], set[int]]:
     """``d`` without empty sets."""
     return {k: v for k, v in d.items() if v}
+
+
+def stored_bodies(db_path: Path) -> dict[str, bytes]:
+    """Every body in ``journal_blobs`` of ``db_path``, decoded whatever its codec, by sha256."""
+    journal = Journal.open(db_path)
+    try:
+        shas = [r[0] for r in journal.db.conn.execute("SELECT sha256 FROM journal_blobs")]
+        return {sha: journal.body(sha) for sha in shas}
+    finally:
+        journal.close()
+
+
+def replay_into(src: Journal, dst: Journal) -> None:
+    """Append every event of ``src`` (with its body and row scope) to ``dst``, in seq order."""
+    for batch in src.read():
+        for r in batch:
+            dst.append(
+                r.event,
+                src.body(r.body_sha256) if r.body_sha256 is not None else None,
+                run_id=r.run_id,
+                timing_partner_id=r.timing_partner_id,
+                race_id=r.race_id,
+                event_id=r.event_id,
+            )

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-import zlib
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
-from fetch_helpers import SMALL, seed_credentials
+from fetch_helpers import SMALL, seed_credentials, stored_bodies
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
@@ -38,6 +37,7 @@ def _needles() -> list[bytes]:
 
 def _scan_db(path: Path, needles: list[bytes]) -> list[str]:
     hits = []
+    bodies = stored_bodies(path)
     conn = sqlite3.connect(path)
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     assert "journal" in tables and "journal_blobs" in tables
@@ -51,7 +51,7 @@ def _scan_db(path: Path, needles: list[bytes]) -> list[str]:
                 elif isinstance(value, bytes):
                     blobs.append(value)
                     if table == "journal_blobs" and col == "data":
-                        blobs.append(zlib.decompress(value))
+                        blobs.append(bodies[row[cols.index("sha256")]])
                 for data in blobs:
                     hits += [f"{table}.{col}: {n!r}" for n in needles if n in data]
     conn.close()

@@ -6,7 +6,6 @@ import re
 import sqlite3
 import stat
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from rsu.journal import (
     redact_query,
     sha256_hex,
 )
+from rsu.journal.codecs import encode_whole
 from rsu.journal.schema import append_only_triggers
 from rsu.journal.store import APPEND_ONLY_TRIGGERS, GENESIS, chain_hash
 
@@ -174,8 +174,8 @@ def test_identical_bodies_stored_once(store: tuple[Journal, RawConn]) -> None:
         "SELECT sha256, size, codec FROM journal_blobs ORDER BY size"
     ).fetchall()
     assert rows == [
-        (sha256_hex(OTHER), len(OTHER), "zlib"),
-        (sha256_hex(BODY), len(BODY), "zlib"),
+        (sha256_hex(OTHER), len(OTHER), encode_whole(OTHER).codec),
+        (sha256_hex(BODY), len(BODY), encode_whole(BODY).codec),
     ]
     st_ = journal.stats()
     assert st_.events == 5
@@ -183,7 +183,7 @@ def test_identical_bodies_stored_once(store: tuple[Journal, RawConn]) -> None:
     assert st_.blobs == 2
     assert st_.body_bytes_received == 2 * len(BODY) + len(OTHER)
     assert st_.body_bytes_unique == len(BODY) + len(OTHER)
-    stored = sum(len(zlib.compress(b, 1)) for b in (BODY, OTHER))
+    stored = sum(len(encode_whole(b).data) for b in (BODY, OTHER))
     assert st_.body_bytes_stored == stored
     assert st_.ratio == pytest.approx((2 * len(BODY) + len(OTHER)) / stored)
     assert st_.last_seq == 5
@@ -241,11 +241,19 @@ def test_verify_catches_flipped_byte_in_blob_content(store: tuple[Journal, RawCo
     _tamper(
         raw,
         "UPDATE journal_blobs SET data = ? WHERE sha256 = ?",
-        (zlib.compress(bytes(flipped)), sha),
+        (encode_whole(bytes(flipped)).data, sha),
     )
     report = journal.verify()
-    assert report.problems == [(f"blob {sha[:12]}", "content does not match sha256")]
+    bad = f"body blob {sha[:12]} is bad: content does not match sha256"
+    # every event whose body it is, by seq, then the blob itself
+    assert report.problems == [
+        ("2", bad),
+        ("4", bad),
+        (f"blob {sha[:12]}", "content does not match sha256"),
+    ]
     assert not report.ok
+    with pytest.raises(JournalError, match=f"blob {sha[:12]}: content does not match sha256"):
+        journal.body(sha)
 
 
 def test_verify_catches_flipped_byte_in_compressed_blob(store: tuple[Journal, RawConn]) -> None:
@@ -260,10 +268,11 @@ def test_verify_catches_flipped_byte_in_compressed_blob(store: tuple[Journal, Ra
     data[len(data) // 2] ^= 0xFF
     _tamper(raw, "UPDATE journal_blobs SET data = ? WHERE sha256 = ?", (bytes(data), sha))
     report = journal.verify()
-    assert [p[0] for p in report.problems] == [f"blob {sha[:12]}"]
-    assert report.problems[0][1] in {"content does not match sha256"} or (
-        "does not decompress" in report.problems[0][1]
+    assert [p[0] for p in report.problems] == ["3", f"blob {sha[:12]}"]
+    assert report.problems[1][1] in {"content does not match sha256"} or (
+        "does not decompress" in report.problems[1][1]
     )
+    assert report.problems[0][1] == f"body blob {sha[:12]} is bad: {report.problems[1][1]}"
 
 
 def test_verify_catches_edited_payload(store: tuple[Journal, RawConn]) -> None:

@@ -1,0 +1,147 @@
+"""Choosing how a new body is stored in ``journal_blobs``, and reading any stored body back.
+
+A ``response_received`` body (HTTP 200) belongs to a *listing page*: same timing partner,
+endpoint, race, events asked for, page size, full or incremental, and page (the page number, or
+for keyset paging the page's ordinal within its listing). :func:`listing_key` names it. A new
+body of a page that was stored before is stored as a ``zstd-delta`` against the newest blob of
+that page stored whole (see :mod:`rsu.journal.codecs` for the chain bound); any other body is
+stored whole.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from . import codecs
+from .codecs import Encoded
+from .db import JournalError
+from .events import Event, ResponseReceived
+
+#: Listings whose keyset page ordinals are remembered (the oldest are forgotten first).
+_ORDINAL_LISTINGS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """One ``journal_blobs`` row: ``size`` is the raw body's length in bytes."""
+
+    sha256: str
+    size: int
+    codec: str
+    data: bytes
+    base_sha256: str | None
+
+
+class PageOrdinals:
+    """The 1-based ordinal of each keyset page within its listing, in the order first seen
+    (a retried page keeps its ordinal). Thread-safe; remembers the last few thousand listings."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[tuple[str, str], dict[int | None, int]] = OrderedDict()
+
+    def ordinal(self, listing_id: str, events: str, cursor: int | None) -> int:
+        """The ordinal of the page starting after ``cursor`` in listing ``listing_id``."""
+        with self._lock:
+            pages = self._seen.setdefault((listing_id, events), {})
+            self._seen.move_to_end((listing_id, events))
+            while len(self._seen) > _ORDINAL_LISTINGS:
+                self._seen.popitem(last=False)
+            return pages.setdefault(cursor, len(pages) + 1)
+
+
+def listing_key(
+    event: Event,
+    timing_partner_id: int | None,
+    race_id: int | None,
+    event_id: int | None,
+    ordinals: PageOrdinals,
+) -> str | None:
+    """The listing page a body belongs to, as text, or ``None`` for a body that is not a
+    successful ``response_received`` (those are always stored whole)."""
+    if not isinstance(event, ResponseReceived) or event.status != 200:
+        return None
+    query = event.query
+    events = query.get("event_id") or ("" if event_id is None else str(event_id))
+    if event.page is not None:
+        page = f"p{event.page}"
+    elif event.listing_id is not None:
+        page = f"k{ordinals.ordinal(event.listing_id, events, event.cursor)}"
+    else:
+        page = "c" if event.cursor is None else f"c{event.cursor}"
+    parts = [
+        "" if timing_partner_id is None else str(timing_partner_id),
+        event.endpoint,
+        "" if race_id is None else str(race_id),
+        events,
+        query.get("results_per_page", ""),
+        "inc" if "modified_after_timestamp" in query else "all",
+        page,
+    ]
+    return "|".join(parts)
+
+
+def newest_whole(conn: sqlite3.Connection, key: str) -> StoredBlob | None:
+    """The newest blob stored whole for listing page ``key``, if any."""
+    row = conn.execute(
+        "SELECT sha256, size, codec, data, base_sha256 FROM journal_blobs "
+        "WHERE listing_key = ? AND base_sha256 IS NULL ORDER BY rowid DESC LIMIT 1",
+        (key,),
+    ).fetchone()
+    return StoredBlob(*row) if row is not None else None
+
+
+def load(conn: sqlite3.Connection, sha256: str) -> StoredBlob | None:
+    """The stored row of blob ``sha256``, or ``None``."""
+    row = conn.execute(
+        "SELECT sha256, size, codec, data, base_sha256 FROM journal_blobs WHERE sha256 = ?",
+        (sha256,),
+    ).fetchone()
+    return StoredBlob(*row) if row is not None else None
+
+
+def encode(body: bytes, whole_codec: str, base: StoredBlob | None) -> Encoded:
+    """How to store ``body``: a delta against ``base`` (a blob stored whole) when ``whole_codec``
+    is zstd, the base decodes and the delta is small, else ``body`` whole with ``whole_codec``."""
+    if (
+        whole_codec == codecs.ZSTD
+        and base is not None
+        and base.codec in codecs.WHOLE_CODECS
+        and len(body) >= codecs.DELTA_MIN_BODY
+    ):
+        try:
+            base_body = codecs.decode(base.codec, base.data, base.sha256)
+        except JournalError:
+            base_body = None  # a damaged base is verify's business; store this body whole
+        if base_body is not None:
+            delta = codecs.encode_delta(body, base_body, base.sha256)
+            if delta is not None and codecs.delta_is_small(
+                delta, len(body), base.size, len(base.data)
+            ):
+                return delta
+    return codecs.encode_whole(body, whole_codec)
+
+
+def decode(conn: sqlite3.Connection, blob: StoredBlob) -> bytes:
+    """The raw body of ``blob`` (its base first, for a delta). Raises :class:`JournalError` when
+    it or its base does not decode, the base is missing, or the base is itself a delta (the chain
+    bound, :data:`~rsu.journal.codecs.MAX_CHAIN`, is broken). The result is not hash-checked."""
+    base_body = None
+    if blob.codec == codecs.ZSTD_DELTA:
+        if blob.base_sha256 is None:
+            raise JournalError(f"blob {blob.sha256[:12]} is a delta without a base")
+        base = load(conn, blob.base_sha256)
+        if base is None:
+            raise JournalError(
+                f"blob {blob.sha256[:12]}: its base {blob.base_sha256[:12]} is missing"
+            )
+        if base.codec not in codecs.WHOLE_CODECS:
+            raise JournalError(
+                f"blob {blob.sha256[:12]}: its base {base.sha256[:12]} is not stored whole "
+                f"(chain longer than {codecs.MAX_CHAIN})"
+            )
+        base_body = codecs.decode(base.codec, base.data, base.sha256)
+    return codecs.decode(blob.codec, blob.data, blob.sha256, base_body)
