@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from .db import JournalError, open_db
+from .db import JournalError, database_error, open_db
 from .events import Event, decode_event, encode_event, event_kind, redact_query
 from .schema import ensure_schema
 
@@ -138,19 +138,23 @@ class Journal:
     All methods raise :class:`JournalError` on database failures.
     """
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, *, migrate: bool = True) -> None:
         self.db = db
         self._lock = threading.RLock()
+        if not migrate:
+            return
         try:
             with self._lock:
                 ensure_schema(db)
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot prepare journal schema: {exc}") from exc
+            raise database_error(exc, "prepare the journal schema", db.conn) from exc
 
     @classmethod
-    def open(cls, path: str | Path) -> Journal:
-        """Open (creating if needed) the journal in the database file ``path``."""
-        return cls(open_db(path))
+    def open(cls, path: str | Path, *, readonly: bool = False) -> Journal:
+        """Open (creating if needed) the journal in the database file ``path``. With
+        ``readonly`` the file must exist and is neither created, migrated nor written (see
+        :func:`rsu.journal.open_db`); appends then raise :class:`JournalError`."""
+        return cls(open_db(path, readonly=readonly), migrate=not readonly)
 
     def close(self) -> None:
         """Close the underlying connection."""
@@ -257,7 +261,7 @@ class Journal:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise JournalError(f"journal append of {kind} failed: {exc}") from exc
+                raise database_error(exc, f"append {kind} to the journal", conn) from exc
         return seq
 
     def _blob_exists(self, sha256: str | None) -> bool:
@@ -274,14 +278,17 @@ class Journal:
             with self._lock:
                 return self._blob_exists(sha256)
         except sqlite3.Error as exc:
-            raise JournalError(f"journal blob lookup failed: {exc}") from exc
+            raise database_error(exc, "look up a journal blob", self.db.conn) from exc
 
     # -- reading ---------------------------------------------------------------------------
 
     def last_seq(self) -> int:
         """The highest seq, 0 for an empty journal."""
-        with self._lock:
-            row = self.db.conn.execute("SELECT MAX(seq) FROM journal").fetchone()
+        try:
+            with self._lock:
+                row = self.db.conn.execute("SELECT MAX(seq) FROM journal").fetchone()
+        except sqlite3.Error as exc:
+            raise database_error(exc, "read the journal", self.db.conn) from exc
         return int(row[0] or 0)
 
     def read(self, after_seq: int = 0, batch_size: int = 500) -> Iterator[list[JournalRow]]:
@@ -351,10 +358,13 @@ class Journal:
     def body(self, sha256: str) -> bytes:
         """The exact raw body stored under ``sha256``. Raises ``KeyError`` when absent and
         :class:`JournalError` when the stored blob is unreadable."""
-        with self._lock:
-            row = self.db.conn.execute(
-                "SELECT codec, data FROM journal_blobs WHERE sha256 = ?", (sha256,)
-            ).fetchone()
+        try:
+            with self._lock:
+                row = self.db.conn.execute(
+                    "SELECT codec, data FROM journal_blobs WHERE sha256 = ?", (sha256,)
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise database_error(exc, "read a journal blob", self.db.conn) from exc
         if row is None:
             raise KeyError(f"no body with sha256 {sha256}")
         return _decompress(row[0], row[1], sha256)
@@ -368,7 +378,7 @@ class Journal:
             with self._lock:
                 raw = self.db.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise JournalError(f"journal read failed: {exc}") from exc
+            raise database_error(exc, "read the journal", self.db.conn) from exc
         rows = []
         for r in raw:
             try:
