@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import signal
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from rsu.fetcher.cadence import (
     DEFAULT_CADENCE_SPEC,
@@ -17,7 +21,10 @@ from rsu.fetcher.cadence import (
     parse_cadence,
     parse_duration,
 )
-from rsu.journal import DB_ENV
+from rsu.fetcher.run import Terminated
+from rsu.journal import DB_ENV, JournalError, database_error
+from rsu.journal.printable import printable
+from rsu.journal.runlock import RunLock, RunLocked
 
 DbOption = Annotated[
     Path,
@@ -95,9 +102,75 @@ def require_db(db: Path) -> None:
         )
     if not db.is_file():
         fail(f"database {db} is not a file", 2)
+    if db.stat().st_size == 0:
+        fail(f"database {db} is an empty file, not an rsu database (pass --db or set RSU_DB)", 2)
+
+
+@contextmanager
+def database_errors(db: Path) -> Iterator[None]:
+    """Turn a database failure inside the block into one clean line on stderr and exit 1: a
+    :class:`~rsu.journal.JournalError` as it is, an ``sqlite3`` error not yet wrapped (e.g. from
+    the credentials tables) through :func:`~rsu.journal.database_error`, so the line names the
+    file and the cause (locked, disk full, read-only ...), never a traceback."""
+    try:
+        yield
+    except JournalError as exc:
+        fail(str(exc), 1)
+    except sqlite3.Error as exc:
+        fail(str(database_error(exc, "use it", db)), 1)
+
+
+def server_text(value: object, style: str = "") -> Text:
+    """``value`` (any string that may come from the API: a race name, an error message, a line
+    quoting one) as a rich ``Text``: shown as is, no ``[markup]`` interpreted, control characters
+    and escape sequences replaced (:func:`rsu.journal.printable.printable`)."""
+    return Text(printable(value), style=style)
+
+
+def labelled(label: str, style: str, message: object) -> Text:
+    """``label: message`` with the label in ``style`` and ``message`` as :func:`server_text`."""
+    return Text.assemble((f"{label}:", style), " ", server_text(message))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one clean line on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err_console.print(labelled("error", "bold red", message), soft_wrap=True)
     raise typer.Exit(code)
+
+
+#: Exit code when another rsu run holds the database (EX_TEMPFAIL from sysexits.h: try again
+#: later). Overlapping cron runs are normal; this must not look like a failure of the data.
+EXIT_BUSY = 75
+#: Exit code after Ctrl-C (128 + SIGINT), and after SIGTERM (128 + SIGTERM), as the shell has it.
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+@contextmanager
+def exclusive_run(db: Path, command: str) -> Iterator[None]:
+    """Run the block as the only writing run of database ``db``, with SIGTERM turned into
+    :class:`~rsu.fetcher.run.Terminated` (a ``KeyboardInterrupt``: journaled and summarised as
+    interrupted, like Ctrl-C; systemd stops a service with SIGTERM).
+
+    When another process holds the run lock (:mod:`rsu.journal.runlock`), prints one line and
+    exits :data:`EXIT_BUSY` at once, having done nothing. A lock file that cannot be created
+    exits 1 naming the cause.
+    """
+    with database_errors(db):
+        try:
+            lock = RunLock.acquire(db, command)
+        except RunLocked as exc:
+            err_console.print(labelled("busy", "yellow", exc), soft_wrap=True)
+            raise typer.Exit(EXIT_BUSY) from None
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        lock.release()

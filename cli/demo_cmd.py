@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rsu.cli.common import fail
+from rsu.cli.common import fail, labelled
 from rsu.fetcher import FetchOptions, FetchResult, FetchUsageError, run_fetch
 from rsu.fetcher.credentials import add_credential, load_credentials, secrets_file_of
 from rsu.fetcher.report import PlainProgress, RichProgress
@@ -216,7 +216,7 @@ def register(app: typer.Typer) -> None:
         console.print(_summary_table(database, fetch, time.monotonic() - t0))
         database.conn.close()
         for line in fetch.failures[:10]:
-            console.print(f"[red]failure:[/] {escape(line)}")
+            console.print(labelled("failure", "red", line))
         rsu = _rsu_command()
         console.print(
             "\nNext, try:\n"

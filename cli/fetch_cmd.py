@@ -10,24 +10,28 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from rsu.cli.common import (
     DEFAULT_CADENCE,
     DEFAULT_DB,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     CadenceOption,
     DbOption,
     cadence_value,
     duration,
     err_console,
+    exclusive_run,
     fail,
+    labelled,
     require_db,
+    server_text,
 )
+from rsu.cli.project_cmd import project_or_exit
 from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchResult, FetchUsageError, run_fetch
 from rsu.fetcher.report import PlainProgress, RichProgress
-from rsu.fetcher.run import CALLER_WARNING, load_caller
+from rsu.fetcher.run import CALLER_WARNING, Terminated, load_caller
 from rsu.journal import JournalError
-from rsu.projector import project
 
 
 def _date(value: str | None, option: str) -> date | None:
@@ -195,16 +199,18 @@ def fetch(
     """Fetch races, events, participants and removals of your timing partners into the journal.
 
     Exit code 0 when all went well, 1 when any partner, race or event failed, 2 for usage
-    errors (e.g. no credentials configured).
+    errors (e.g. no credentials configured), 75 when another rsu run is using the database.
     """
-    result = _fetch(locals())
+    values = locals()
+    require_db(db)
+    with exclusive_run(db, "rsu fetch"):
+        result = _fetch(values)
     raise typer.Exit(result.exit_code)
 
 
 def _fetch(values: dict[str, Any]) -> FetchResult:
     """Run one fetch from the parsed options of :func:`fetch` and print its one-line summary."""
     db: Path = values["db"]
-    require_db(db)
     options = FetchOptions(
         base_url=values["base_url"],
         partner_ids=tuple(values["partner"] or ()),
@@ -244,8 +250,10 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         fail(str(exc), 2)
     except JournalError as exc:
         fail(str(exc), 1)
+    except Terminated as exc:
+        fail(f"stopped by {exc}; the journal holds everything fetched so far", EXIT_TERMINATED)
     except KeyboardInterrupt:
-        fail("interrupted; the journal holds everything fetched so far", 130)
+        fail("interrupted; the journal holds everything fetched so far", EXIT_INTERRUPTED)
     c = result.counts
     typer.echo(
         f"fetch {result.status}: {c['races']} races ({c['races_not_due']} not due), "
@@ -255,11 +263,11 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         f"{c['new_bodies']} new bodies in {result.duration_seconds:.1f} s; run {result.run_id}"
     )
     for line in result.failures:
-        err_console.print(f"[red]failed:[/] {escape(line)}", soft_wrap=True, highlight=False)
+        err_console.print(labelled("failed", "red", line), soft_wrap=True)
     for line in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True, highlight=False)
+        err_console.print(labelled("warning", "yellow", line), soft_wrap=True)
     if load_caller(db) is None:
-        err_console.print(f"[yellow]warning:[/] {escape(CALLER_WARNING)}", highlight=False)
+        err_console.print(labelled("warning", "yellow", CALLER_WARNING), soft_wrap=True)
     return result
 
 
@@ -267,15 +275,16 @@ def sync(**values: Any) -> None:
     """Fetch, then project: the command for cron. Takes every option of `rsu fetch`.
 
     Exit code 0 only when everything synced: the fetch had no failure and the projection
-    recorded no new error; 1 otherwise; 2 for usage errors.
+    recorded no new error; 1 otherwise; 2 for usage errors; 75 when another rsu run is using the
+    database.
     """
-    fetched = _fetch(values)
-    try:
-        projected = project(values["db"])
-    except JournalError as exc:
-        fail(str(exc), 1)
+    db: Path = values["db"]
+    require_db(db)
+    with exclusive_run(db, "rsu sync"):
+        fetched = _fetch(values)
+        projected = project_or_exit(db)
     for message in projected.messages:
-        err_console.print(message, markup=False, highlight=False)
+        err_console.print(server_text(message), soft_wrap=True)
     typer.echo(
         f"project: {projected.events} journal events, {projected.rows_upserted} rows upserted, "
         f"{projected.new_errors} new errors (see `rsu history --status error`)"

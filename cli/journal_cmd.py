@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
+from rsu.cli.common import DEFAULT_DB, DbOption, database_errors, fail, require_db
 from rsu.journal import Journal, JournalError, parse_head
 from rsu.journal.audit import (
     IMPORT_PATHS,
@@ -27,20 +27,19 @@ from rsu.journal.audit import (
     row_dict,
     summarize,
 )
+from rsu.journal.printable import printable
 
 app = typer.Typer(help="Audit the journal of raw API responses.", no_args_is_help=True)
 
 
 @contextmanager
 def _open(db: Path, *, create: bool = False) -> Iterator[Journal]:
-    """Open the journal at ``db``; a missing file is a usage error (exit 2) unless ``create``."""
+    """Open the journal at ``db``; a missing file is a usage error (exit 2) unless ``create``.
+    Without ``create`` the file is opened read-only (it may be a read-only file or folder)."""
     if not create:
         require_db(db)
-    try:
-        with Journal.open(db) as journal:
-            yield journal
-    except JournalError as exc:
-        fail(str(exc))
+    with database_errors(db), Journal.open(db, readonly=not create) as journal:
+        yield journal
 
 
 def _fmt(value: object) -> str:
@@ -102,7 +101,7 @@ def log_cmd(
             typer.echo(
                 f"{row.seq:>7}  {row.recorded_at}  {row.kind:<17}  "
                 f"partner={_fmt(row.timing_partner_id)} race={_fmt(row.race_id)} "
-                f"event={_fmt(row.event_id)}  {summarize(journal, row)}".rstrip()
+                f"event={_fmt(row.event_id)}  {printable(summarize(journal, row))}".rstrip()
             )
 
 

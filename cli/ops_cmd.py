@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -13,7 +12,6 @@ from typing import Annotated
 import sqlite_utils
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from rsu.cli.common import (
@@ -22,14 +20,17 @@ from rsu.cli.common import (
     CadenceOption,
     DbOption,
     cadence_value,
+    database_errors,
     duration,
-    fail,
     require_db,
+    server_text,
 )
 from rsu.fetcher.cadence import Cadence, next_due
+from rsu.fetcher.credentials import load_caller_registration
 from rsu.fetcher.oauth import DEFAULT_WARN_S, expiry_warnings
-from rsu.fetcher.run import CALLER_WARNING, load_caller
-from rsu.journal import JournalError, head_json, journal_head, open_db
+from rsu.fetcher.run import CALLER_WARNING
+from rsu.fetcher.secret_store import CredentialError
+from rsu.journal import head_json, journal_head, open_db
 from rsu.projector.reports import (
     RaceStatus,
     StatusReport,
@@ -66,13 +67,11 @@ def _due_text(due: str, now: str) -> str:
 
 
 def _open_existing(db: Path) -> sqlite_utils.Database:
+    """The existing database ``db``, opened read-only (it may be a read-only file or folder;
+    nothing is created or written)."""
     require_db(db)
-    try:
-        database = open_db(db)
-        database.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-    except (JournalError, sqlite3.Error) as exc:
-        fail(f"cannot read database {db}: {exc}")
-    return database
+    with database_errors(db):
+        return open_db(db, readonly=True)
 
 
 def _short_time(iso: str | None) -> str:
@@ -126,7 +125,7 @@ def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None
             table.add_row(
                 str(p.timing_partner_id),
                 "-",
-                name,
+                server_text(name),
                 "",
                 "",
                 "",
@@ -145,7 +144,7 @@ def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None
             table.add_row(
                 str(r.timing_partner_id),
                 str(r.race_id),
-                (r.name or "").strip(),
+                server_text((r.name or "").strip()),
                 event_start_text(r),
                 str(r.active),
                 str(r.removed),
@@ -194,14 +193,19 @@ def register(app: typer.Typer) -> None:
         table = cadence_value(cadence)
         database = _open_existing(db)
         try:
-            report = sync_status(database.conn, max_age_seconds=max_age, strict=strict)
-            token_warnings = expiry_warnings(
-                database, datetime.now(UTC).timestamp(), warn_within_s=DEFAULT_WARN_S
-            )
-            head = journal_head(database.conn)
+            with database_errors(db):
+                report = sync_status(database.conn, max_age_seconds=max_age, strict=strict)
+                token_warnings = expiry_warnings(
+                    database, datetime.now(UTC).timestamp(), warn_within_s=DEFAULT_WARN_S
+                )
+                head = journal_head(database.conn)
+            try:
+                caller_set = load_caller_registration(database) is not None
+            except CredentialError as exc:
+                caller_set = True  # unknown: say why instead of claiming it is unset
+                token_warnings.append(str(exc))
         finally:
             database.conn.close()
-        caller_set = load_caller(db) is not None
         due = {
             (r.timing_partner_id, r.race_id): race_next_due(r, table, report.now)
             for p in report.partners
@@ -222,11 +226,11 @@ def register(app: typer.Typer) -> None:
             else:
                 _print_status(report, due)
             for line in [*token_warnings, *([] if caller_set else [CALLER_WARNING])]:
-                console.print(f"[yellow]warning: {escape(line)}[/]")
+                console.print(server_text(f"warning: {line}", "yellow"))
         if not report.partners or not report.ok:
             if not as_json:
                 for line in report.problems():
-                    console.print(f"[red]{escape(line)}[/]")
+                    console.print(server_text(line, "red"))
             raise typer.Exit(1)
 
     @app.command("history")
@@ -245,15 +249,16 @@ def register(app: typer.Typer) -> None:
         """Recent sync_history rows, newest first."""
         database = _open_existing(db)
         try:
-            rows = history(
-                database.conn,
-                timing_partner_id=partner,
-                race_id=race,
-                event_id=event,
-                status=status.value if status is not None else None,
-                run_id=run,
-                limit=limit,
-            )
+            with database_errors(db):
+                rows = history(
+                    database.conn,
+                    timing_partner_id=partner,
+                    race_id=race,
+                    event_id=event,
+                    status=status.value if status is not None else None,
+                    run_id=run,
+                    limit=limit,
+                )
         finally:
             database.conn.close()
         if as_json:
@@ -289,6 +294,6 @@ def register(app: typer.Typer) -> None:
                     value = short.get(value, value)
                 elif key == "mode" and value:
                     value = value[:4]
-                cells.append("" if value is None else str(value))
+                cells.append(server_text(value))
             table.add_row(*cells, style="red" if row["status"] == "error" else None)
         console.print(table)

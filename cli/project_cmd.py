@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
+from rsu.cli.common import (
+    DEFAULT_DB,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    DbOption,
+    err_console,
+    exclusive_run,
+    fail,
+    require_db,
+    server_text,
+)
+from rsu.fetcher.run import Terminated
 from rsu.journal import JournalError
-from rsu.projector import DEFAULT_BATCH_SIZE, project
+from rsu.projector import DEFAULT_BATCH_SIZE, ProjectResult, project
 
 
 def project_command(
@@ -20,14 +32,16 @@ def project_command(
         int, typer.Option("--batch-size", min=1, help="Journal events per transaction.")
     ] = DEFAULT_BATCH_SIZE,
 ) -> None:
-    """Project new journal events into runsignup_races/events/participants and sync_history."""
+    """Project new journal events into runsignup_races/events/participants and sync_history.
+
+    Exit code 0 when no new error was recorded, 1 otherwise, 75 when another rsu run is using
+    the database.
+    """
     require_db(db)
-    try:
-        result = project(db, rebuild=rebuild, batch_size=batch_size, progress=None)
-    except JournalError as exc:
-        fail(str(exc))
+    with exclusive_run(db, "rsu project --rebuild" if rebuild else "rsu project"):
+        result = project_or_exit(db, rebuild=rebuild, batch_size=batch_size)
     for message in result.messages:
-        err_console.print(message, markup=False, highlight=False)
+        err_console.print(server_text(message), soft_wrap=True)
     typer.echo(
         f"{'rebuilt' if result.rebuilt else 'projected'}: {result.events} journal events, "
         f"{result.rows_upserted} rows upserted, {result.new_errors} new errors, "
@@ -35,6 +49,24 @@ def project_command(
     )
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+def project_or_exit(
+    db: Path, *, rebuild: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
+) -> ProjectResult:
+    """:func:`rsu.projector.project`, or one line on stderr and exit: 1 for a database failure
+    (locked, disk full, read-only ...), 130/143 when interrupted (the tables stay at the last
+    committed checkpoint)."""
+    try:
+        return project(db, rebuild=rebuild, batch_size=batch_size, progress=None)
+    except JournalError as exc:
+        fail(str(exc))
+    except Terminated as exc:
+        fail(
+            f"projection stopped by {exc}; the tables stay at the last checkpoint", EXIT_TERMINATED
+        )
+    except KeyboardInterrupt:
+        fail("projection interrupted; the tables stay at the last checkpoint", EXIT_INTERRUPTED)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,8 +6,11 @@ URLs are never logged with their query.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -15,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
+
+from rsu.journal.printable import printable
 
 #: The fetcher's logger; the log file handler is attached here only (never to the root logger,
 #: so urllib3's debug lines, which carry full URLs, can never reach the file).
@@ -148,12 +153,32 @@ def failed_syncs(failures: list[Failure]) -> list[dict[str, Any]]:
     return [{"timing_partner_id": p, "errors": failure_lines(by_partner[p])} for p in order]
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file ``path`` with mode 0600 (truncating one that exists, never
+    following a symlink there). Raises ``OSError`` (e.g. ``ENOSPC``: the disk is full)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    """Write ``summary`` as indented JSON to ``path`` (atomically: temp file + rename)."""
+    """Write ``summary`` as indented JSON to ``path``, mode 0600 (it names partners), atomically
+    (temp file + rename). Raises ``OSError`` when it cannot (a full disk, a read-only folder);
+    then ``path`` is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    try:
+        _write_private(tmp, (json.dumps(summary, indent=2, sort_keys=False) + "\n").encode())
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def failures_json(failures: list[Failure]) -> list[dict[str, Any]]:
@@ -161,21 +186,89 @@ def failures_json(failures: list[Failure]) -> list[dict[str, Any]]:
     return [asdict(f) for f in failures]
 
 
+def output_error(what: str, path: Path, exc: OSError) -> str:
+    """One line for an operator file that could not be written, e.g. ``could not write the log
+    file /x/rsu.log: No space left on device (the disk is full)``."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why += " (the disk is full)"
+    return f"could not write the {what} file {path}: {why}"
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters replaced (:func:`printable`): a server's message can
+    neither forge a log line nor send escape sequences to whoever runs ``tail -f``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), keep_newlines=True)
+
+
+class _PrivateFileHandler(logging.FileHandler):
+    """Appends to a log file created with mode 0600 (it names partners). A failed write (a full
+    disk) never prints a traceback nor stops the run: the first one is kept in :attr:`error`."""
+
+    def __init__(self, path: Path) -> None:
+        self.error: str | None = None
+        super().__init__(path, encoding="utf-8")
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if self.error is None and isinstance(exc, OSError):
+            self.error = output_error("log", Path(self.baseFilename), exc)
+        elif self.error is None:
+            super().handleError(record)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:  # the last buffered lines did not fit either
+            if self.error is None:
+                self.error = output_error("log", Path(self.baseFilename), exc)
+
+
+class LogFile:
+    """What :func:`log_file` yields: ``error`` is one line when the log file could not be opened
+    or written (e.g. a full disk), else ``None``; the run goes on either way."""
+
+    def __init__(self) -> None:
+        self.handler: _PrivateFileHandler | None = None
+        self.open_error: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        return self.open_error or (self.handler.error if self.handler is not None else None)
+
+
 @contextmanager
-def log_file(path: Path | None) -> Iterator[None]:
-    """Append the fetcher's INFO log to ``path`` for the duration of the block (no-op if None)."""
+def log_file(path: Path | None) -> Iterator[LogFile]:
+    """Append the fetcher's INFO log to ``path`` (created 0600) for the duration of the block
+    (no-op if None). A log file that cannot be opened or written does not stop the block: the
+    yielded :class:`LogFile` says why."""
+    status = LogFile()
     if path is None:
-        yield
+        yield status
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        status.handler = _PrivateFileHandler(path)
+    except OSError as exc:
+        status.open_error = output_error("log", path, exc)
+        yield status
+        return
+    handler = status.handler
+    handler.setFormatter(
+        _PrintableFormatter("%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    )
     handler.setLevel(logging.INFO)
     old_level = log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        yield
+        yield status
     finally:
         log.removeHandler(handler)
         log.setLevel(old_level)
@@ -224,7 +317,7 @@ class PlainProgress:
 
     def note(self, text: str) -> None:
         with self._lock:
-            print(text, file=self.stream, flush=True)
+            print(printable(text), file=self.stream, flush=True)
 
 
 class RichProgress:
@@ -266,7 +359,7 @@ class RichProgress:
 
     def note(self, text: str) -> None:
         with self._lock:
-            self._progress.console.print(text, highlight=False, markup=False)
+            self._progress.console.print(printable(text), highlight=False, markup=False)
 
 
 @dataclass

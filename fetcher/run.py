@@ -42,6 +42,7 @@ from .report import (
     failure_lines,
     log,
     log_file,
+    output_error,
     write_summary,
 )
 from .walk import Walker, WalkSettings
@@ -58,6 +59,12 @@ ADD_HINT = (
 
 class FetchUsageError(ValueError):
     """The run cannot start as asked (no credentials, unknown partner ...): exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """A termination signal (SIGTERM: systemd stopping the service), raised in the main thread
+    by the CLI's handler. A ``KeyboardInterrupt``, so a run handles it like Ctrl-C; its argument
+    is the signal's name."""
 
 
 @dataclass
@@ -285,7 +292,7 @@ def run_fetch(
     start_date, end_date = options.window()
     mode = "full" if options.full else "incremental"
     stats = RunStats()
-    with log_file(options.log_file), Journal.open(db_path) as journal:
+    with log_file(options.log_file) as logged, Journal.open(db_path) as journal:
         scope = {
             "partner_ids": [c.timing_partner_id for c in creds],
             "race_ids": list(options.race_ids),
@@ -341,11 +348,11 @@ def run_fetch(
         sessions = SessionPool(pool_size=max(4, options.concurrency))
         now = started if options.now is None else options.now
         walker = Walker(settings, RunContext(journal, run_id, stats), sessions, progress, now)
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         try:
             walker.run(creds, options.concurrency)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            interrupted = exc
         finally:
             sessions.close()
         duration = time.monotonic() - started_mono
@@ -358,10 +365,16 @@ def run_fetch(
                     [f for f in stats.failures if not f.skipped and f.error_code != CALLER_CODE]
                 ),
             ]
-        if interrupted:
+        if logged.error:  # a full disk for the log stops nothing, but the run is not ok
+            failures.append(logged.error)
+        if isinstance(interrupted, Terminated):
+            failures.append(f"stopped by {interrupted} (the service was stopped)")
+        elif interrupted:
             failures.append("interrupted by the operator")
         status = "interrupted" if interrupted else "failed" if failures else "ok"
-        exit_code = 130 if interrupted else 1 if failures else 0  # 130: the shell's SIGINT code
+        exit_code = 1 if failures else 0
+        if interrupted:  # the shell's codes for SIGINT and SIGTERM
+            exit_code = 143 if isinstance(interrupted, Terminated) else 130
         counts = stats.snapshot()
         counts["failed_partners"] = len(
             {f.timing_partner_id for f in stats.failures if f.timing_partner_id is not None}
@@ -399,7 +412,11 @@ def run_fetch(
         if interrupted:
             summary["interrupted"] = True
         if options.summary_file is not None:
-            write_summary(options.summary_file, summary)
+            try:
+                write_summary(options.summary_file, summary)
+            except OSError as exc:
+                failures.append(output_error("summary", options.summary_file, exc))
+                log.error("%s", failures[-1])
         log.info(
             "run %s finished: %s in %.1f s; %d races, %d events, %d participants, %d requests, "
             "%d retries, %d new bodies, %d failures",
@@ -415,7 +432,11 @@ def run_fetch(
             len(failures),
         )
     if interrupted:
-        raise KeyboardInterrupt
+        raise interrupted
+    if logged.error and logged.error not in failures:  # the last lines did not fit either
+        failures.append(logged.error)
+    if failures and status == "ok":
+        status, exit_code = "failed", 1
     return FetchResult(run_id, exit_code, status, counts, failures, duration, summary, warnings)
 
 

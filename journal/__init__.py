@@ -3,7 +3,7 @@
 Public API: :class:`Journal`, :func:`open_db`, the event types in :mod:`rsu.journal.events`.
 """
 
-from .db import DB_ENV, JournalError, default_db_path, open_db
+from .db import BUSY_TIMEOUT_ENV, DB_ENV, JournalError, database_error, default_db_path, open_db
 from .events import (
     Event,
     FetchFailed,
@@ -29,6 +29,7 @@ from .store import (
 )
 
 __all__ = [
+    "BUSY_TIMEOUT_ENV",
     "DB_ENV",
     "Event",
     "FetchFailed",
@@ -42,6 +43,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "VerifyReport",
+    "database_error",
     "decode_event",
     "default_db_path",
     "encode_event",

@@ -26,7 +26,7 @@ import msgspec
 import sqlite_utils
 
 from . import blobs, codecs
-from .db import JournalError, open_db
+from .db import JournalError, database_error, open_db
 from .events import Event, decode_event, encode_event, event_kind, redact_query
 from .schema import ensure_schema
 
@@ -142,23 +142,35 @@ class Journal:
     database failures.
     """
 
-    def __init__(self, db: sqlite_utils.Database, *, blob_codec: str = DEFAULT_BLOB_CODEC) -> None:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        *,
+        blob_codec: str = DEFAULT_BLOB_CODEC,
+        migrate: bool = True,
+    ) -> None:
         if blob_codec not in codecs.WRITE_CODECS:
             raise ValueError(f"blob_codec must be one of {sorted(codecs.WRITE_CODECS)}")
         self.db = db
         self.blob_codec = blob_codec
         self._ordinals = blobs.PageOrdinals()
         self._lock = threading.RLock()
+        if not migrate:
+            return
         try:
             with self._lock:
                 ensure_schema(db)
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot prepare journal schema: {exc}") from exc
+            raise database_error(exc, "prepare the journal schema", db.conn) from exc
 
     @classmethod
-    def open(cls, path: str | Path, *, blob_codec: str = DEFAULT_BLOB_CODEC) -> Journal:
-        """Open (creating if needed) the journal in the database file ``path``."""
-        return cls(open_db(path), blob_codec=blob_codec)
+    def open(
+        cls, path: str | Path, *, blob_codec: str = DEFAULT_BLOB_CODEC, readonly: bool = False
+    ) -> Journal:
+        """Open (creating if needed) the journal in the database file ``path``. With
+        ``readonly`` the file must exist and is neither created, migrated nor written (see
+        :func:`rsu.journal.open_db`); appends then raise :class:`JournalError`."""
+        return cls(open_db(path, readonly=readonly), blob_codec=blob_codec, migrate=not readonly)
 
     def close(self) -> None:
         """Close the underlying connection."""
@@ -275,7 +287,7 @@ class Journal:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise JournalError(f"journal append of {kind} failed: {exc}") from exc
+                raise database_error(exc, f"append {kind} to the journal", conn) from exc
         return seq
 
     def _newest_whole(self, key: str | None) -> blobs.StoredBlob | None:
@@ -285,7 +297,7 @@ class Journal:
             with self._lock:
                 return blobs.newest_whole(self.db.conn, key)
         except sqlite3.Error as exc:
-            raise JournalError(f"journal blob lookup failed: {exc}") from exc
+            raise database_error(exc, "look up a journal blob", self.db.conn) from exc
 
     def _blob_exists(self, sha256: str | None) -> bool:
         return (
@@ -301,14 +313,17 @@ class Journal:
             with self._lock:
                 return self._blob_exists(sha256)
         except sqlite3.Error as exc:
-            raise JournalError(f"journal blob lookup failed: {exc}") from exc
+            raise database_error(exc, "look up a journal blob", self.db.conn) from exc
 
     # -- reading ---------------------------------------------------------------------------
 
     def last_seq(self) -> int:
         """The highest seq, 0 for an empty journal."""
-        with self._lock:
-            row = self.db.conn.execute("SELECT MAX(seq) FROM journal").fetchone()
+        try:
+            with self._lock:
+                row = self.db.conn.execute("SELECT MAX(seq) FROM journal").fetchone()
+        except sqlite3.Error as exc:
+            raise database_error(exc, "read the journal", self.db.conn) from exc
         return int(row[0] or 0)
 
     def read(self, after_seq: int = 0, batch_size: int = 500) -> Iterator[list[JournalRow]]:
@@ -387,7 +402,7 @@ class Journal:
                     raise KeyError(f"no body with sha256 {sha256}")
                 body = blobs.decode(self.db.conn, blob)
         except sqlite3.Error as exc:
-            raise JournalError(f"journal blob read failed: {exc}") from exc
+            raise database_error(exc, "read a journal blob", self.db.conn) from exc
         if sha256_hex(body) != sha256:
             raise JournalError(f"blob {sha256[:12]}: {BLOB_MISMATCH} (forged or damaged)")
         return body
@@ -426,7 +441,7 @@ class Journal:
             with self._lock:
                 raw = self.db.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise JournalError(f"journal read failed: {exc}") from exc
+            raise database_error(exc, "read the journal", self.db.conn) from exc
         rows = []
         for r in raw:
             try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from rsu.journal import Journal, open_db
+from rsu.journal import Journal, database_error, open_db
 
 from . import user_objects
 from .apply import Applier, Counters
@@ -259,7 +259,8 @@ def project(
     ``rebuild`` (or when the stored projection version differs from
     :data:`~rsu.projector.schema.PROJECTION_VERSION`) replays from seq 0 into new tables and swaps
     them in. ``progress`` receives short human-readable lines. Never does HTTP. Raises
-    ``rsu.journal.JournalError`` / ``sqlite3.Error`` only for database failures; bad bodies are
+    ``rsu.journal.JournalError`` (wrapping any ``sqlite3.Error``: locked, disk full, read-only)
+    only for database failures; bad bodies are
     recorded in ``projection_errors`` and skipped.
     """
     if batch_size < 1:
@@ -311,6 +312,8 @@ def project(
         result.rows_upserted = counters.rows_upserted
         result.checkpoint = checkpoint
         return result
+    except sqlite3.Error as exc:
+        raise database_error(exc, "project the journal", database.conn) from exc
     finally:
         if gc_was_enabled:
             gc.enable()
