@@ -157,25 +157,7 @@ class FetchOptions:
         start, end = self.window()
         if start and end and start > end:
             raise FetchUsageError(f"start date {start} is after end date {end}")
-        # A secret in --base-url would be journaled (RunStarted.base_url) and logged: refuse it
-        # before any message below echoes the URL, and never echo it here.
-        authority = re.split(r"[/?#]", self.base_url.partition("://")[2] or self.base_url)[0]
-        if "@" in authority or re.search(r"[?#]", self.base_url):
-            raise FetchUsageError(
-                "--base-url must be the API root only, without a user name, password, query or "
-                f"fragment ('@', '?', '#'), e.g. {DEFAULT_BASE_URL}; keys and secrets are stored "
-                "with 'rsu credentials add' and 'rsu credentials caller'"
-            )
-        if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", self.base_url):
-            raise FetchUsageError(
-                f"--base-url {self.base_url!r} is not an http(s) URL such as "
-                f"{DEFAULT_BASE_URL} (the API root, without /Rest)"
-            )
-        if re.search(r"/rest/?$", self.base_url, re.IGNORECASE):
-            raise FetchUsageError(
-                f"--base-url {self.base_url!r} ends in /Rest; give the API root without it, "
-                f"e.g. {re.sub(r'/rest/?$', '', self.base_url, flags=re.IGNORECASE)}"
-            )
+        check_base_url(self.base_url)
         for what, path in (("--log-file", self.log_file), ("--summary-file", self.summary_file)):
             if path is None:
                 continue
@@ -210,6 +192,30 @@ class FetchOptions:
         start = self.start_date or today - timedelta(days=self.days_back)
         end = self.end_date or today + timedelta(days=self.days_ahead)
         return start.isoformat(), end.isoformat()
+
+
+def check_base_url(base_url: str) -> None:
+    """Raise :class:`FetchUsageError` unless ``base_url`` is a plain ``http(s)://host[:port]
+    [/path]`` API root. A user name, password, query or fragment is refused first, with a
+    message that never echoes the URL (it may carry a secret that would be journaled in
+    ``RunStarted.base_url``, logged, or sent to the host)."""
+    authority = re.split(r"[/?#]", base_url.partition("://")[2] or base_url)[0]
+    if "@" in authority or re.search(r"[?#]", base_url):
+        raise FetchUsageError(
+            "--base-url must be the API root only, without a user name, password, query or "
+            f"fragment ('@', '?', '#'), e.g. {DEFAULT_BASE_URL}; keys and secrets are stored "
+            "with 'rsu credentials add' and 'rsu credentials caller'"
+        )
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", base_url):
+        raise FetchUsageError(
+            f"--base-url {base_url!r} is not an http(s) URL such as "
+            f"{DEFAULT_BASE_URL} (the API root, without /Rest)"
+        )
+    if re.search(r"/rest/?$", base_url, re.IGNORECASE):
+        raise FetchUsageError(
+            f"--base-url {base_url!r} ends in /Rest; give the API root without it, "
+            f"e.g. {re.sub(r'/rest/?$', '', base_url, flags=re.IGNORECASE)}"
+        )
 
 
 @dataclass
@@ -522,7 +528,9 @@ def check_credentials(
     policy: RetryPolicy | None = None,
 ) -> list[CheckResult]:
     """Check each partner's access with ``GET /Rest/races?results_per_page=1&only_partner_races=T``
-    (not journaled). Raises :class:`FetchUsageError` when no credentials are configured."""
+    (not journaled). Raises :class:`FetchUsageError` when no credentials are configured or
+    ``base_url`` is not a plain API root (:func:`check_base_url`), before anything is sent."""
+    check_base_url(base_url)
     creds = select_credentials(db_path, FetchOptions(partner_ids=partner_ids))
     caller = load_caller(db_path)
     sessions = SessionPool()

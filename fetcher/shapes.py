@@ -21,6 +21,12 @@ Any of them may instead be ``{"error": {"error_code": N, "error_msg": "..."}}`` 
 unexpected shape raises :class:`ShapeError`: ``transient`` when it is not JSON at all (truncated
 bodies and HTML error pages happen, and a retry usually cures them), not transient when it is
 valid JSON of the wrong shape (asking again would get the same answer).
+
+Nothing from the wire may make :func:`parse` raise anything but :class:`ShapeError`: an id must
+be a whole number that fits SQLite's signed 64-bit ``INTEGER`` (0 <= id < 2**63, as a JSON
+number or a string of at most 19 ASCII digits), else the body has the wrong shape; a numeric
+field the walk only reads (``last_modified``, an error code) that does not fit is ignored; JSON
+nested deeper than the decoder's recursion limit (about 1,000 levels) is the wrong shape too.
 """
 
 from __future__ import annotations
@@ -142,13 +148,24 @@ _race_decoder = msgspec.json.Decoder(_RaceBody)
 _listing_decoder = msgspec.json.Decoder(list[_ListingElement] | _ErrorOnly)
 
 
+#: Ids and timestamps must fit SQLite's signed 64-bit INTEGER (the journal's scope columns).
+INT64_MAX = 2**63 - 1
+#: Digits of :data:`INT64_MAX`: a longer digit string never fits (and ``int()`` of a string of
+#: more than 4,300 digits raises ``ValueError``).
+_MAX_DIGITS = len(str(INT64_MAX))
+
+
 def _as_int(value: int | str | None) -> int | None:
+    """``value`` (a JSON number or a string of ASCII digits) as an int in ``0..2**63-1``;
+    ``None`` when absent or when it is anything else (negative, too large, not digits)."""
     if value is None:
         return None
-    if isinstance(value, int):
-        return value
-    value = value.strip()
-    return int(value) if value.isdigit() else None
+    if isinstance(value, str):
+        value = value.strip()
+        if not (value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS):
+            return None
+        value = int(value)
+    return value if 0 <= value <= INT64_MAX else None
 
 
 def _error(err: _Err | str) -> ApiErrorBody:
@@ -160,7 +177,7 @@ def _error(err: _Err | str) -> ApiErrorBody:
 def _required_int(value: int | str) -> int:
     out = _as_int(value)
     if out is None:
-        raise ShapeError(f"not an integer id: {value!r}")
+        raise ShapeError(f"not an integer id below 2**63: {str(value)[:40]!r}")
     return out
 
 
@@ -209,6 +226,8 @@ def parse(endpoint: str, body: bytes) -> PageInfo | ApiErrorBody:
         raise ShapeError(f"{endpoint} body has an unexpected shape: {str(exc)[:200]}") from exc
     except msgspec.DecodeError as exc:
         raise ShapeError(f"{endpoint} body is not JSON: {str(exc)[:200]}", transient=True) from exc
+    except RecursionError as exc:
+        raise ShapeError(f"{endpoint} body is nested too deeply to read") from exc
     raise ValueError(f"unknown endpoint {endpoint!r}")
 
 

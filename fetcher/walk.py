@@ -37,6 +37,7 @@ from functools import partial
 
 from rsu.journal import ListingCompleted
 
+from .boundary import Scope, guarded
 from .cadence import Cadence, SyncClock, next_due, race_starts
 from .client import (
     ApiClient,
@@ -118,10 +119,16 @@ class Walker:
 
     def run(self, credentials: list[Credential], concurrency: int) -> None:
         """Walk every credential's partner with ``concurrency`` worker threads; returns when all
-        tasks are done. Re-raises a task's unexpected exception (e.g. ``JournalError``) after
-        cancelling what has not started."""
+        tasks are done. A task's unexpected exception fails its scope only
+        (:mod:`rsu.fetcher.boundary`); ``JournalError`` is re-raised after cancelling what has
+        not started."""
         self.progress.add_total("partners", len(credentials))
-        tasks: list[Task] = [partial(self.partner_task, c) for c in credentials]
+        tasks: list[Task] = [
+            self.scoped(Scope("partner", c.timing_partner_id, None, "races", "/Rest/races"), c)(
+                partial(self.partner_task, c)
+            )
+            for c in credentials
+        ]
         with ThreadPoolExecutor(
             max_workers=max(1, concurrency), thread_name_prefix="fetch"
         ) as pool:
@@ -232,7 +239,12 @@ class Walker:
             self.progress.note(note)
         self.progress.advance("partners")
         self.progress.add_total("races", len(races))
-        return [partial(self.race_task, client, rid, listed) for rid, listed in races.items()]
+        return [
+            self.scoped(Scope("race", pid, rid, "race", f"/Rest/race/{rid}"), credential)(
+                partial(self.race_task, client, rid, listed)
+            )
+            for rid, listed in races.items()
+        ]
 
     def race_task(
         self,
@@ -254,7 +266,10 @@ class Walker:
         self.stats.add(races=1, events=len(events))
         self.progress.advance("races")
         self.progress.add_total("events", len(events))
-        return [partial(self.listings_task, client, race_id, events)] if events else []
+        path = LISTING_PATHS["participants"].format(race_id=race_id)
+        scope = Scope("race", pid, race_id, "participants", path)
+        task = partial(self.listings_task, client, race_id, events)
+        return [self.scoped(scope, client.credential)(task)] if events else []
 
     def listings_task(
         self,
@@ -468,6 +483,14 @@ class Walker:
         return due
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def scoped(self, scope: Scope, credential: Credential) -> Callable[[Task], Task]:
+        """Wrap a task of ``scope`` in the last-resort boundary (:func:`~rsu.fetcher.boundary.
+        guarded`): an unexpected exception fails that scope only."""
+        secrets = credential.secret_values() + (
+            self.s.caller.secret_values() if self.s.caller else []
+        )
+        return lambda task: guarded(task, scope, self.context, secrets)
 
     def stopped(self) -> bool:
         """True when no new request should start: the run was cancelled, or RunSignUp refused

@@ -110,3 +110,31 @@ def test_secret_in_base_url_is_refused_without_echo(tmp_path: Path, base_url: st
     assert "hunter2pw" not in r.output and "hunter2pw" not in r.stderr
     with Journal.open(db) as j:  # refused before the run started: nothing journaled
         assert list(j.find()) == []
+
+
+@pytest.mark.parametrize(
+    "userinfo_query",
+    [
+        ("operator:hunter2pw@", ""),
+        (":hunter2pw@", ""),
+        ("", "?api_secret=hunter2pw"),
+        ("", "#t=hunter2pw"),
+    ],
+)
+def test_credentials_test_refuses_a_secret_in_base_url_before_sending(
+    tmp_path: Path, userinfo_query: tuple[str, str]
+) -> None:
+    userinfo, query = userinfo_query
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials[:1])
+    with LoopbackServer(SimulatorApp(world)) as api:
+        base_url = f"http://{userinfo}127.0.0.1:{api.port}{query}"
+        r = CliRunner().invoke(
+            cli_app, ["credentials", "test", "--db", str(db), "--base-url", base_url]
+        )
+        sent = api.requests
+    assert r.exit_code == 2, r.output
+    assert "--base-url must be the API root only" in r.stderr
+    assert "hunter2pw" not in r.output and "hunter2pw" not in r.stderr
+    assert sent == []  # nothing reached the host, not even with the userinfo
