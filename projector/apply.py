@@ -117,6 +117,11 @@ def _is_event_fault(exc: Exception) -> bool:
     return True
 
 
+def _without_events(endpoint: str, race: Any) -> bool:
+    """A race detail (``race`` endpoint) whose ``events`` are absent or empty."""
+    return endpoint == "race" and isinstance(race, dict) and race.get("events") in (None, [], {})
+
+
 def _utc_seconds(recorded_at: str) -> str:
     """A journal ``recorded_at`` (``...T..:..:..mmmZ``) trimmed to whole seconds, ``...Z``."""
     return recorded_at[:19] + "Z" if len(recorded_at) >= 19 else recorded_at
@@ -297,9 +302,36 @@ class Applier:
             except (BadShape, ValueError, TypeError) as exc:
                 self._error(row, i, str(exc), ev.endpoint)
                 failed.append(str(exc))
+            else:
+                if _without_events(ev.endpoint, race):
+                    self._race_without_events(row, race)
         if failed:
             reason = f"{len(failed)} of {len(races)} races could not be projected: {failed[0]}"
             self._projection_failed(row, ev.endpoint, reason[:500])
+
+    def _race_without_events(self, row: JournalRow, race: Any) -> None:
+        """A ``warning`` row in ``sync_history`` for a race detail (``GET /Rest/race/{id}``)
+        that lists no events: nothing of the race can be listed, which is neither a success nor
+        an error of the sync."""
+        race_id = n.integer(race.get("race_id"))
+        self._sync_row(
+            row,
+            key=f"{row.timing_partner_id}:race_without_events:{row.seq}",
+            race_id=race_id,
+            event_id=None,
+            status="warning",
+            reason=f"race {race_id} lists no events: no participants to fetch",
+            endpoint="race",
+            listing_id=None,
+            mode=None,
+            complete=None,
+            error_code=None,
+            http_status=None,
+            counts=(0, 0, 0, 0, 0, 0, 0),
+            pages=0,
+            requests=0,
+            retries=0,
+        )
 
     def _race(self, row: JournalRow, tp: int, race: Any) -> None:
         if not isinstance(race, dict):
@@ -652,8 +684,8 @@ class Applier:
             listing_id=ev.listing_id,
             mode=ev.mode,
             complete=int(ev.complete),
-            error_code=ev.error_code,
-            http_status=None,
+            error_code=ev.error_code or None,  # 0: no code (events written before issue 9)
+            http_status=ev.http_status,
             counts=(rows, rows, failed, new, changed, unchanged, removed),
             pages=ev.pages,
             requests=ev.requests,
@@ -677,7 +709,7 @@ class Applier:
             listing_id=None,
             mode=None,
             complete=None,
-            error_code=ev.error_code,
+            error_code=ev.error_code or None,  # 0: an error object without a code
             http_status=ev.http_status,
             counts=(0, 0, 0, 0, 0, 0, 0),
             pages=0,

@@ -62,6 +62,9 @@ class RaceStatus:
     last_event_utc: str | None = None
     next_event_local: str | None = None
     timezone: str | None = None
+    #: The ``warning`` of the newest run that touched the race (e.g. its detail lists no
+    #: events), or ``None``: shown by ``rsu status``, it does not make the report fail.
+    warning: str | None = None
 
 
 @dataclass
@@ -157,9 +160,23 @@ class StatusReport:
                     )
         return out
 
+    def warnings(self) -> list[str]:
+        """One line per race whose newest sync left a ``warning`` (not a failure)."""
+        return [
+            f"race {r.race_id} (partner {r.timing_partner_id}): {r.warning}"
+            for p in self.partners
+            for r in p.races
+            if r.warning
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole report."""
-        return {**asdict(self), "ok": self.ok, "problems": self.problems()}
+        return {
+            **asdict(self),
+            "ok": self.ok,
+            "problems": self.problems(),
+            "warnings": self.warnings(),
+        }
 
 
 def _run_rows(conn: sqlite3.Connection) -> dict[tuple[int, int | None], list[dict[str, Any]]]:
@@ -171,17 +188,21 @@ def _run_rows(conn: sqlite3.Connection) -> dict[tuple[int, int | None], list[dic
         "SUM(num_removed), "
         "(SELECT COALESCE(reason, '') FROM sync_history s2 WHERE s2.run_id = s.run_id "
         " AND s2.timing_partner_id = s.timing_partner_id AND s2.race_id IS s.race_id "
-        " AND s2.status = 'error' ORDER BY s2.sync_time DESC LIMIT 1) "
+        " AND s2.status = 'error' ORDER BY s2.sync_time DESC LIMIT 1), "
+        "(SELECT reason FROM sync_history s3 WHERE s3.run_id = s.run_id "
+        " AND s3.timing_partner_id = s.timing_partner_id AND s3.race_id IS s.race_id "
+        " AND s3.status = 'warning' ORDER BY s3.sync_time DESC LIMIT 1) "
         "FROM sync_history s WHERE timing_partner_id IS NOT NULL "
         "GROUP BY timing_partner_id, race_id, run_id ORDER BY MAX(sync_time) DESC"
     ):
-        tp, race, run, t, errors, synced, new, changed, removed, reason = row
+        tp, race, run, t, errors, synced, new, changed, removed, reason, warning = row
         out.setdefault((tp, race), []).append(
             {
                 "run_id": run,
                 "time": t,
                 "ok": not errors,
                 "error": reason,
+                "warning": warning,
                 "counts": {
                     "synced": synced or 0,
                     "new": new or 0,
@@ -265,6 +286,7 @@ def sync_status(
             rs.last_attempt = race_runs[0]["time"]
             rs.last_attempt_ok = race_runs[0]["ok"]
             rs.last_error = None if race_runs[0]["ok"] else race_runs[0]["error"]
+            rs.warning = race_runs[0]["warning"]
         good = next((r for r in race_runs if r["ok"]), None)
         if good:
             rs.last_success, rs.counts = good["time"], good["counts"]
