@@ -45,6 +45,7 @@ class SyncStatus(StrEnum):
     """Values of ``sync_history.status``."""
 
     success = "success"
+    warning = "warning"
     error = "error"
 
 
@@ -139,6 +140,8 @@ def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None
                 state = "[red]STALE[/]"
             elif r.last_attempt_ok is False:
                 state = "[yellow]last run failed[/]"
+            elif r.warning:
+                state = "[yellow]warning[/]"
             else:
                 state = "ok"
             table.add_row(
@@ -225,7 +228,8 @@ def register(app: typer.Typer) -> None:
                 console.print("No sync recorded yet: run `rsu sync`.")
             else:
                 _print_status(report, due)
-            for line in [*token_warnings, *([] if caller_set else [CALLER_WARNING])]:
+            warnings = [*report.warnings(), *token_warnings]
+            for line in [*warnings, *([] if caller_set else [CALLER_WARNING])]:
                 console.print(server_text(f"warning: {line}", "yellow"))
         if not report.partners or not report.ok:
             if not as_json:
@@ -240,7 +244,7 @@ def register(app: typer.Typer) -> None:
         race: Annotated[int | None, typer.Option("--race", help="race_id")] = None,
         event: Annotated[int | None, typer.Option("--event", help="event_id")] = None,
         status: Annotated[
-            SyncStatus | None, typer.Option("--status", help="Only success or error rows.")
+            SyncStatus | None, typer.Option("--status", help="Only success, warning or error rows.")
         ] = None,
         run: Annotated[str | None, typer.Option("--run", help="run_id")] = None,
         limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
@@ -295,5 +299,6 @@ def register(app: typer.Typer) -> None:
                 elif key == "mode" and value:
                     value = value[:4]
                 cells.append(server_text(value))
-            table.add_row(*cells, style="red" if row["status"] == "error" else None)
+            style = {"error": "red", "warning": "yellow"}.get(row["status"])
+            table.add_row(*cells, style=style)
         console.print(table)

@@ -416,8 +416,9 @@ class Walker:
             modified_after=cursor_ts,
             requests=requests,
             retries=max(0, requests - pages - (1 if failed is not None else 0)),
-            error_code=None if failed is None else (failed.error_code or 0),
+            error_code=None if failed is None else failed.error_code,
             error_msg=None if failed is None else failed.error_msg,
+            http_status=None if failed is None else failed.http_status,
         )
         self.context.journal.append(
             event,

@@ -123,8 +123,9 @@ class ListingCompleted(_Event, tag="listing_completed", frozen=True):
     ``complete`` is true only when every page was read successfully down to a short page, from the
     very start (no ``modified_after_timestamp``) -- the only proof that may retire registrations
     missing from it. ``mode`` is ``"full"`` or ``"incremental"``. ``ok`` is false when the listing
-    stopped on an error (then ``error_code``/``error_msg`` say why: a RunSignUp code, or 0 for an
-    HTTP/transport failure). ``pages`` and ``rows`` count what was read; ``page_seqs`` are the
+    stopped on an error (then ``error_code``/``error_msg``/``http_status`` say why: a RunSignUp
+    code, or ``None`` -- ``0`` in events written before issue 9 -- when RunSignUp sent none).
+    ``pages`` and ``rows`` count what was read; ``page_seqs`` are the
     journal seqs of the pages' ``response_received`` events; ``max_last_modified`` is the highest
     registration ``last_modified`` (epoch seconds) seen, or the previous cursor when none;
     ``modified_after`` is the cursor used (epoch seconds) or ``None`` for a complete listing.
@@ -158,6 +159,9 @@ class ListingCompleted(_Event, tag="listing_completed", frozen=True):
     error_msg: str | None = None
     next_cursor: int | None = None
     event_ids: list[int] = []
+    #: The HTTP status of the failed request that stopped the listing (``None``: none, or no
+    #: response arrived, or an event written before this field existed).
+    http_status: int | None = None
 
     @property
     def covered_events(self) -> list[int]:

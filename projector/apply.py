@@ -16,10 +16,19 @@ Bodies come from the RunSignUp endpoints (``shared/docs/runsignup-api.md`` §3-4
 A failed attempt (HTTP >= 400, a non-JSON or truncated body, a RunSignUp ``{"error": ...}`` object)
 changes no data: its scope's outcome is reported by ``listing_completed``/``fetch_failed``. A JSON
 success body of an unexpected shape, or a row that cannot be read, goes to ``projection_errors``.
+
+No journal event can stop the projector: :meth:`Applier.apply` runs each event inside a
+``SAVEPOINT``. When applying it raises anything but a database failure (a value that does not fit
+a column, JSON nested too deeply to decode, an unforeseen shape), the event's writes are rolled
+back, the event is recorded in ``projection_errors`` (item ``-1``) and ``sync_history`` (status
+``error``), and projection goes on with the next event: the checkpoint moves past it and
+``rsu project`` exits 1. Database failures (disk full, locked, corrupt) and journal integrity
+errors still raise: they are not the event's fault and must not move the checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +66,7 @@ Key = tuple[int, int, int]
 #: Registration ids per ``IN (...)`` look-up.
 _IN_CHUNK = 2000
 _PARTICIPANT_ENDPOINTS = ("participants", "removed_participants")
+_I64_MIN, _I64_MAX = n.INT64_MIN, n.INT64_MAX
 _FAILED_FETCH_ENDPOINTS = ("auth_check", "races", "race")
 
 
@@ -96,6 +106,22 @@ def _merge(new: tuple[Any, ...], old: tuple[Any, ...] | None) -> tuple[Any, ...]
     return tuple(o if v is MISSING else v for v, o in zip(new, old, strict=True))
 
 
+def _is_event_fault(exc: Exception) -> bool:
+    """True when ``exc`` raised while applying one event is that event's fault (its data does not
+    fit), false for failures of the database or the journal, which must stop the run."""
+    if isinstance(exc, JournalError | MemoryError):
+        return False
+    if isinstance(exc, sqlite3.DatabaseError):
+        # a value the database refused (NOT NULL, a type); anything else is the database's
+        return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError)
+    return True
+
+
+def _without_events(endpoint: str, race: Any) -> bool:
+    """A race detail (``race`` endpoint) whose ``events`` are absent or empty."""
+    return endpoint == "race" and isinstance(race, dict) and race.get("events") in (None, [], {})
+
+
 def _utc_seconds(recorded_at: str) -> str:
     """A journal ``recorded_at`` (``...T..:..:..mmmZ``) trimmed to whole seconds, ``...Z``."""
     return recorded_at[:19] + "Z" if len(recorded_at) >= 19 else recorded_at
@@ -129,7 +155,67 @@ class Applier:
     # -- dispatch ---------------------------------------------------------------------------
 
     def apply(self, row: JournalRow) -> None:
-        """Project one journal event (any kind; irrelevant kinds are skipped)."""
+        """Project one journal event (any kind; irrelevant kinds are skipped), all or nothing.
+
+        Runs inside ``SAVEPOINT`` (portable SQL, also PostgreSQL): when the event cannot be
+        projected it is rolled back and recorded instead (see the module docstring). Raises only
+        database and journal failures (``sqlite3.OperationalError``, ``JournalError``...)."""
+        conn = self.conn
+        counters = dataclasses.replace(self.counters)
+        conn.execute("SAVEPOINT rsu_event")
+        try:
+            self._dispatch(row)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO SAVEPOINT rsu_event")
+            conn.execute("RELEASE SAVEPOINT rsu_event")
+            if not _is_event_fault(exc):
+                raise
+            self.counters = counters
+            self.counters.events += 1
+            self._event_failed(row, exc)
+            return
+        conn.execute("RELEASE SAVEPOINT rsu_event")
+
+    def _event_failed(self, row: JournalRow, exc: Exception) -> None:
+        """Record an event that could not be projected: ``projection_errors`` item ``-1``, a
+        failed ``projector_pages`` row for a listing page (so its listing fails), else an error
+        row in ``sync_history``."""
+        ev = row.event
+        endpoint = getattr(ev, "endpoint", None)
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, RecursionError):
+            detail = "JSON nested too deeply"
+        reason = f"could not be projected ({type(exc).__name__}): {detail}"[:500]
+        self._error(row, -1, reason, endpoint)
+        if isinstance(ev, ResponseReceived) and endpoint in _PARTICIPANT_ENDPOINTS:
+            self._page_row(row.seq, ev.listing_id, 0, {}, reason)
+            return
+        self._projection_failed(row, endpoint or row.kind, reason)
+
+    def _projection_failed(self, row: JournalRow, endpoint: str, reason: str) -> None:
+        """The ``sync_history`` error row of an event (or rows of it) that could not be
+        projected (kept once per seq)."""
+        ev = row.event
+        self._sync_row(
+            row,
+            key=f"{row.timing_partner_id}:projection:{row.seq}",
+            race_id=row.race_id,
+            event_id=row.event_id,
+            status="error",
+            reason=reason,
+            endpoint=endpoint,
+            listing_id=getattr(ev, "listing_id", None),
+            mode=None,
+            complete=None,
+            error_code=None,
+            http_status=None,
+            counts=(0, 0, 0, 0, 0, 0, 0),
+            pages=0,
+            requests=0,
+            retries=0,
+        )
+
+    def _dispatch(self, row: JournalRow) -> None:
         ev = row.event
         self.counters.events += 1
         if isinstance(ev, ResponseReceived):
@@ -175,6 +261,8 @@ class Applier:
             body = _decode(raw)
         except msgspec.DecodeError as exc:
             raise BodyRejected(f"body is not JSON: {exc}") from None
+        except RecursionError:
+            raise BadShape("body is JSON nested too deeply to read") from None
         err = runsignup_error(body)
         if err is not None:
             raise BodyRejected(f"RunSignUp error {err[0]}: {err[1]}")
@@ -205,12 +293,45 @@ class Applier:
                 races = [body["race"]]
         except (BadShape, ValueError) as exc:
             self._error(row, -1, str(exc), ev.endpoint)
+            self._projection_failed(row, ev.endpoint, str(exc)[:500])
             return
+        failed: list[str] = []
         for i, race in enumerate(races):
             try:
                 self._race(row, tp, race)  # type: ignore[arg-type]
             except (BadShape, ValueError, TypeError) as exc:
                 self._error(row, i, str(exc), ev.endpoint)
+                failed.append(str(exc))
+            else:
+                if _without_events(ev.endpoint, race):
+                    self._race_without_events(row, race)
+        if failed:
+            reason = f"{len(failed)} of {len(races)} races could not be projected: {failed[0]}"
+            self._projection_failed(row, ev.endpoint, reason[:500])
+
+    def _race_without_events(self, row: JournalRow, race: Any) -> None:
+        """A ``warning`` row in ``sync_history`` for a race detail (``GET /Rest/race/{id}``)
+        that lists no events: nothing of the race can be listed, which is neither a success nor
+        an error of the sync."""
+        race_id = n.integer(race.get("race_id"))
+        self._sync_row(
+            row,
+            key=f"{row.timing_partner_id}:race_without_events:{row.seq}",
+            race_id=race_id,
+            event_id=None,
+            status="warning",
+            reason=f"race {race_id} lists no events: no participants to fetch",
+            endpoint="race",
+            listing_id=None,
+            mode=None,
+            complete=None,
+            error_code=None,
+            http_status=None,
+            counts=(0, 0, 0, 0, 0, 0, 0),
+            pages=0,
+            requests=0,
+            retries=0,
+        )
 
     def _race(self, row: JournalRow, tp: int, race: Any) -> None:
         if not isinstance(race, dict):
@@ -284,20 +405,24 @@ class Applier:
             self._error(row, -1, str(exc), ev.endpoint)
         if stats["failed"] and reason is None:
             reason = f"{stats['failed']} rows could not be projected"
+        self._page_row(row.seq, ev.listing_id, ok, stats, reason)
+
+    def _page_row(
+        self, seq: int, listing_id: str | None, ok: int, stats: dict[str, int], reason: str | None
+    ) -> None:
+        """The ``projector_pages`` row of one listing page (kept once per seq)."""
         self.conn.execute(
             f"INSERT INTO {PAGES.name}{self.suffix} (seq, listing_id, ok, rows, rows_failed, "
             "num_new, num_changed, num_unchanged, num_removed, reason) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
             (
-                row.seq,
-                ev.listing_id,
+                seq,
+                listing_id,
                 ok,
-                stats["rows"],
-                stats["failed"],
-                stats["new"],
-                stats["changed"],
-                stats["unchanged"],
-                stats["removed"],
+                *(
+                    stats.get(k, 0)
+                    for k in ("rows", "failed", "new", "changed", "unchanged", "removed")
+                ),
                 reason,
             ),
         )
@@ -340,12 +465,12 @@ class Applier:
                     if reg.__class__ is not dict:
                         raise ValueError("registration is not an object")
                     reg_id = reg.get("registration_id")
-                    if reg_id.__class__ is not int:
+                    if reg_id.__class__ is not int or not _I64_MIN <= reg_id <= _I64_MAX:
                         reg_id = integer(reg_id)
                         if reg_id is None:
                             raise ValueError("registration without registration_id")
                     event_id = reg.get("event_id", el_event)
-                    if event_id.__class__ is not int:
+                    if event_id.__class__ is not int or not _I64_MIN <= event_id <= _I64_MAX:
                         event_id = integer(event_id)
                         if event_id is None:
                             event_id = integer(el_event) if el_event is not None else scope_event
@@ -437,7 +562,7 @@ class Applier:
                     values = active_participant_values(
                         reg, MISSING if old_full is not None else None
                     )
-            except (ValueError, TypeError, AttributeError) as exc:
+            except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
                 stats["failed"] += 1
                 self._error(row, item, f"registration {key[2]}: {exc}", ev.endpoint)
                 continue
@@ -559,8 +684,8 @@ class Applier:
             listing_id=ev.listing_id,
             mode=ev.mode,
             complete=int(ev.complete),
-            error_code=ev.error_code,
-            http_status=None,
+            error_code=ev.error_code or None,  # 0: no code (events written before issue 9)
+            http_status=ev.http_status,
             counts=(rows, rows, failed, new, changed, unchanged, removed),
             pages=ev.pages,
             requests=ev.requests,
@@ -584,7 +709,7 @@ class Applier:
             listing_id=None,
             mode=None,
             complete=None,
-            error_code=ev.error_code,
+            error_code=ev.error_code or None,  # 0: an error object without a code
             http_status=ev.http_status,
             counts=(0, 0, 0, 0, 0, 0, 0),
             pages=0,

@@ -12,7 +12,10 @@ machine's time zone: zones come from ``zoneinfo`` by name. Formats are those of
 - ``"MM/DD/YYYY"`` and ``"YYYY-MM-DD"`` dates -> ``"YYYY-MM-DD"``;
 - epoch seconds -> ISO 8601 UTC.
 
-Invalid values raise :class:`ValueError` with a short message naming the value.
+Invalid values raise :class:`ValueError` with a short message naming the value; so does any
+integer result outside SQL's signed 64-bit ``BIGINT`` range (an id ``>= 2**63``, a float id such as
+``1e300``, ``$10^20``) and any epoch outside years 1-9999: a column never receives a value the
+database cannot store.
 """
 
 from __future__ import annotations
@@ -55,6 +58,24 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
+#: SQL ``BIGINT`` (SQLite ``INTEGER``, PostgreSQL ``bigint``) bounds.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: Epoch seconds of 0001-01-02T00:00:00Z (a day in, so any zone's local time is a valid date) and
+#: of 10000-01-01T00:00:00Z (exclusive).
+EPOCH_MIN = -62_135_510_400
+EPOCH_MAX = 253_402_300_800
+
+
+def int64(value: int, what: str = "integer") -> int:
+    """``value`` itself when it fits a signed 64-bit column, else ``ValueError`` naming it
+    (shortened: a 5,000-digit number is not echoed whole)."""
+    if INT64_MIN <= value <= INT64_MAX:
+        return value
+    shown = str(value) if value.bit_length() < 200 else f"a {len(str(value))}-digit number"
+    raise ValueError(f"{what} out of range: {shown}")
+
+
 def flag(value: Any) -> int | None:
     """``"T"``/``"F"`` (also ``true``/``false``, ``1``/``0``, ``"Y"``/``"N"``) -> ``1``/``0``.
 
@@ -82,7 +103,7 @@ def _cents_from_text(value: str) -> int:
         raise ValueError(f"not a money amount: {value!r}")
     sign1, sign2, whole, frac = m.groups()
     cents = int(whole.replace(",", "")) * 100 + (int((frac or "0").ljust(2, "0")))
-    return -cents if (sign1 or sign2) else cents
+    return int64(-cents if (sign1 or sign2) else cents, "money amount")
 
 
 def cents(value: Any) -> int | None:
@@ -96,8 +117,8 @@ def cents(value: Any) -> int | None:
         raise ValueError(f"not a money amount: {value!r}")
     if isinstance(value, int | float):
         try:
-            return int((Decimal(str(value)) * 100).to_integral_value())
-        except InvalidOperation as exc:  # pragma: no cover - nan/inf
+            return int64(int((Decimal(str(value)) * 100).to_integral_value()), "money amount")
+        except (InvalidOperation, OverflowError) as exc:  # pragma: no cover - nan/inf
             raise ValueError(f"not a money amount: {value!r}") from exc
     raise ValueError(f"not a money amount: {value!r}")
 
@@ -127,14 +148,16 @@ def integer(value: Any) -> int | None:
     if isinstance(value, bool):
         raise ValueError(f"not an integer: {value!r}")
     if isinstance(value, int):
-        return value
+        return int64(value)
     if isinstance(value, str):
         try:
-            return int(value.strip())
-        except ValueError:
-            raise ValueError(f"not an integer: {value!r}") from None
+            return int64(int(value.strip()))
+        except ValueError as exc:
+            if "out of range" in str(exc):
+                raise
+            raise ValueError(f"not an integer: {value[:40]!r}") from None
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return int64(int(value))
     raise ValueError(f"not an integer: {value!r}")
 
 
@@ -201,8 +224,12 @@ def local_and_utc(value: Any, tz_name: str | None) -> tuple[str | None, str | No
         return None, None
     if isinstance(value, int) and not isinstance(value, bool):
         tz = zone(tz_name)
-        instant = datetime.fromtimestamp(value, UTC)
-        return (instant.astimezone(tz).isoformat() if tz else None), _utc_iso(instant)
+        instant = datetime.fromtimestamp(_epoch_range(value), UTC)
+        try:
+            local = instant.astimezone(tz).isoformat() if tz else None
+        except OverflowError:  # the last hours of 9999 in a zone east of UTC
+            raise ValueError(f"timestamp out of range: {value}") from None
+        return local, _utc_iso(instant)
     if not isinstance(value, str):
         raise ValueError(f"not a date/time: {value!r}")
     return _local_utc(value, tz_name)
@@ -227,6 +254,14 @@ def date(value: Any) -> str | None:
     return _date_text(value)
 
 
+def _epoch_range(secs: int) -> int:
+    """``secs`` when it is an instant of years 1-9999, else ``ValueError``."""
+    if EPOCH_MIN <= secs < EPOCH_MAX:
+        return secs
+    int64(secs, "timestamp")
+    raise ValueError(f"timestamp out of range: {secs}")
+
+
 def epoch_utc(value: Any) -> str | None:
     """Epoch seconds (int, or digit string) -> ISO 8601 UTC ``"2018-11-04T13:10:24Z"``."""
     if value is None or value == "":
@@ -234,7 +269,7 @@ def epoch_utc(value: Any) -> str | None:
     secs = integer(value)
     if secs is None:  # pragma: no cover - excluded above
         return None
-    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(_epoch_range(secs), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def epoch(value: Any, tz_name: str | None = EASTERN_NAME) -> int | None:
@@ -242,9 +277,9 @@ def epoch(value: Any, tz_name: str | None = EASTERN_NAME) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return _epoch_range(value)
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        return _epoch_range(int(value.strip()))
     if isinstance(value, str):
         tz = zone(tz_name)
         naive = _parse_naive(value)

@@ -406,7 +406,7 @@ def _active_fast(reg: dict[str, Any], miss: Any) -> tuple[Any, ...]:
     else:
         raise _Slow
     lm = g("last_modified", miss)
-    if lm.__class__ is int:
+    if lm.__class__ is int and 0 <= lm < n.EPOCH_MAX:
         lm_cols: tuple[Any, ...] = (lm, time.strftime(_GMT_FORMAT, time.gmtime(lm)))
     elif lm is miss:
         lm_cols = (miss, miss)

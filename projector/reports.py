@@ -62,6 +62,9 @@ class RaceStatus:
     last_event_utc: str | None = None
     next_event_local: str | None = None
     timezone: str | None = None
+    #: The ``warning`` of the newest run that touched the race (e.g. its detail lists no
+    #: events), or ``None``: shown by ``rsu status``, it does not make the report fail.
+    warning: str | None = None
 
 
 @dataclass
@@ -80,6 +83,19 @@ class PartnerStatus:
 
 
 @dataclass
+class ProjectionErrors:
+    """``projection_errors`` rows recorded for one partner's newest run (``timing_partner_id``
+    ``None``: events of no partner, in the newest run of all): their ``count``, and the first one's
+    journal ``first_seq`` and ``first_reason``."""
+
+    timing_partner_id: int | None
+    run_id: str | None
+    count: int
+    first_seq: int
+    first_reason: str
+
+
+@dataclass
 class StatusReport:
     """Result of :func:`sync_status`; ``ok`` is false when any partner fails or any race with an
     upcoming event is stale (``rsu status`` then exits 1)."""
@@ -90,14 +106,16 @@ class StatusReport:
     #: Journal events not yet projected, and when the oldest of them was recorded (UTC).
     unprojected_events: int = 0
     unprojected_since: str | None = None
-    #: True when events have waited for ``rsu project`` longer than ``max_age_seconds``.
+    #: True when any journal event is not projected yet (``rsu project`` did not run, or stopped).
     projection_stale: bool = False
     #: Also count a race whose newest sync failed, however recent its last success.
     strict: bool = False
+    #: ``projection_errors`` rows of each partner's newest run (see :class:`ProjectionErrors`).
+    projection_errors: list[ProjectionErrors] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        if self.projection_stale:
+        if self.projection_stale or self.projection_errors:
             return False
         return not any(
             p.failing
@@ -113,6 +131,12 @@ class StatusReport:
                 f"{self.unprojected_events} journal events recorded since "
                 f"{self.unprojected_since} are not projected: run `rsu project` and check its "
                 "errors"
+            )
+        for e in self.projection_errors:
+            who = "no partner" if e.timing_partner_id is None else f"partner {e.timing_partner_id}"
+            out.append(
+                f"{who}: {e.count} projection errors in its newest run {e.run_id} (first: seq "
+                f"{e.first_seq}: {e.first_reason}); see the projection_errors table"
             )
         for p in self.partners:
             if p.failing:
@@ -136,9 +160,23 @@ class StatusReport:
                     )
         return out
 
+    def warnings(self) -> list[str]:
+        """One line per race whose newest sync left a ``warning`` (not a failure)."""
+        return [
+            f"race {r.race_id} (partner {r.timing_partner_id}): {r.warning}"
+            for p in self.partners
+            for r in p.races
+            if r.warning
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole report."""
-        return {**asdict(self), "ok": self.ok, "problems": self.problems()}
+        return {
+            **asdict(self),
+            "ok": self.ok,
+            "problems": self.problems(),
+            "warnings": self.warnings(),
+        }
 
 
 def _run_rows(conn: sqlite3.Connection) -> dict[tuple[int, int | None], list[dict[str, Any]]]:
@@ -150,17 +188,21 @@ def _run_rows(conn: sqlite3.Connection) -> dict[tuple[int, int | None], list[dic
         "SUM(num_removed), "
         "(SELECT COALESCE(reason, '') FROM sync_history s2 WHERE s2.run_id = s.run_id "
         " AND s2.timing_partner_id = s.timing_partner_id AND s2.race_id IS s.race_id "
-        " AND s2.status = 'error' ORDER BY s2.sync_time DESC LIMIT 1) "
+        " AND s2.status = 'error' ORDER BY s2.sync_time DESC LIMIT 1), "
+        "(SELECT reason FROM sync_history s3 WHERE s3.run_id = s.run_id "
+        " AND s3.timing_partner_id = s.timing_partner_id AND s3.race_id IS s.race_id "
+        " AND s3.status = 'warning' ORDER BY s3.sync_time DESC LIMIT 1) "
         "FROM sync_history s WHERE timing_partner_id IS NOT NULL "
         "GROUP BY timing_partner_id, race_id, run_id ORDER BY MAX(sync_time) DESC"
     ):
-        tp, race, run, t, errors, synced, new, changed, removed, reason = row
+        tp, race, run, t, errors, synced, new, changed, removed, reason, warning = row
         out.setdefault((tp, race), []).append(
             {
                 "run_id": run,
                 "time": t,
                 "ok": not errors,
                 "error": reason,
+                "warning": warning,
                 "counts": {
                     "synced": synced or 0,
                     "new": new or 0,
@@ -244,6 +286,7 @@ def sync_status(
             rs.last_attempt = race_runs[0]["time"]
             rs.last_attempt_ok = race_runs[0]["ok"]
             rs.last_error = None if race_runs[0]["ok"] else race_runs[0]["error"]
+            rs.warning = race_runs[0]["warning"]
         good = next((r for r in race_runs if r["ok"]), None)
         if good:
             rs.last_success, rs.counts = good["time"], good["counts"]
@@ -258,8 +301,42 @@ def sync_status(
             "SELECT COUNT(*), MIN(recorded_at) FROM journal WHERE seq > ?", (checkpoint,)
         ).fetchone()
         report.unprojected_events, report.unprojected_since = int(count), oldest
-        report.projection_stale = oldest is not None and not fresh(oldest)
+        report.projection_stale = int(count) > 0
+        newest = {tp: _newest_run(runs, tp) for tp in partners}
+        report.projection_errors = _newest_run_errors(conn, newest)
     return report
+
+
+def _newest_run(runs: dict[tuple[int, int | None], list[dict[str, Any]]], tp: int) -> str | None:
+    rs = [r for (t, _), rows in runs.items() if t == tp for r in rows]
+    return max(rs, key=lambda r: r["time"])["run_id"] if rs else None
+
+
+def _newest_run_errors(
+    conn: sqlite3.Connection, newest: dict[int, str | None]
+) -> list[ProjectionErrors]:
+    """Projection errors of each partner's newest run (by ``sync_history``), and of events of no
+    partner in the newest journal run."""
+    if not _has_table(conn, "projection_errors"):
+        return []
+    last_run = conn.execute(
+        "SELECT run_id FROM journal WHERE run_id IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    out = []
+    for tp, run_id, count, first_seq in conn.execute(
+        "SELECT e.timing_partner_id, j.run_id, COUNT(*), MIN(e.seq) FROM projection_errors e "
+        "LEFT JOIN journal j ON j.seq = e.seq GROUP BY e.timing_partner_id, j.run_id "
+        "ORDER BY e.timing_partner_id, MIN(e.seq)"
+    ):
+        wanted = newest.get(tp) if tp is not None else (last_run[0] if last_run else None)
+        if wanted is not None and run_id != wanted:  # None: no run known, every error counts
+            continue
+        reason = conn.execute(
+            "SELECT reason FROM projection_errors WHERE seq = ? ORDER BY item LIMIT 1",
+            (first_seq,),
+        ).fetchone()[0]
+        out.append(ProjectionErrors(tp, run_id, int(count), int(first_seq), reason))
+    return out
 
 
 #: Columns of ``sync_history`` that :func:`history` returns, in order.

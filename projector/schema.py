@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 #: Bump to force a rebuild of every projection table from seq 0.
 #: 2: ``sync_history.event_ids`` (listings of several events of a race in one call).
-PROJECTION_VERSION = 2
+#: 3: values outside BIGINT are row errors; an event that cannot be projected is rolled back and
+#: recorded (``projection_errors`` and ``sync_history``) instead of stopping the projector.
+PROJECTION_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -31,8 +31,10 @@ from .normalize import MISSING
 from .records import _Memo, question_responses
 
 # Field types: what the typed path accepts (anything else falls back to the generic path).
+#: An integer that fits a SQL ``BIGINT`` (an id >= 2**63 goes the generic way, which records it).
+_Int64 = Annotated[int, msgspec.Meta(ge=n.INT64_MIN, le=n.INT64_MAX)]
 _Text = str | int | UnsetType | None  # text as sent; a JSON integer becomes its decimal text
-_Int = int | str | UnsetType | None  # an integer, or a digit string
+_Int = _Int64 | str | UnsetType | None  # an integer, or a digit string
 _Str = str | UnsetType | None  # money, flags, dates: strings only
 
 
@@ -57,8 +59,8 @@ class User(msgspec.Struct, gc=False):
 
 
 class Registration(msgspec.Struct, gc=False):
-    registration_id: int
-    event_id: int | UnsetType = UNSET
+    registration_id: _Int64
+    event_id: _Int64 | UnsetType = UNSET
     user: User | UnsetType | None = UNSET
     bib_num: _Text = UNSET
     chip_num: _Text = UNSET
@@ -91,7 +93,7 @@ class Registration(msgspec.Struct, gc=False):
 
 
 class ElementEvent(msgspec.Struct, gc=False):
-    event_id: int | UnsetType | None = UNSET
+    event_id: _Int64 | UnsetType | None = UNSET
 
 
 class Element(msgspec.Struct, gc=False):
@@ -103,10 +105,11 @@ _decoder = msgspec.json.Decoder(list[Element])
 
 
 def decode_page(raw: bytes) -> list[Element] | None:
-    """The page as Structs, or ``None`` when it is not of the common shape (or not JSON)."""
+    """The page as Structs, or ``None`` when it is not of the common shape (or not JSON, or
+    nested too deeply to decode)."""
     try:
         return _decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None
 
 

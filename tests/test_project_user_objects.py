@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from rsu.cli.main import app
 from rsu.journal import Journal
 from rsu.projector import project
+from rsu.projector.schema import PROJECTION_VERSION
 from rsu.projector.user_objects import legacy_alter_table
 
 runner = CliRunner()
@@ -176,7 +177,8 @@ def test_upgrade_rebuild_reports_user_objects_that_no_longer_fit(tmp_path: Path)
     assert result.rebuilt
     assert result.new_errors == 0
     assert result.messages[0] == (
-        "projection version changed (1 -> 2): rebuilding the tables from the journal"
+        f"projection version changed (1 -> {PROJECTION_VERSION}): rebuilding the tables from "
+        "the journal"
     )
     assert result.messages[1] == (
         "your index my_notes on runsignup_participants no longer fits the rebuilt table "
