@@ -7,6 +7,7 @@ import typer
 from rsu.cli import (
     credentials_cmd,
     demo_cmd,
+    export_cmd,
     fetch_cmd,
     journal_cmd,
     ops_cmd,
@@ -30,6 +31,7 @@ fetch_cmd.register(app)
 project_cmd.register(app)
 ops_cmd.register(app)
 demo_cmd.register(app)
+export_cmd.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

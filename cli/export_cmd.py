@@ -1,0 +1,131 @@
+"""``rsu export`` (a start list for timing software) and ``rsu check`` (the pre-race gate):
+thin wiring of :mod:`rsu.export`."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Annotated
+
+import sqlite_utils
+import typer
+
+from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
+from rsu.export import PROFILES, Allow, ExportError, ExportOptions, run_export
+from rsu.export.writing import write_output
+from rsu.journal import JournalError, open_db
+
+_FORMATS = ", ".join(PROFILES)
+
+RaceOption = Annotated[int, typer.Option("--race", help="race_id to export.", show_default=False)]
+PartnerOption = Annotated[
+    int | None,
+    typer.Option("--partner", help="timing_partner_id, when several partners sync the race."),
+]
+
+
+def _open(db: Path) -> sqlite_utils.Database:
+    require_db(db)
+    try:
+        database = open_db(db)
+        database.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except (JournalError, sqlite3.Error) as exc:
+        fail(f"cannot read database {db}: {exc}")
+    return database
+
+
+def _say(line: str) -> None:
+    err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def export_command(
+    race: RaceOption,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help=f"Target format: {_FORMATS}.", show_default=False)
+    ],
+    event: Annotated[
+        list[int] | None, typer.Option("--event", help="event_id (repeatable; default: all).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Write only the changes since an earlier export: 'last' (the previous export "
+            "of this race, format and events) or an export id.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Export the race as the journal knew it at this ISO 8601 time (UTC unless "
+            "it carries an offset), replayed from the journal.",
+        ),
+    ] = None,
+    allow: Annotated[
+        Allow | None,
+        typer.Option(
+            "--allow",
+            help="Rows with values the target cannot take: skip-row leaves them out, "
+            "blank-value writes those values empty. Default: refuse (exit 1).",
+        ),
+    ] = None,
+    partner: PartnerOption = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Export a race's start list for timing software (csv, json, raceresult, opensplittime,
+    webscorer, mylaps) and record it in the exports table.
+
+    Exit 1 when a row holds a value the target cannot take (each is named on stderr; nothing is
+    written unless --allow says how to handle them); 2 for a usage error.
+    """
+    if fmt not in PROFILES:
+        raise typer.BadParameter(f"{fmt!r} is not one of {_FORMATS}", param_hint="--format")
+    database = _open(db)
+    opts = ExportOptions(
+        race_id=race,
+        format=fmt,
+        event_ids=tuple(event or ()),
+        since=since,
+        as_of=as_of,
+        allow=allow,
+        timing_partner_id=partner,
+        output="-" if output is None else str(output),
+    )
+    try:
+        result = run_export(database, opts, lambda data: write_output(data, output))
+    except ExportError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    except (JournalError, sqlite3.Error) as exc:
+        fail(f"database error: {exc}")
+    finally:
+        database.conn.close()
+    target = PROFILES[fmt].title
+    for problem in result.problems:
+        if result.allowed:
+            how = "skipped" if allow is Allow.skip_row else f"{problem.field} written empty"
+            _say(f"{how}: {problem.describe()}")
+        else:
+            _say(f"{target} cannot take: {problem.describe()}")
+    if result.record is None:
+        rows = len({p.registration_id for p in result.problems})
+        fail(
+            f"{rows} registration(s) hold values {target} cannot take; nothing was written. "
+            "Fix them in RunSignUp and sync, or pass --allow skip-row or --allow blank-value."
+        )
+    rec = result.record
+    what = "changes" if result.changes is not None else "rows"
+    _say(
+        f"export {rec.export_id}: {rec.row_count} {what} of race {rec.race_id} as {fmt} to "
+        f"{rec.output} (journal seq {rec.journal_seq}, sha256 {rec.sha256[:12]})"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``rsu export`` to the root app."""
+    app.command("export")(export_command)
