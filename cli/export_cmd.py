@@ -3,15 +3,22 @@ thin wiring of :mod:`rsu.export`."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import sqlite_utils
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
 from rsu.export import PROFILES, Allow, ExportError, ExportOptions, run_export
+from rsu.export.check import ERROR, CheckReport, run_check
+from rsu.export.selection import SelectionError
 from rsu.export.writing import write_output
 from rsu.journal import JournalError, open_db
 
@@ -126,6 +133,73 @@ def export_command(
     )
 
 
+def _print_check(report: CheckReport) -> None:
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    if report.findings:
+        table = Table(title=Text(f"Pre-race check of race {report.race_id}"))
+        for header in ("severity", "problem", "event", "registration", "bib", "name", "detail"):
+            table.add_column(header, overflow="fold")
+        for f in report.findings:
+            table.add_row(
+                Text(f.severity, style="red" if f.severity == ERROR else "yellow"),
+                Text(f.problem),
+                Text(str(f.event_id)),
+                Text(str(f.registration_id)),
+                Text(f.bib_num or ""),
+                Text(f.name),
+                Text(f.detail),
+            )
+        console.print(table)
+    warnings = len(report.findings) - report.errors
+    verdict = "ready for timing" if report.ok else "NOT ready for timing"
+    against = f" for {PROFILES[report.target].title}" if report.target else ""
+    console.print(
+        Text(
+            f"race {report.race_id}{against}: {report.registrations} registrations, "
+            f"{report.errors} errors, {warnings} warnings: {verdict}",
+            style="green" if report.ok else "red",
+        )
+    )
+
+
+def check_command(
+    race: RaceOption,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--for", help=f"Also check the bibs, chips and genders this target takes: {_FORMATS}."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    partner: PartnerOption = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Pre-race quality gate for a race: missing gender or DOB, ages that do not match the DOB,
+    duplicate bibs, bibs and chips the target cannot take, relay legs without a team bib, names
+    with stray whitespace, registrations added since the last export.
+
+    Exit 1 when anything blocks timing (an error finding), 0 otherwise (warnings allowed).
+    """
+    if target is not None and target not in PROFILES:
+        raise typer.BadParameter(f"{target!r} is not one of {_FORMATS}", param_hint="--for")
+    database = _open(db)
+    try:
+        report = run_check(database.conn, race, target, partner)
+    except SelectionError as exc:
+        fail(str(exc), 2)
+    except sqlite3.Error as exc:
+        fail(f"database error: {exc}")
+    finally:
+        database.conn.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_check(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``rsu export`` to the root app."""
+    """Add ``rsu export`` and ``rsu check`` to the root app."""
     app.command("export")(export_command)
+    app.command("check")(check_command)

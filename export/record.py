@@ -84,6 +84,14 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     migrations.apply(db)
 
 
+def exists(conn: sqlite3.Connection) -> bool:
+    """Whether the database has the ``exports`` table (no export was ever made when not)."""
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'exports'"
+    ).fetchone()
+    return row is not None
+
+
 @dataclass(frozen=True)
 class ExportRecord:
     """One row of ``exports`` (see the module docstring for the columns)."""
