@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
@@ -121,6 +122,8 @@ def _record(row: sqlite3.Row | tuple) -> ExportRecord:
     return ExportRecord(*r)
 
 
+_encode = msgspec.json.Encoder(order="sorted").encode
+
 _COLUMNS = (
     "export_id, created_utc, timing_partner_id, race_id, event_ids, format, since_export_id, "
     "as_of, journal_seq, row_count, sha256, output"
@@ -154,10 +157,7 @@ def save_export(
         export_id = int(cur.lastrowid or 0)
         conn.executemany(
             "INSERT INTO export_rows (export_id, registration_id, data) VALUES (?, ?, ?)",
-            [
-                (export_id, r.registration_id, json.dumps(tracked_values(r), sort_keys=True))
-                for r in rows
-            ],
+            [(export_id, r.registration_id, _encode(tracked_values(r)).decode()) for r in rows],
         )
         conn.execute("COMMIT")
     except BaseException:

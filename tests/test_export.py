@@ -62,6 +62,7 @@ def test_each_format_matches_its_expected_file(clean_db: Path, tmp_path: Path, f
     res = export(clean_db, "--format", fmt, "-o", str(out))
     assert res.exit_code == 0, res.stderr
     got = out.read_bytes()
+    assert out.stat().st_mode & 0o777 == 0o600  # personal data: private like the database
     expected = (DATA / FORMATS[fmt]).read_text(encoding="utf-8")
     if fmt == "webscorer":  # UTF-16 little endian with BOM, CRLF lines
         assert got[:2] == b"\xff\xfe"
