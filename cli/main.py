@@ -10,6 +10,7 @@ from rsu.cli import (
     backup_cmd,
     credentials_cmd,
     demo_cmd,
+    export_cmd,
     fetch_cmd,
     journal_cmd,
     ops_cmd,
@@ -62,6 +63,7 @@ project_cmd.register(app)
 ops_cmd.register(app)
 demo_cmd.register(app)
 backup_cmd.register(app)
+export_cmd.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

@@ -65,7 +65,18 @@ def install(point: str, n: int) -> None:
     if point == "append":
         from rsu.journal.store import Journal
 
-        _wrap(Journal, "append", tick)
+        original = Journal.append
+
+        @functools.wraps(original)
+        def append(self: Any, *args: Any, **kwargs: Any) -> Any:
+            # Count and run the whole append under the journal's (re-entrant) lock: with several
+            # fetch workers, another thread's append may otherwise still be between its count
+            # and its COMMIT when this one kills the process, and fewer than N-1 events survive.
+            with self._lock:
+                tick()
+                return original(self, *args, **kwargs)
+
+        Journal.append = append  # type: ignore[method-assign]
     elif point == "in-append":
         from rsu.journal import store
 

@@ -3,7 +3,9 @@
 - ``journal`` imports none of rsu.fetcher / rsu.projector / rsu.cli / rsu.simulator;
 - ``fetcher`` and ``projector`` never import each other, nor ``cli``;
 - ``simulator`` imports nothing of ``rsu`` outside itself;
-- ``projector`` never imports an HTTP client (requests, urllib3, http.client).
+- ``projector`` never imports an HTTP client (requests, urllib3, http.client);
+- ``export`` imports ``journal`` and ``projector`` only (never ``fetcher``, ``cli``, ``simulator``
+  or an HTTP client).
 
 Relative imports are resolved against the module's own name; the bare top-level folder names
 (``import journal``) count as their ``rsu.*`` packages; ``importlib.import_module("...")`` and
@@ -18,13 +20,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("journal", "fetcher", "projector", "simulator", "cli")
+PACKAGES = ("journal", "fetcher", "projector", "export", "simulator", "cli")
 
 #: package -> forbidden module prefixes
 RULES: dict[str, tuple[str, ...]] = {
     "journal": ("rsu.fetcher", "rsu.projector", "rsu.cli", "rsu.simulator"),
     "fetcher": ("rsu.projector", "rsu.cli"),
     "projector": ("rsu.fetcher", "rsu.cli", "requests", "urllib3", "http.client"),
+    "export": ("rsu.fetcher", "rsu.cli", "rsu.simulator", "requests", "urllib3", "http.client"),
     "simulator": ("rsu",),
 }
 #: package -> prefixes allowed despite a forbidden prefix (its own modules)
@@ -182,6 +185,8 @@ def test_imports_are_resolved() -> None:
         ("projector", "rsu.projector.apply", "import http.client"),
         ("projector", "rsu.projector.apply", "from http import client"),
         ("projector", "rsu.projector.apply", "def f():\n    import requests"),
+        ("export", "rsu.export.run", "from rsu.fetcher import run_fetch"),
+        ("export", "rsu.export.run", "from ..cli.common import fail"),
         ("simulator", "rsu.simulator.api", "from rsu.journal import Journal"),
         ("simulator", "rsu.simulator.api", "from ..journal import events"),
         ("simulator", "rsu.simulator.api", "import importlib\nimportlib.import_module('rsu.cli')"),
@@ -198,6 +203,7 @@ def test_checker_flags_broken_rules(pkg: str, module: str, source: str) -> None:
         ("journal", "rsu.journal.store", "from .events import Event\nimport sqlite3"),
         ("fetcher", "rsu.fetcher.client", "import requests\nfrom rsu.journal import Journal"),
         ("projector", "rsu.projector.apply", "from ..journal import Journal\nimport http.cookies"),
+        ("export", "rsu.export.run", "from rsu.journal import Journal\nfrom ..projector import x"),
         ("simulator", "rsu.simulator.api", "from . import world\nfrom .wire import x\nimport json"),
         ("cli", "rsu.cli.main", "from rsu import fetcher, projector, journal, simulator"),
     ],

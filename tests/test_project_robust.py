@@ -173,6 +173,8 @@ def test_a_database_failure_is_not_recorded_as_the_events_fault(monkeypatch):
     does not move past the event."""
     import sqlite3
 
+    from rsu.journal import JournalError
+
     jn = new_journal()
     b = Builder(jn)
     b.run_started()
@@ -182,7 +184,7 @@ def test_a_database_failure_is_not_recorded_as_the_events_fault(monkeypatch):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(apply.Applier, "_race", full)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(JournalError, match="disk is full"):
         project(jn.db, batch_size=1)
     assert _checkpoint(jn.db.conn) == 1
     assert _errors(jn.db.conn) == []

@@ -1,0 +1,252 @@
+"""``rsu export``: select the start list, check it against the target, write it, record it.
+
+Steps: find the race's timing partner; read the start list from the live projection, or from a
+replay of the journal up to ``--as-of``; check every row that will be written against the
+profile (refuse, skip or blank as ``--allow`` says); encode the full list, or with ``--since``
+the change report against an earlier export; hand the bytes to the caller's writer; record the
+export and its rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlite_utils
+
+from rsu.journal import Journal
+
+from . import asof, record
+from .diff import Change, diff
+from .profiles import Problem, Profile, profile
+from .selection import SelectionError, StartRow, race_partner, removed_rows, start_list
+from .writing import encode
+
+#: Columns of a change report (``--since``), before the profile's own columns.
+CHANGE_COLUMNS = (
+    "change",
+    "registration_id",
+    "event_id",
+    "field",
+    "old",
+    "new",
+    "reason",
+    "new_registration_id",
+)
+
+
+class Allow(StrEnum):
+    """``--allow``: what to do with a row holding a value the target cannot take.
+
+    ``skip-row`` leaves the row out (and names it); ``blank-value`` writes the offending values
+    empty (and names them). Without ``--allow`` the export refuses (exit 1) and writes nothing.
+    """
+
+    skip_row = "skip-row"
+    blank_value = "blank-value"
+
+
+class ExportError(Exception):
+    """The export cannot start: unknown race, event, format or earlier export, bad ``--as-of``.
+    The message names the value and what to do."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``rsu export`` was asked for.
+
+    ``since`` is ``"last"``, an export id (as text) or ``None``; ``as_of`` an ISO 8601 time or
+    ``None``; ``output`` what to record as the destination (a path, ``-`` for stdout).
+    """
+
+    race_id: int
+    format: str
+    event_ids: tuple[int, ...] = ()
+    since: str | None = None
+    as_of: str | None = None
+    allow: Allow | None = None
+    timing_partner_id: int | None = None
+    output: str = "-"
+
+
+@dataclass
+class ExportResult:
+    """What an export did. ``record`` is ``None`` when nothing was written (``problems`` refused
+    it). ``rows``: data rows written; ``changes``: the change report of a ``--since`` export;
+    ``problems``: every value the target cannot take, with ``allowed`` telling whether
+    ``--allow`` handled them; ``notes``: operator messages."""
+
+    record: record.ExportRecord | None
+    rows: int
+    problems: list[Problem]
+    allowed: bool
+    changes: list[Change] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """``1`` when problems refused the export, else ``0``."""
+        return 1 if self.record is None else 0
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _checkpoint(conn: sqlite3.Connection) -> int:
+    try:
+        row = conn.execute("SELECT value FROM projector_state WHERE name = 'checkpoint'").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return 0 if row is None else int(row[0])
+
+
+def _earlier(conn: sqlite3.Connection, opts: ExportOptions, partner: int) -> record.ExportRecord:
+    since = opts.since or ""
+    if since == "last":
+        found = record.last_export(conn, partner, opts.race_id, opts.format, opts.event_ids)
+        if found is None:
+            raise ExportError(
+                f"no earlier {opts.format} export of race {opts.race_id}"
+                + (f" events {list(opts.event_ids)}" if opts.event_ids else "")
+                + ": run the export once without --since"
+            )
+        return found
+    if not since.isdigit():
+        raise ExportError(f"--since {since!r} is neither 'last' nor an export id")
+    found = record.get_export(conn, int(since))
+    if found is None:
+        raise ExportError(f"there is no export {since} (see the exports table)")
+    if (found.timing_partner_id, found.race_id) != (partner, opts.race_id):
+        raise ExportError(f"export {since} is of race {found.race_id}, not {opts.race_id}")
+    return found
+
+
+def _resolve(
+    rows: list[StartRow], prof: Profile, allow: Allow | None
+) -> tuple[list[tuple[StartRow, frozenset[str]]], list[Problem]]:
+    """(rows to write with the fields to blank, every problem found)."""
+    out: list[tuple[StartRow, frozenset[str]]] = []
+    problems: list[Problem] = []
+    for row in rows:
+        found = prof.problems(row)
+        problems += found
+        if not found:
+            out.append((row, frozenset()))
+        elif allow is Allow.blank_value:
+            out.append((row, frozenset(p.field for p in found)))
+        elif allow is None:
+            out.append((row, frozenset()))
+    return out, problems
+
+
+def _change_lines(
+    changes: list[Change], prof: Profile, rows: dict[int, tuple[StartRow, frozenset[str]]]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Headers and rows of a change report: the change columns, then the profile's columns with
+    the registration's current values (empty for a removal)."""
+    extra = [h for h in prof.headers if h not in CHANGE_COLUMNS]
+    lines = []
+    for c in changes:
+        line: dict[str, Any] = {name: getattr(c, name) for name in CHANGE_COLUMNS}
+        current = rows.get(c.registration_id)
+        if current is not None:
+            values = prof.values(*current)
+            line.update({h: values[h] for h in extra})
+        lines.append(line)
+    return [*CHANGE_COLUMNS, *extra], lines
+
+
+def run_export(
+    db: sqlite_utils.Database,
+    opts: ExportOptions,
+    write: Callable[[bytes], None],
+    now: str | None = None,
+) -> ExportResult:
+    """Run one export on ``db`` (the rsu database: journal, projection, exports record).
+
+    ``write`` receives the file's bytes once the export is known to be valid; the export is
+    recorded only after it returns. ``now`` (ISO 8601 UTC) is the recorded time (default: the
+    clock). Raises :class:`ExportError` when the export cannot start, ``OSError`` from
+    ``write``, ``rsu.journal.JournalError`` / ``sqlite3.Error`` on database failures.
+    """
+    try:
+        prof = profile(opts.format)
+    except KeyError as exc:
+        raise ExportError(str(exc.args[0])) from None
+    conn = db.conn
+    record.ensure_schema(db)
+    journal = Journal(db)
+    source = conn
+    as_of_iso = None
+    if opts.as_of is not None:
+        try:
+            when = asof.parse_time(opts.as_of)
+        except asof.AsOfError as exc:
+            raise ExportError(str(exc)) from None
+        seq = asof.seq_at(journal, when)
+        if seq == 0:
+            raise ExportError(f"the journal holds nothing recorded at or before {opts.as_of}")
+        source = asof.replay_until(journal, seq)
+        as_of_iso = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    else:
+        seq = _checkpoint(conn)
+    try:
+        try:
+            partner = race_partner(source, opts.race_id, opts.timing_partner_id)
+            rows = start_list(source, partner, opts.race_id, opts.event_ids)
+            removed = removed_rows(source, partner, opts.race_id)
+        except SelectionError as exc:
+            raise ExportError(str(exc)) from None
+    finally:
+        if source is not conn:
+            source.close()
+    earlier = _earlier(conn, opts, partner) if opts.since else None
+    changes = None
+    if earlier is not None:
+        before = record.exported_rows(conn, earlier.export_id)
+        # Only the rows a change report writes are checked against the target.
+        touched = {c.registration_id for c in diff(before, rows, removed) if c.change != "removed"}
+        checked = [r for r in rows if r.registration_id in touched]
+        unchanged = [r for r in rows if r.registration_id not in touched]
+        resolved, problems = _resolve(checked, prof, opts.allow)
+        kept_rows = [r for r, _ in resolved] + [r for r in unchanged if r.registration_id in before]
+    else:
+        resolved, problems = _resolve(rows, prof, opts.allow)
+        kept_rows = [r for r, _ in resolved]
+    if problems and opts.allow is None:
+        return ExportResult(None, 0, problems, allowed=False)
+    if earlier is not None:
+        kept_ids = {r.registration_id for r in kept_rows}
+        changes = diff(before, [r for r in rows if r.registration_id in kept_ids], removed)
+        headers, lines = _change_lines(
+            changes, prof, {r.registration_id: (r, b) for r, b in resolved}
+        )
+    else:
+        headers, lines = prof.headers, [prof.values(r, b) for r, b in resolved]
+    data = encode(prof, headers, lines)
+    write(data)
+    saved = record.save_export(
+        conn,
+        record.ExportRecord(
+            export_id=0,
+            created_utc=now or _utc_now(),
+            timing_partner_id=partner,
+            race_id=opts.race_id,
+            event_ids=tuple(opts.event_ids),
+            format=prof.name,
+            since_export_id=None if earlier is None else earlier.export_id,
+            as_of=as_of_iso,
+            journal_seq=seq,
+            row_count=len(lines),
+            sha256=hashlib.sha256(data).hexdigest(),
+            output=opts.output,
+        ),
+        sorted(kept_rows, key=lambda r: r.registration_id),
+    )
+    return ExportResult(saved, len(lines), problems, allowed=bool(problems), changes=changes)

@@ -1,0 +1,53 @@
+"""Writing an export: rows to the bytes of the target's file, and the file to disk or stdout.
+
+Delimited files are written with the :mod:`csv` module (quoting only where needed); NDJSON is one
+compact JSON object per line. ``None`` is written as an empty field (``null`` in NDJSON).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .profiles import Profile
+
+
+def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
+    """The file's bytes: ``rows`` (``header -> value`` dicts) in ``profile``'s layout and
+    encoding, with ``headers`` as the header row (delimited) or key order (NDJSON)."""
+    buf = io.StringIO(newline="")
+    if profile.kind == "ndjson":
+        for row in rows:
+            obj = {h: row.get(h) for h in headers}
+            buf.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+    else:
+        writer = csv.writer(buf, delimiter=profile.delimiter, lineterminator=profile.newline)
+        writer.writerow(headers)
+        for row in rows:
+            writer.writerow(["" if row.get(h) is None else row.get(h) for h in headers])
+    return profile.bom + buf.getvalue().encode(profile.encoding)
+
+
+def write_output(data: bytes, path: Path | None) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file beside it, then a rename), or to
+    standard output when ``path`` is ``None``. Raises ``OSError`` when the file cannot be
+    written."""
+    if path is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
