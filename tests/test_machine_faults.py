@@ -39,7 +39,8 @@ WORLD = WorldConfig(
 MARKUP_NAME = "Fun Run [/bold]"
 BRACKET_NAME = "Run [w/ dog]"
 ESCAPE_NAME = "Evil \x1b]0;pwned\x07Race\x1b[2J\x9b31m"
-ESCAPE_ERROR = "boom \x1b[31m[red]red[/red]\x1b[0m\nforged line"
+ESCAPE_ERROR = "boom \x1b[31m[red]red[/red]\x1b[0m\x9b2J\u202e\nforged line"
+SHOWN_ERROR = "boom \ufffd[31m[red]red[/red]\ufffd[0m\ufffd2J\ufffd forged line"
 
 
 def rsu(*args: str | Path, env: dict[str, str] | None = None) -> Result:
@@ -185,7 +186,7 @@ READ_COMMANDS = [
     ["journal", "verify"],
     ["journal", "stats"],
     ["history", "--json"],
-    ["status", "--json", "--max-age", "1e12"],
+    ["status", "--json", "--max-age", "36500d"],
 ]
 
 
@@ -228,7 +229,7 @@ def test_read_only_commands_work_on_a_read_only_database(read_only: Path) -> Non
         "listing_completed",
         "run_finished",
     ]
-    status = json.loads(results[("status", "--json", "--max-age", "1e12")][1])
+    status = json.loads(results[("status", "--json", "--max-age", "36500d")][1])
     assert [r["name"] for p in status["partners"] for r in p["races"]] == [MARKUP_NAME]
     assert _digest(db) == before
     # SQLite may leave the (empty) WAL files of a reader beside a read-only file, nothing else
@@ -499,13 +500,16 @@ def test_status_and_history_print_server_strings_as_text(tmp_path: Path) -> None
     _journal(db, names=(MARKUP_NAME, BRACKET_NAME, ESCAPE_NAME), error=ESCAPE_ERROR)
     project(db)
     env = {"COLUMNS": "250"}
-    status = rsu("status", "--db", db, "--max-age", "1e12", env=env)
+    status = rsu("status", "--db", db, "--max-age", "36500d", env=env)
     assert clean_exit(status), status.exception
     assert MARKUP_NAME in status.output and BRACKET_NAME in status.output
     assert "Evil \ufffd]0;pwned\ufffdRace" in status.output
-    assert "boom \ufffd[31m[red]red[/red]\ufffd[0m forged line" in status.output
+    assert SHOWN_ERROR in status.output
     history = rsu("history", "--db", db, env=env)
     assert clean_exit(history) and history.exit_code == 0, history.exception
-    assert "boom \ufffd[31m[red]red[/red]\ufffd[0m forged line" in history.output
-    for out in (status.output, history.output):
-        assert not any(c in out for c in "\x1b\x07\x9b"), out
+    assert SHOWN_ERROR in history.output
+    as_json = rsu("history", "--db", db, "--json", "--status", "error")
+    assert as_json.exit_code == 0
+    assert [json.loads(line)["reason"] for line in as_json.output.splitlines()] == [ESCAPE_ERROR]
+    for out in (status.output, history.output, as_json.output):
+        assert not any(c in out for c in "\x1b\x07\x9b\u202e"), out
