@@ -151,6 +151,7 @@ def _unprivileged() -> list[str]:
 
 
 def _rsu_unprivileged(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``rsu ARGS`` in another process, without root's power over file permissions."""
     code = "import sys; from rsu.cli.main import app; app(prog_name='rsu')"
     return subprocess.run(
         [*_unprivileged(), sys.executable, "-c", code, *map(str, args)],
@@ -238,11 +239,29 @@ def test_read_only_commands_work_on_a_read_only_database(read_only: Path) -> Non
 
 def test_writing_to_a_read_only_database_is_one_line_and_exit_1(read_only: Path) -> None:
     before = _digest(read_only)
-    done = _rsu_unprivileged(read_only.parent, "project", "--rebuild", "--db", read_only)
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "read-only" in lines[0], lines
+    saved = read_only.parent.parent / "race.json"
+    saved.write_text('{"race": {"race_id": 1}}')
+    commands = [
+        ["project", "--rebuild"],
+        ["credentials", "add", "--partner", "5", "--api-key", "k"],
+        ["credentials", "list"],
+        ["journal", "import", str(saved), "--endpoint", "race", "--race-id", "1"],
+    ]
+    argv = [[*args, "--db", str(read_only)] for args in commands]
+    done = subprocess.run(
+        [*_unprivileged(), sys.executable, "-c", _MANY, json.dumps(argv)],
+        cwd=read_only.parent,
+        env={**os.environ, "RSU_API_SECRET": "s", "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    for args, (code, output, exception) in zip(commands, json.loads(done.stdout), strict=True):
+        assert (code, exception) == (1, None), (args, output)
+        lines = output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: database {read_only}"), lines
+        assert "read-only" in lines[0], (args, lines)
     assert _digest(read_only) == before
 
 
