@@ -114,10 +114,15 @@ def database_errors(db: Path) -> Iterator[None]:
     file and the cause (locked, disk full, read-only ...), never a traceback."""
     try:
         yield
-    except JournalError as exc:
-        fail(str(exc), 1)
-    except sqlite3.Error as exc:
-        fail(str(database_error(exc, "use it", db)), 1)
+    except (JournalError, sqlite3.Error) as exc:
+        fail_database(db, exc)
+
+
+def fail_database(db: Path, exc: JournalError | sqlite3.Error) -> NoReturn:
+    """Exit 1 with the one line of a database failure (see :func:`database_errors`)."""
+    if isinstance(exc, sqlite3.Error):
+        exc = database_error(exc, "use it", db)
+    fail(str(exc), 1)
 
 
 def server_text(value: object, style: str = "") -> Text:

@@ -12,13 +12,22 @@ Help texts use no square brackets: rich would take ``[env RSU_API_SECRET]`` for 
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, duration, err_console, fail, require_db
+from rsu.cli.common import (
+    DEFAULT_DB,
+    DbOption,
+    duration,
+    err_console,
+    fail,
+    fail_database,
+    require_db,
+)
 from rsu.fetcher import (
     DEFAULT_BASE_URL,
     FetchUsageError,
@@ -187,8 +196,8 @@ def add(
             conn.conn.close()
     except CredentialError as exc:
         fail(str(exc), 2)
-    except JournalError as exc:
-        fail(str(exc), 1)
+    except (JournalError, sqlite3.Error) as exc:
+        fail_database(db, exc)
     verb = "replaced" if replaced else "added"
     extra = ", refreshable" if cred.oauth is not None else ""
     typer.echo(
@@ -211,8 +220,8 @@ def list_(db: DbOption = DEFAULT_DB) -> None:
             conn.conn.close()
     except CredentialError as exc:
         fail(str(exc), 1)
-    except JournalError as exc:
-        fail(str(exc), 1)
+    except (JournalError, sqlite3.Error) as exc:
+        fail_database(db, exc)
     if not creds:
         typer.echo("no credentials; add one with: rsu credentials add --partner ID --api-key KEY")
     else:
@@ -265,8 +274,8 @@ def test(
         )
     except FetchUsageError as exc:
         fail(str(exc), 2)
-    except JournalError as exc:
-        fail(str(exc), 1)
+    except (JournalError, sqlite3.Error) as exc:
+        fail_database(db, exc)
     if load_caller(db) is None:
         typer.echo(f"warning: {CALLER_WARNING}", err=True)
     for r in results:
@@ -291,8 +300,8 @@ def remove(partner: PartnerOption, db: DbOption = DEFAULT_DB) -> None:
             removed = remove_credential(conn, partner)
         finally:
             conn.conn.close()
-    except JournalError as exc:
-        fail(str(exc), 1)
+    except (JournalError, sqlite3.Error) as exc:
+        fail_database(db, exc)
     if not removed:
         fail(f"no credentials for partner {partner}", 1)
     typer.echo(f"removed the credential of partner {partner}")
@@ -336,8 +345,8 @@ def caller(
             conn.conn.close()
     except CredentialError as exc:
         fail(str(exc), 2)
-    except JournalError as exc:
-        fail(str(exc), 1)
+    except (JournalError, sqlite3.Error) as exc:
+        fail_database(db, exc)
     if remove:
         if not removed:
             fail("no caller registration is stored", 1)

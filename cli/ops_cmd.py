@@ -31,6 +31,7 @@ from rsu.fetcher.oauth import DEFAULT_WARN_S, expiry_warnings
 from rsu.fetcher.run import CALLER_WARNING
 from rsu.fetcher.secret_store import CredentialError
 from rsu.journal import head_json, journal_head, open_db
+from rsu.journal.printable import json_safe
 from rsu.projector.reports import (
     RaceStatus,
     StatusReport,
@@ -267,7 +268,7 @@ def register(app: typer.Typer) -> None:
             database.conn.close()
         if as_json:
             for row in rows:
-                typer.echo(json.dumps(row, ensure_ascii=False))
+                typer.echo(json_safe(json.dumps(row, ensure_ascii=False)))
             return
         table = Table()
         columns = (

@@ -5,7 +5,8 @@ sequences (``ESC [2J`` clears the screen, ``ESC ]0;...BEL`` retitles the window,
 link), bidi overrides that reorder what is read, or line breaks that forge extra log lines. Every
 place that prints such a string (``rsu status``, ``rsu history``, fetch failures and warnings, the
 progress notes, the log file, ``rsu journal log``) passes it through :func:`printable` first.
-Output meant for machines (``--json``, ``journal show --body``) keeps the exact value instead.
+Output meant for machines (``--json``, ``journal show --body``) keeps the exact value instead,
+with the same characters written as JSON ``\\uXXXX`` escapes (:func:`json_safe`).
 """
 
 from __future__ import annotations
@@ -34,3 +35,10 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
     if keep_newlines:
         return re.sub("[\t\r]", " ", text)
     return _BREAKS.sub(" ", text)
+
+
+def json_safe(document: str) -> str:
+    """A JSON text (e.g. from ``json.dumps(..., ensure_ascii=False)``) with every control
+    character that JSON leaves raw (DEL, C1, Unicode line separators, bidi controls) written as
+    a ``\\uXXXX`` escape: the same JSON value, nothing a terminal would act on."""
+    return _CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", document)

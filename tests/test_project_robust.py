@@ -18,6 +18,7 @@ from project_helpers import (
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
+from rsu.journal import JournalError
 from rsu.projector import apply, project
 
 RACE, EV = 100, 11
@@ -173,8 +174,6 @@ def test_a_database_failure_is_not_recorded_as_the_events_fault(monkeypatch):
     does not move past the event."""
     import sqlite3
 
-    from rsu.journal import JournalError
-
     jn = new_journal()
     b = Builder(jn)
     b.run_started()
@@ -184,8 +183,9 @@ def test_a_database_failure_is_not_recorded_as_the_events_fault(monkeypatch):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(apply.Applier, "_race", full)
-    with pytest.raises(JournalError, match="disk is full"):
+    with pytest.raises(JournalError) as raised:  # wrapped once, naming the cause
         project(jn.db, batch_size=1)
+    assert raised.value.cause == "disk_full"
     assert _checkpoint(jn.db.conn) == 1
     assert _errors(jn.db.conn) == []
 
