@@ -305,6 +305,24 @@ def _find(
     ]
 
 
+def _version(
+    row: JournalRow, endpoint: str, event_id: int | None, status: str, **fields: Any
+) -> Version:
+    """A :class:`Version` first seen in journal event ``row``."""
+    served, source = served_time(row)
+    return Version(
+        seq=row.seq,
+        served_at=served,
+        served_at_source=source,
+        recorded_at=row.recorded_at,
+        endpoint=endpoint,
+        event_id=event_id,
+        status=status,
+        last_seen_seq=row.seq,
+        **fields,
+    )
+
+
 def _apply(
     result: RegistrationAudit,
     timelines: dict[int | None, Timeline],
@@ -331,19 +349,14 @@ def _apply(
         record["event_id"] = event_id
     removed = ev.endpoint == "removed_participants"
     status = "removed" if removed else "active"
-    served, source = served_time(row)
-    version = Version(
-        seq=row.seq,
-        served_at=served,
-        served_at_source=source,
-        recorded_at=row.recorded_at,
-        endpoint=ev.endpoint,
-        event_id=event_id,
-        status=status,
+    version = _version(
+        row,
+        ev.endpoint,
+        event_id,
+        status,
         removed_reason=_text(record.get("removed_reason")) if removed else None,
         new_registration_id=_as_int(record.get("new_registration_id")) if removed else None,
         record=record,
-        last_seen_seq=row.seq,
     )
     if timeline.versions:
         last = timeline.versions[-1]
@@ -368,18 +381,13 @@ def _listing_completed(timeline: Timeline, row: JournalRow, ev: ListingCompleted
         return
     if timeline.seen_seqs.intersection(ev.page_seqs):
         return
-    served, source = served_time(row)
-    version = Version(
-        seq=row.seq,
-        served_at=served,
-        served_at_source=source,
-        recorded_at=row.recorded_at,
-        endpoint="listing_completed",
-        event_id=last.event_id,
-        status="removed",
+    version = _version(
+        row,
+        "listing_completed",
+        last.event_id,
+        "removed",
         removed_reason="missing_from_listing",
         record=dict(last.record),
-        last_seen_seq=row.seq,
     )
     version.changes = _changes(last, version)
     timeline.versions.append(version)
