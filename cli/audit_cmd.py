@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Annotated, Any
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, fail, require_db
-from rsu.journal import Journal, JournalError
+from rsu.cli.common import DEFAULT_DB, DbOption, database_errors, fail, require_db
+from rsu.journal import Journal
+from rsu.journal.printable import printable
 from rsu.journal.registration_audit import (
     SUMMARY_FIELDS,
     Timeline,
@@ -20,8 +20,9 @@ from rsu.journal.registration_audit import (
 
 
 def _value(value: Any) -> str:
-    """A raw JSON value as sent: ``1234`` and ``"1234"`` stay distinguishable."""
-    return json.dumps(value, ensure_ascii=False)
+    """A raw JSON value as sent: ``1234`` and ``"1234"`` stay distinguishable; control
+    characters from the network never reach the terminal."""
+    return printable(json.dumps(value, ensure_ascii=False))
 
 
 def _when(version: Version) -> str:
@@ -86,13 +87,10 @@ def audit_command(
     journal never held the registration.
     """
     require_db(db)
-    try:
-        with Journal.open(db) as journal:
-            report = audit_registration(journal, registration, timing_partner_id=partner)
-    except (JournalError, sqlite3.Error) as exc:
-        fail(f"cannot read the journal in {db}: {exc}")
+    with database_errors(db), Journal.open(db, readonly=True) as journal:
+        report = audit_registration(journal, registration, timing_partner_id=partner)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(report.to_dict(), indent=2))  # \\uXXXX: no raw control bytes
     else:
         for timeline in report.timelines:
             _print_timeline(registration, timeline)

@@ -337,3 +337,20 @@ def test_audit_needs_an_existing_db(tmp_path: Path) -> None:
     result = runner.invoke(app, ["audit", "--db", str(tmp_path / "x.db"), "--registration", "1"])
     assert result.exit_code == 2
     assert not (tmp_path / "x.db").exists()
+
+
+def test_audit_prints_no_control_characters_from_the_network(tmp_path: Path) -> None:
+    j = new_journal(tmp_path / "rsu.db")
+    w = World(j)
+    w.listing("participants", 11, page(11, [reg(9, 11, 1, last="Ev\x1b[31mil\x9b2J")]))
+    w.listing("participants", 11, page(11, [reg(9, 11, 1, last="Good")]), complete=False)
+    j.close()
+    for extra in ([], ["--json"]):
+        result = runner.invoke(
+            app, ["audit", "--db", str(tmp_path / "rsu.db"), "--registration", "9", *extra]
+        )
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\x9b" not in result.output
+    assert json.loads(result.stdout)["timelines"][0]["versions"][1]["changes"] == [
+        {"field": "last_name", "old": "Ev\x1b[31mil\x9b2J", "new": "Good"}
+    ]
