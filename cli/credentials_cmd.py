@@ -257,7 +257,15 @@ def test(
     base_url: Annotated[
         str, typer.Option("--base-url", envvar="RSU_BASE_URL", help="API root.")
     ] = DEFAULT_BASE_URL,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds.")] = 15.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            parser=duration("s", minimum=0.001),
+            metavar="DURATION",
+            help="How long to wait for each answer: 15s, 1m, 15 (seconds).",
+        ),
+    ] = 15.0,
     max_attempts: Annotated[
         int, typer.Option("--max-attempts", min=1, help="Tries per partner, the first included.")
     ] = 3,

@@ -152,7 +152,12 @@ def fetch(
     ] = 6,
     backoff: Annotated[
         float,
-        typer.Option("--backoff", min=0, help="Backoff factor in seconds (doubles per retry)."),
+        typer.Option(
+            "--backoff",
+            parser=duration("s"),
+            metavar="DURATION",
+            help="Backoff factor, doubling per retry: 0.25, 1s (a bare number means seconds).",
+        ),
     ] = 0.25,
     retry_after_cap: Annotated[
         float,

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from rsu.cli import (
+    audit_cmd,
     backup_cmd,
     credentials_cmd,
     demo_cmd,
@@ -64,6 +65,7 @@ ops_cmd.register(app)
 demo_cmd.register(app)
 backup_cmd.register(app)
 export_cmd.register(app)
+audit_cmd.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

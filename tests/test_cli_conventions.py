@@ -131,6 +131,8 @@ def test_status_max_age_takes_units(tmp_path: Path, value: str, seconds: float) 
         ["fetch", "--full-every", "often"],
         ["sync", "--read-timeout", "0"],
         ["fetch", "--overlap", "10 s"],
+        ["fetch", "--backoff", "fast"],
+        ["credentials", "test", "--timeout", "0s"],
         ["simulator", "serve", "--duration", "5y"],
     ],
 )
