@@ -21,6 +21,7 @@ from rsu.cli.common import (
     database_errors,
     err_console,
     fail,
+    labelled,
     require_db,
     server_text,
 )
@@ -129,6 +130,8 @@ def export_command(
             f"{rows} registration(s) hold values {target} cannot take; nothing was written. "
             "Fix them in RunSignUp and sync, or pass --allow skip-row or --allow blank-value."
         )
+    for note in result.notes:
+        err_console.print(labelled("warning", "yellow", note), soft_wrap=True)
     rec = result.record
     what = "changes" if result.changes is not None else "rows"
     _say(

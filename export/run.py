@@ -184,6 +184,7 @@ def run_export(
     journal = Journal(db)
     source = conn
     as_of_iso = None
+    notes: list[str] = []
     if opts.as_of is not None:
         try:
             when = asof.parse_time(opts.as_of)
@@ -196,6 +197,12 @@ def run_export(
         as_of_iso = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     else:
         seq = _checkpoint(conn)
+        last = journal.last_seq()
+        if last > seq:
+            notes.append(
+                f"the tables reflect journal seq {seq} of {last}: run `rsu project` to export "
+                "what was fetched since"
+            )
     try:
         try:
             partner = race_partner(source, opts.race_id, opts.timing_partner_id)
@@ -249,4 +256,6 @@ def run_export(
         ),
         sorted(kept_rows, key=lambda r: r.registration_id),
     )
-    return ExportResult(saved, len(lines), problems, allowed=bool(problems), changes=changes)
+    return ExportResult(
+        saved, len(lines), problems, allowed=bool(problems), changes=changes, notes=notes
+    )

@@ -22,6 +22,7 @@ from export_helpers import (
     person,
     set_participant,
 )
+from project_helpers import Builder, new_journal
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
@@ -322,3 +323,15 @@ def test_a_race_synced_for_two_partners_needs_partner(tmp_path: Path) -> None:
     res = export(db, "--format", "mylaps", "--partner", "8")
     assert res.exit_code == 0
     assert res.stdout.splitlines()[1:] == ["901,First901 Last901,901,,F,1990-04-05"]
+
+
+def test_a_projection_behind_the_journal_is_named(clean_db: Path) -> None:
+    jn = new_journal(clean_db)
+    Builder(jn).run_started()
+    jn.close()
+    res = export(clean_db, "--format", "csv", "-o", "/dev/null")
+    assert res.exit_code == 0
+    assert res.stderr.splitlines()[0] == (
+        "warning: the tables reflect journal seq 0 of 1: run `rsu project` to export what was "
+        "fetched since"
+    )
