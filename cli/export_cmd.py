@@ -15,7 +15,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rsu.cli.common import DEFAULT_DB, DbOption, err_console, fail, require_db
+from rsu.cli.common import (
+    DEFAULT_DB,
+    DbOption,
+    database_errors,
+    err_console,
+    fail,
+    labelled,
+    require_db,
+    server_text,
+)
 from rsu.export import PROFILES, Allow, ExportError, ExportOptions, run_export
 from rsu.export.check import ERROR, CheckReport, run_check
 from rsu.export.selection import SelectionError
@@ -31,18 +40,14 @@ PartnerOption = Annotated[
 ]
 
 
-def _open(db: Path) -> sqlite_utils.Database:
+def _open(db: Path, readonly: bool) -> sqlite_utils.Database:
     require_db(db)
-    try:
-        database = open_db(db)
-        database.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-    except (JournalError, sqlite3.Error) as exc:
-        fail(f"cannot read database {db}: {exc}")
-    return database
+    with database_errors(db):
+        return open_db(db, readonly=readonly)
 
 
 def _say(line: str) -> None:
-    err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    err_console.print(server_text(line), soft_wrap=True)
 
 
 def export_command(
@@ -91,7 +96,7 @@ def export_command(
     """
     if fmt not in PROFILES:
         raise typer.BadParameter(f"{fmt!r} is not one of {_FORMATS}", param_hint="--format")
-    database = _open(db)
+    database = _open(db, readonly=False)
     opts = ExportOptions(
         race_id=race,
         format=fmt,
@@ -125,6 +130,8 @@ def export_command(
             f"{rows} registration(s) hold values {target} cannot take; nothing was written. "
             "Fix them in RunSignUp and sync, or pass --allow skip-row or --allow blank-value."
         )
+    for note in result.notes:
+        err_console.print(labelled("warning", "yellow", note), soft_wrap=True)
     rec = result.record
     what = "changes" if result.changes is not None else "rows"
     _say(
@@ -142,12 +149,12 @@ def _print_check(report: CheckReport) -> None:
         for f in report.findings:
             table.add_row(
                 Text(f.severity, style="red" if f.severity == ERROR else "yellow"),
-                Text(f.problem),
-                Text(str(f.event_id)),
-                Text(str(f.registration_id)),
-                Text(f.bib_num or ""),
-                Text(f.name),
-                Text(f.detail),
+                server_text(f.problem),
+                server_text(str(f.event_id)),
+                server_text(str(f.registration_id)),
+                server_text(f.bib_num or ""),
+                server_text(f.name),
+                server_text(f.detail),
             )
         console.print(table)
     warnings = len(report.findings) - report.errors
@@ -182,7 +189,7 @@ def check_command(
     """
     if target is not None and target not in PROFILES:
         raise typer.BadParameter(f"{target!r} is not one of {_FORMATS}", param_hint="--for")
-    database = _open(db)
+    database = _open(db, readonly=True)
     try:
         report = run_check(database.conn, race, target, partner)
     except SelectionError as exc:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 from .selection import FIELD_NAMES, StartRow
@@ -110,7 +111,7 @@ class Column:
 
 def field(name: str) -> Callable[[StartRow], Any]:
     """A column that copies the StartRow field ``name`` unchanged."""
-    return lambda row: getattr(row, name)
+    return attrgetter(name)
 
 
 def _int(name: str) -> Callable[[StartRow], Any]:

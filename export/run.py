@@ -24,7 +24,14 @@ from rsu.journal import Journal
 from . import asof, record
 from .diff import Change, diff
 from .profiles import Problem, Profile, profile
-from .selection import SelectionError, StartRow, race_partner, removed_rows, start_list
+from .selection import (
+    RemovedRow,
+    SelectionError,
+    StartRow,
+    race_partner,
+    removed_rows,
+    start_list,
+)
 from .writing import encode
 
 #: Columns of a change report (``--since``), before the profile's own columns.
@@ -162,6 +169,51 @@ def _change_lines(
     return [*CHANGE_COLUMNS, *extra], lines
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Where the start list is read: the live tables, or an as-of replay of the journal."""
+
+    conn: sqlite3.Connection
+    seq: int
+    as_of: str | None
+    notes: tuple[str, ...] = ()
+
+
+def _source(conn: sqlite3.Connection, journal: Journal, opts: ExportOptions) -> _Source:
+    if opts.as_of is None:
+        seq, last = _checkpoint(conn), journal.last_seq()
+        behind = (
+            f"the tables reflect journal seq {seq} of {last}: run `rsu project` to export "
+            "what was fetched since"
+        )
+        return _Source(conn, seq, None, (behind,) if last > seq else ())
+    try:
+        when = asof.parse_time(opts.as_of)
+    except asof.AsOfError as exc:
+        raise ExportError(str(exc)) from None
+    seq = asof.seq_at(journal, when)
+    if seq == 0:
+        raise ExportError(f"the journal holds nothing recorded at or before {opts.as_of}")
+    return _Source(asof.replay_until(journal, seq), seq, when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _read(
+    conn: sqlite3.Connection, journal: Journal, opts: ExportOptions
+) -> tuple[list[StartRow], dict[int, RemovedRow], int, _Source]:
+    """(start list, removed registrations, timing partner, where they were read)."""
+    src = _source(conn, journal, opts)
+    try:
+        partner = race_partner(src.conn, opts.race_id, opts.timing_partner_id)
+        rows = start_list(src.conn, partner, opts.race_id, opts.event_ids)
+        removed = removed_rows(src.conn, partner, opts.race_id)
+    except SelectionError as exc:
+        raise ExportError(str(exc)) from None
+    finally:
+        if src.conn is not conn:
+            src.conn.close()
+    return rows, removed, partner, src
+
+
 def run_export(
     db: sqlite_utils.Database,
     opts: ExportOptions,
@@ -181,31 +233,7 @@ def run_export(
         raise ExportError(str(exc.args[0])) from None
     conn = db.conn
     record.ensure_schema(db)
-    journal = Journal(db)
-    source = conn
-    as_of_iso = None
-    if opts.as_of is not None:
-        try:
-            when = asof.parse_time(opts.as_of)
-        except asof.AsOfError as exc:
-            raise ExportError(str(exc)) from None
-        seq = asof.seq_at(journal, when)
-        if seq == 0:
-            raise ExportError(f"the journal holds nothing recorded at or before {opts.as_of}")
-        source = asof.replay_until(journal, seq)
-        as_of_iso = when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    else:
-        seq = _checkpoint(conn)
-    try:
-        try:
-            partner = race_partner(source, opts.race_id, opts.timing_partner_id)
-            rows = start_list(source, partner, opts.race_id, opts.event_ids)
-            removed = removed_rows(source, partner, opts.race_id)
-        except SelectionError as exc:
-            raise ExportError(str(exc)) from None
-    finally:
-        if source is not conn:
-            source.close()
+    rows, removed, partner, src = _read(conn, Journal(db), opts)
     earlier = _earlier(conn, opts, partner) if opts.since else None
     changes = None
     if earlier is not None:
@@ -241,12 +269,14 @@ def run_export(
             event_ids=tuple(opts.event_ids),
             format=prof.name,
             since_export_id=None if earlier is None else earlier.export_id,
-            as_of=as_of_iso,
-            journal_seq=seq,
+            as_of=src.as_of,
+            journal_seq=src.seq,
             row_count=len(lines),
             sha256=hashlib.sha256(data).hexdigest(),
             output=opts.output,
         ),
         sorted(kept_rows, key=lambda r: r.registration_id),
     )
-    return ExportResult(saved, len(lines), problems, allowed=bool(problems), changes=changes)
+    return ExportResult(
+        saved, len(lines), problems, allowed=bool(problems), changes=changes, notes=list(src.notes)
+    )

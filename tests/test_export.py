@@ -22,6 +22,7 @@ from export_helpers import (
     person,
     set_participant,
 )
+from project_helpers import Builder, new_journal
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
@@ -258,3 +259,79 @@ def test_diff_reasons_deferral_cleared_and_not_selected() -> None:
         Change("removed", 2, 5, reason="cleared"),
         Change("removed", 3, 5, reason="not selected"),
     ]
+
+
+def test_a_webscorer_change_report_keeps_the_target_encoding(clean_db: Path) -> None:
+    assert export(clean_db, "--format", "webscorer", "-o", "/dev/null").exit_code == 0
+    set_participant(clean_db, 501, bib_num="14")
+    res = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--db",
+            str(clean_db),
+            "--race",
+            str(RACE),
+            "-f",
+            "webscorer",
+            "--since",
+            "last",
+        ],
+    )
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout_bytes[:2] == b"\xff\xfe"
+    lines = res.stdout_bytes[2:].decode("utf-16-le").split("\r\n")
+    assert lines[0].split("\t")[:8] == [
+        "change",
+        "registration_id",
+        "event_id",
+        "field",
+        "old",
+        "new",
+        "reason",
+        "new_registration_id",
+    ]
+    assert lines[1].split("\t") == [
+        "changed",
+        "501",
+        "1001",
+        "bib_num",
+        "12",
+        "14",
+        "",
+        "",
+        "14",
+        "Jane",
+        "Doe",
+        "F",
+        "36",
+        "",
+        "Marathon",
+        "ABC123",
+        "jane@example.com",
+        "501",
+    ]
+    assert lines[2:] == [""]
+
+
+def test_a_race_synced_for_two_partners_needs_partner(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "rsu.db", CLEAN)
+    make_db(db, [person(901, MARATHON)], partner=8)
+    res = export(db, "--format", "csv")
+    assert res.exit_code == 2
+    assert "race 100 is synced for partners [7, 8]: pick one with --partner" in res.stderr
+    res = export(db, "--format", "mylaps", "--partner", "8")
+    assert res.exit_code == 0
+    assert res.stdout.splitlines()[1:] == ["901,First901 Last901,901,,F,1990-04-05"]
+
+
+def test_a_projection_behind_the_journal_is_named(clean_db: Path) -> None:
+    jn = new_journal(clean_db)
+    Builder(jn).run_started()
+    jn.close()
+    res = export(clean_db, "--format", "csv", "-o", "/dev/null")
+    assert res.exit_code == 0
+    assert res.stderr.splitlines()[0] == (
+        "warning: the tables reflect journal seq 0 of 1: run `rsu project` to export what was "
+        "fetched since"
+    )

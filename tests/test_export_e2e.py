@@ -15,22 +15,14 @@ from typer.testing import CliRunner
 
 from rsu.cli.main import app
 from rsu.export.diff import REASONS
+from rsu.export.record import TRACKED
 from rsu.fetcher import run_fetch
 from rsu.projector import project
 from rsu.simulator import SimulatorServer, World, WorldConfig
 
 TODAY = int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
 #: Compared by the oracle below (team_bib is derived from several legs, so left out).
-FIELDS = (
-    "event_id",
-    "bib_num",
-    "chip_num",
-    "first_name",
-    "last_name",
-    "gender",
-    "dob",
-    "team_name",
-)
+FIELDS = tuple(f for f in TRACKED if f != "team_bib")
 
 
 def _world() -> World:
