@@ -2,21 +2,35 @@
 
 :meth:`ApiClient.get` sends ``GET <base_url><path>?format=json&...`` with the partner's credential
 applied (query parameters and/or headers, see :class:`~rsu.fetcher.credentials.Credential`), and
-journals **every attempt** before looking at it: a ``ResponseReceived`` with the exact body, or a
+journals **every attempt** before looking at it: a ``ResponseReceived`` with the body, or a
 ``RequestFailed`` with the exception class and a scrubbed message. Only then is the body parsed
 (:func:`rsu.fetcher.shapes.parse`). After the last attempt it journals one ``FetchFailed``.
 
+Each step is one small function: :meth:`ApiClient._send` makes one attempt, bounded by
+:class:`Timeouts` (connect and read timeouts, a ``deadline`` for the whole attempt and a
+``max_body_bytes`` cap, see :mod:`rsu.fetcher.bounded`); :meth:`ApiClient._record_answer` /
+:meth:`ApiClient._record_error` journal it; :func:`classify_answer` / :func:`classify_error`
+turn it into a :class:`Verdict`; :meth:`RetryState.increment` decides the next attempt (an
+immutable state, the shape of urllib3's ``Retry``).
+
+Bodies are stored as received (decoded from ``gzip``/``deflate``), except that the known secret
+values of this client (the partner's credential, the caller registration) are replaced by
+``***`` first (:class:`~rsu.fetcher.redact.BodyScrubber`): a server that echoes the request back
+must not put them into the journal. ``ResponseReceived.body_scrubbed`` counts the
+replacements, and ``body_sha256``/``body_size`` are those of the stored body.
+
 Retry rules (:class:`RetryPolicy`):
 
-* retried with exponential backoff and jitter: connection errors and timeouts, HTTP 429 and 5xx,
-  RunSignUp error 14 (throttled), and bodies that do not parse or have an unexpected shape
+* retried with exponential backoff and jitter: connection errors and timeouts (the deadline
+  included), HTTP 429 and 5xx, RunSignUp error 14 (throttled), and bodies that are not JSON
   (truncated JSON, HTML error pages); ``Retry-After`` is honoured, capped at
   ``RetryPolicy.retry_after_cap`` seconds;
 * never retried: RunSignUp errors 6 (key authentication failed), 7 (permission denied) and every
   other code (3 invalid parameters, 201 race not found, 301 event not found, ...), HTTP 4xx
   other than 429, and exceptions that are not transport failures (``InvalidHeader``,
   ``InvalidURL``, ``MissingSchema`` ...: the same request would fail the same way again; only
-  :data:`TRANSPORT_ERRORS` are retried).
+  :data:`TRANSPORT_ERRORS` are retried), valid JSON of an unexpected shape, and a body over
+  the size cap (``BodyTooLarge``: journaled as a ``RequestFailed``, the body not stored).
 * never followed nor retried: redirects (HTTP 3xx). Following one would re-send the credential
   (``X-RSU-API-SECRET``, ``api_key``/``api_secret`` in the query) to whatever host ``Location``
   names; the answer is journaled and the request fails with a message naming only that host

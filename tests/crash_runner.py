@@ -57,15 +57,31 @@ def _wrap(owner: Any, name: str, tick: Callable[[], None]) -> None:
     setattr(owner, name, wrapper)
 
 
+def _wrap_append(tick: Callable[[], None]) -> None:
+    """Tick at each ``Journal.append`` while holding the journal's (reentrant) lock, so that
+    every append counted before the n-th has committed when the n-th kills the process. (A
+    tick at the call's entry would race: with two fetch threads, append n-1 may still be
+    compressing its body outside the lock when append n kills, leaving n-2 events.)"""
+    from rsu.journal.store import Journal
+
+    original = Journal.append
+
+    @functools.wraps(original)
+    def append(self: Journal, *args: Any, **kwargs: Any) -> int:
+        with self._lock:
+            tick()
+            return original(self, *args, **kwargs)
+
+    Journal.append = append  # type: ignore[method-assign]
+
+
 def install(point: str, n: int) -> None:
     """Arm the kill ``point`` for its ``n``-th occurrence in this process."""
     if point not in POINTS or n < 1:
         raise SystemExit(f"crash_runner: bad kill point {point}:{n} (one of {POINTS}, N >= 1)")
     tick = _kill_on_nth(n)
     if point == "append":
-        from rsu.journal.store import Journal
-
-        _wrap(Journal, "append", tick)
+        _wrap_append(tick)
     elif point == "in-append":
         from rsu.journal import store
 
