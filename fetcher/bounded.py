@@ -273,6 +273,8 @@ def read_body(resp: requests.Response, max_bytes: int, deadline: Deadline) -> by
                         raise _too_large(max_bytes, "decoded is over", status)
                     parts.append(piece)
             tail = decoder.flush()
+        except requests.RequestException:  # ours (decoding, deadline): already the right kind
+            raise
         except ReadTimeoutError as exc:
             deadline.check()
             raise requests.ConnectionError(exc) from exc

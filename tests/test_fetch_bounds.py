@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import socket
 import threading
 import tracemalloc
@@ -15,9 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 from fetch_helpers import SMALL, fast_options, seed_credentials
 
 from rsu.fetcher import run_fetch
+from rsu.fetcher.client import ApiClient, RateLimiter, SessionPool
+from rsu.fetcher.credentials import Credential
 from rsu.journal import FetchFailed, Journal, RequestFailed, ResponseReceived
 from rsu.simulator import LoopbackServer, World
 from rsu.simulator.api import SimulatorApp
@@ -235,3 +239,50 @@ def test_gzip_bomb_stops_at_the_cap_with_bounded_memory(tmp_path: Path) -> None:
     assert peak < 32 * MiB, peak  # the cap plus a few decoding steps, never the 256 MiB
     _assert_refused_unstored(db, result, "4 MiB", cred.timing_partner_id)
     assert "decoded is over" in result.failures[0]
+
+
+BODY = b'{"races": [' + b'{"race": {"race_id": 1}}, ' * 2000 + b'{"race": {"race_id": 2}}]}'
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return z.compress(data) + z.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "sent", "expected"),
+    [
+        ("", BODY, BODY),
+        ("identity", BODY, BODY),
+        ("gzip", gzip.compress(BODY), BODY),
+        ("x-gzip", gzip.compress(BODY), BODY),
+        ("deflate", zlib.compress(BODY), BODY),
+        ("deflate", _raw_deflate(BODY), BODY),  # raw deflate, as some servers send it
+        ("gzip", gzip.compress(BODY[:100]) + gzip.compress(BODY[100:]), BODY),  # two members
+        ("br", BODY, "ContentDecodingError: unsupported Content-Encoding 'br'"),
+        ("gzip, br", BODY, "ContentDecodingError: unsupported Content-Encoding 'gzip, br'"),
+        ("gzip", b"\x1f\x8b\x08\x00garbage" * 10, "ContentDecodingError: gzip body could not"),
+    ],
+    ids=["none", "identity", "gzip", "x-gzip", "zlib", "raw-deflate", "members", "br", "two",
+         "corrupt"],
+)  # fmt: skip
+def test_content_encodings_are_decoded_within_the_cap(
+    encoding: str, sent: bytes, expected: bytes | str
+) -> None:
+    headers = {"Content-Encoding": encoding} if encoding else {}
+    with LoopbackServer(lambda req: Response(200, sent, headers=headers)) as api:
+        cred = World.generate(SMALL).credentials[0]
+        client = ApiClient(
+            api.base_url,
+            Credential(cred.timing_partner_id, cred.auth, cred.principal, cred.secret),
+            None,
+            SessionPool(),
+            RateLimiter(0),
+        )
+        call = client.call("races", "/Rest/races", {})
+        if isinstance(expected, bytes):
+            assert client._send(call).body == expected
+        else:
+            with pytest.raises(requests.exceptions.ContentDecodingError) as caught:
+                client._send(call)
+            assert f"{type(caught.value).__name__}: {caught.value}".startswith(expected)
