@@ -137,24 +137,25 @@ def _register(conn: HTTPConnection) -> None:
         deadline.using(conn)
 
 
-class _HTTPConnection(HTTPConnection):
+class _Registering:
+    """Mixin of the urllib3 connections: report to the thread's deadline before connecting
+    and before each request."""
+
     def connect(self) -> None:
-        _register(self)
-        super().connect()
+        _register(self)  # type: ignore[arg-type]
+        super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _register(self)
-        super().request(*args, **kwargs)
+        _register(self)  # type: ignore[arg-type]
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _HTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _register(self)
-        super().connect()
+class _HTTPConnection(_Registering, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _register(self)
-        super().request(*args, **kwargs)
+
+class _HTTPSConnection(_Registering, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):

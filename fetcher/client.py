@@ -758,7 +758,6 @@ class ApiClient:
 
     def _give_up(self, call: Call, verdict: Verdict, last_seq: int | None) -> Exchange:
         """Journal the ``FetchFailed`` of a request that failed after its attempts."""
-        last = verdict.exchange
         if self.breaker.record(verdict.no_response):
             log.warning(
                 "RunSignUp unreachable after %d consecutive requests without an answer (last "
@@ -766,6 +765,16 @@ class ApiClient:
                 self.breaker.threshold,
                 self.credential.timing_partner_id,
             )
+        return self._fetch_failed(call, verdict.exchange, last_seq)
+
+    def _skip(self, call: Call) -> Exchange:
+        """Journal the ``FetchFailed`` of a request not sent because the breaker is open."""
+        self.stats.add(skipped_requests=1)
+        skipped = Exchange(False, attempts=0, error_msg=self.breaker.message, skipped=True)
+        return self._fetch_failed(call, skipped, None)
+
+    def _fetch_failed(self, call: Call, last: Exchange, last_seq: int | None) -> Exchange:
+        """Journal one ``FetchFailed`` for ``call`` ending as ``last``; returns ``last``."""
         self._append(
             FetchFailed(
                 endpoint=call.endpoint,
@@ -784,22 +793,3 @@ class ApiClient:
         )
         self.stats.add(fetch_failed=1)
         return last
-
-    def _skip(self, call: Call) -> Exchange:
-        """Journal the ``FetchFailed`` of a request not sent because the breaker is open."""
-        message = self.breaker.message
-        self._append(
-            FetchFailed(
-                endpoint=call.endpoint,
-                path=call.path,
-                query=call.query,
-                error_msg=message,
-                attempts=0,
-                race_id=call.race_id,
-                event_id=call.event_id,
-            ),
-            None,
-            call,
-        )
-        self.stats.add(fetch_failed=1, skipped_requests=1)
-        return Exchange(False, attempts=0, error_msg=message, skipped=True)

@@ -72,8 +72,8 @@ def _scan_files(path: Path, needles: list[bytes]) -> list[str]:
     return hits
 
 
-def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def _canary_world(tmp_path: Path) -> tuple[World, Path]:
+    """The small world with the canary credentials, stored in ``tmp_path/rsu.db``."""
     world = World.generate(SMALL)
     world.credentials = [
         Credential(c.timing_partner_id, c.auth, CANARIES[c.auth][0], CANARIES[c.auth][1])
@@ -81,6 +81,12 @@ def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
     ]
     db = tmp_path / "rsu.db"
     seed_credentials(db, world.credentials)
+    return world, db
+
+
+def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    world, db = _canary_world(tmp_path)
     runner = CliRunner()
     outputs: list[str] = []
     faults = Faults(
@@ -233,13 +239,7 @@ def test_echoed_secrets_are_scrubbed_before_the_body_is_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    world = World.generate(SMALL)
-    world.credentials = [
-        Credential(c.timing_partner_id, c.auth, CANARIES[c.auth][0], CANARIES[c.auth][1])
-        for c in world.credentials
-    ]
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
+    world, db = _canary_world(tmp_path)
     runner = CliRunner()
     monkeypatch.setenv("RSU_API_REG_SECRET", CALLER.secret)
     res = runner.invoke(app, ["credentials", "caller", "--db", str(db), "--token", CALLER.param])
