@@ -147,6 +147,24 @@ def fetch(
             help="How long to wait for data: 60s, 2m, 60 (seconds).",
         ),
     ] = 60.0,
+    deadline: Annotated[
+        float,
+        typer.Option(
+            "--deadline",
+            min=0.001,
+            help="Seconds one request attempt may take in all (a server trickling its answer "
+            "is cut off; the attempt is retried like a timeout).",
+        ),
+    ] = 120.0,
+    max_body_mb: Annotated[
+        int,
+        typer.Option(
+            "--max-body-mb",
+            min=1,
+            help="Largest response body accepted, in MiB after decompression (a larger one "
+            "fails its request, unstored and not retried).",
+        ),
+    ] = 64,
     max_attempts: Annotated[
         int, typer.Option("--max-attempts", min=1, help="Tries per request, the first included.")
     ] = 6,
@@ -234,6 +252,8 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
         max_rps=values["max_rps"],
         connect_timeout=values["connect_timeout"],
         read_timeout=values["read_timeout"],
+        deadline=values["deadline"],
+        max_body_bytes=values["max_body_mb"] * 2**20,
         max_attempts=values["max_attempts"],
         backoff_factor=values["backoff"],
         retry_after_cap=values["retry_after_cap"],

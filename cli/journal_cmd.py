@@ -113,12 +113,21 @@ def show_cmd(
         bool, typer.Option("--body", help="Write the raw response body, byte-exact, to stdout.")
     ] = False,
 ) -> None:
-    """Show one event as JSON with its row columns, or its raw body with --body."""
+    """Show one event as JSON with its row columns, or its raw body with --body. A body whose
+    echoed secrets were scrubbed before storing gets a note on stderr."""
     with _open(db) as journal:
         try:
             row = journal.get(seq)
         except KeyError:
             fail(f"no journal event with seq {seq}")
+        scrubbed = getattr(row.event, "body_scrubbed", 0)
+        if scrubbed:  # on stderr: stdout stays the JSON or the body
+            typer.echo(
+                f"note: the server echoed {scrubbed} secret value(s) in this body; they were "
+                "replaced by *** before it was stored (body_sha256 and body_size are of the "
+                "stored body)",
+                err=True,
+            )
         if not body:
             typer.echo(json.dumps(row_dict(row), indent=2))
             return

@@ -2,21 +2,35 @@
 
 :meth:`ApiClient.get` sends ``GET <base_url><path>?format=json&...`` with the partner's credential
 applied (query parameters and/or headers, see :class:`~rsu.fetcher.credentials.Credential`), and
-journals **every attempt** before looking at it: a ``ResponseReceived`` with the exact body, or a
+journals **every attempt** before looking at it: a ``ResponseReceived`` with the body, or a
 ``RequestFailed`` with the exception class and a scrubbed message. Only then is the body parsed
 (:func:`rsu.fetcher.shapes.parse`). After the last attempt it journals one ``FetchFailed``.
 
+Each step is one small function: :meth:`ApiClient._send` makes one attempt, bounded by
+:class:`Timeouts` (connect and read timeouts, a ``deadline`` for the whole attempt and a
+``max_body_bytes`` cap, see :mod:`rsu.fetcher.bounded`); :meth:`ApiClient._record_answer` /
+:meth:`ApiClient._record_error` journal it; :func:`classify_answer` / :func:`classify_error`
+turn it into a :class:`Verdict`; :meth:`RetryState.increment` decides the next attempt (an
+immutable state, the shape of urllib3's ``Retry``).
+
+Bodies are stored as received (decoded from ``gzip``/``deflate``), except that the known secret
+values of this client (the partner's credential, the caller registration) are replaced by
+``***`` first (:class:`~rsu.fetcher.redact.BodyScrubber`): a server that echoes the request back
+must not put them into the journal. ``ResponseReceived.body_scrubbed`` counts the
+replacements, and ``body_sha256``/``body_size`` are those of the stored body.
+
 Retry rules (:class:`RetryPolicy`):
 
-* retried with exponential backoff and jitter: connection errors and timeouts, HTTP 429 and 5xx,
-  RunSignUp error 14 (throttled), and bodies that do not parse or have an unexpected shape
+* retried with exponential backoff and jitter: connection errors and timeouts (the deadline
+  included), HTTP 429 and 5xx, RunSignUp error 14 (throttled), and bodies that are not JSON
   (truncated JSON, HTML error pages); ``Retry-After`` is honoured, capped at
   ``RetryPolicy.retry_after_cap`` seconds;
 * never retried: RunSignUp errors 6 (key authentication failed), 7 (permission denied) and every
   other code (3 invalid parameters, 201 race not found, 301 event not found, ...), HTTP 4xx
   other than 429, and exceptions that are not transport failures (``InvalidHeader``,
   ``InvalidURL``, ``MissingSchema`` ...: the same request would fail the same way again; only
-  :data:`TRANSPORT_ERRORS` are retried).
+  :data:`TRANSPORT_ERRORS` are retried), valid JSON of an unexpected shape, and a body over
+  the size cap (``BodyTooLarge``: journaled as a ``RequestFailed``, the body not stored).
 * never followed nor retried: redirects (HTTP 3xx). Following one would re-send the credential
   (``X-RSU-API-SECRET``, ``api_key``/``api_secret`` in the query) to whatever host ``Location``
   names; the answer is journaled and the request fails with a message naming only that host
@@ -39,14 +53,14 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import RequestHistory, Retry
 
@@ -59,8 +73,17 @@ from rsu.journal import (
     sha256_hex,
 )
 
+from .bounded import (
+    ACCEPT_ENCODING,
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    BodyTooLarge,
+    BoundedAdapter,
+    Deadline,
+    read_body,
+)
 from .credentials import CallerRegistration, Credential
-from .redact import scrub
+from .redact import BodyScrubber, scrub
 from .report import RunStats, log
 from .shapes import ApiErrorBody, PageInfo, ShapeError, parse
 
@@ -103,10 +126,14 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Per-request timeouts in seconds: TCP connect, and each socket read."""
+    """Bounds of one request attempt: ``connect`` (TCP connect) and ``read`` (each socket read)
+    timeouts and the ``deadline`` of the whole attempt, in seconds; ``max_body_bytes``, the
+    largest body accepted (bytes, decoded), see :mod:`rsu.fetcher.bounded`."""
 
     connect: float = 10.0
     read: float = 60.0
+    deadline: float = DEFAULT_DEADLINE
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 def backoff_seconds(retry_number: int, policy: RetryPolicy) -> float:
@@ -235,10 +262,11 @@ class SessionPool:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_maxsize=self._pool_size, max_retries=0)
+            adapter = BoundedAdapter(pool_maxsize=self._pool_size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = USER_AGENT
+            session.headers["Accept-Encoding"] = ACCEPT_ENCODING
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)
@@ -372,12 +400,139 @@ def _caller_error(endpoint: str, body: bytes) -> str | None:
     )
 
 
+@dataclass(frozen=True)
+class Call:
+    """One request as the client sends and journals it: ``endpoint`` (stable name), ``path``,
+    ``query`` (journaled: no credential), ``send`` (the query sent: with the credential),
+    ``headers`` and the journal scope (``race_id``, ``event_id``, ``listing_id``, ``page``,
+    ``cursor``)."""
+
+    endpoint: str
+    path: str
+    query: dict[str, str]
+    send: dict[str, str]
+    headers: dict[str, str]
+    race_id: int | None = None
+    event_id: int | None = None
+    listing_id: str | None = None
+    page: int | None = None
+    cursor: int | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP response read whole: ``status``, ``headers``, ``body`` (decoded, as received)
+    and ``elapsed_ms`` (milliseconds from sending to the end of the body)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The classification of one attempt (:func:`classify_answer`, :func:`classify_error`).
+
+    ``exchange`` is what :meth:`ApiClient.get` returns if this attempt is the last word;
+    ``retry``: another attempt may cure it; ``retry_after``: seconds the server asked to wait
+    (``None``: the policy's backoff); ``no_response``: no (complete) HTTP response arrived (for
+    the circuit breaker); ``halt``: a message that stops the whole run (error 17)."""
+
+    exchange: Exchange
+    retry: bool = False
+    retry_after: float | None = None
+    no_response: bool = False
+    halt: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """Where one request stands in its retries (immutable, like urllib3's ``Retry``):
+    ``attempt`` is the 1-based attempt about to be made, ``delay`` the seconds to wait before
+    it. :meth:`increment` gives the next state or ``None`` (give up)."""
+
+    policy: RetryPolicy
+    attempt: int = 1
+    delay: float = 0.0
+
+    def increment(self, verdict: Verdict) -> RetryState | None:
+        """The state of the next attempt after ``verdict``, or ``None`` when the request gives
+        up: the verdict is not worth a retry, or this was the last attempt allowed."""
+        if not verdict.retry or self.attempt >= self.policy.max_attempts:
+            return None
+        delay = verdict.retry_after
+        if delay is None:
+            delay = backoff_seconds(self.attempt, self.policy)
+        return RetryState(self.policy, self.attempt + 1, delay)
+
+
+def classify_error(exc: Exception, attempt: int, message: str) -> Verdict:
+    """The verdict on an attempt that raised ``exc`` (``message``: its scrubbed text): retried
+    only when it is a transport failure (:data:`TRANSPORT_ERRORS`, the deadline included); a
+    body over the size cap is never retried (it arrived: the server would send it again)."""
+    no_response = isinstance(exc, TRANSPORT_ERRORS)
+    return Verdict(
+        Exchange(
+            False,
+            attempts=attempt,
+            error_msg=brief_transport_error(type(exc).__name__, message),
+            http_status=exc.http_status if isinstance(exc, BodyTooLarge) else None,
+        ),
+        retry=no_response,
+        no_response=no_response,
+    )
+
+
+def classify_answer(endpoint: str, answer: Answer, attempt: int, policy: RetryPolicy) -> Verdict:
+    """The verdict on an HTTP answer (messages not yet scrubbed): 2xx with a page is ok; 429/5xx
+    and RunSignUp error 14 are retried (``Retry-After`` honoured); a body that is not JSON is
+    retried; 3xx, other 4xx, other error codes and wrong shapes are not; error 17 halts."""
+    status = answer.status
+    fail = partial(Exchange, False, attempts=attempt, http_status=status)
+    retry_after = retry_after_seconds(answer.headers.get("Retry-After"), policy)
+    if status == 429 or status >= 500:
+        return Verdict(fail(error_msg=f"HTTP {status}"), retry=True, retry_after=retry_after)
+    if 300 <= status < 400:  # not followed, not retried: see redirect_message
+        return Verdict(fail(error_msg=redirect_message(status, answer.headers.get("Location"))))
+    if not 200 <= status < 300:
+        caller_error = _caller_error(endpoint, answer.body)
+        if caller_error is None:
+            return Verdict(fail(error_msg=f"HTTP {status}"))
+        return Verdict(fail(error_code=CALLER_CODE, error_msg=caller_error), halt=caller_error)
+    try:
+        info = parse(endpoint, answer.body)
+    except ShapeError as exc:
+        return Verdict(fail(error_msg=str(exc)), retry=exc.transient)
+    if isinstance(info, ApiErrorBody):
+        message = f"RunSignUp error {info.code}: {info.message}"
+        if info.code == CALLER_CODE:  # error 17 with HTTP 200: the same meaning
+            caller_error = _caller_error(endpoint, answer.body) or message
+            return Verdict(fail(error_code=info.code, error_msg=caller_error), halt=caller_error)
+        retry = info.code in RETRYABLE_CODES
+        return Verdict(fail(error_code=info.code, error_msg=message), retry, retry_after)
+    return Verdict(
+        Exchange(
+            True,
+            info=info,
+            attempts=attempt,
+            http_status=status,
+            server_time=http_date_epoch(answer.headers.get("Date")),
+        )
+    )
+
+
 class ApiClient:
     """Exchanges of one timing partner (one credential) against ``base_url``.
 
     ``base_url`` is the site root (``https://runsignup.com``, ``https://test.runsignup.com`` or
     a simulator); paths start with ``/Rest/``. ``journal`` may be ``None`` only for checks that
     must leave no trace (``rsu credentials test``).
+
+    :meth:`get` is a small loop over four steps, each its own method or function: send one
+    attempt (:meth:`_send`), journal it (:meth:`_record_answer`/:meth:`_record_error`),
+    classify it (:func:`classify_answer`/:func:`classify_error`) and decide the next step
+    (:meth:`RetryState.increment`).
     """
 
     def __init__(
@@ -403,27 +558,31 @@ class ApiClient:
         self.timeouts = timeouts or Timeouts()
         self.sleep = sleep
         self._secrets = credential.secret_values() + (caller.secret_values() if caller else [])
+        self._body_secrets = BodyScrubber(self._secrets)
         self.breaker = breaker or CircuitBreaker(self.policy.unreachable_after)
 
     def scrub(self, message: str) -> str:
         """``message`` without query strings or this credential's secrets."""
         return scrub(message, self._secrets)
 
-    def _log_attempt(
-        self, endpoint: str, path: str, attempt: int, final: bool, message: str
-    ) -> None:
+    @property
+    def stats(self) -> RunStats:
+        """The run totals (a throw-away :class:`RunStats` when there is no run)."""
+        return self.context.stats if self.context else RunStats()
+
+    def _log_attempt(self, call: Call, attempt: int, final: bool, message: str) -> None:
         log.log(
             logging.WARNING if final else logging.INFO,
             "partner %s %s %s attempt %d %s: %s",
             self.credential.timing_partner_id,
-            endpoint,
-            path,
+            call.endpoint,
+            call.path,
             attempt,
             "gave up" if final else "will retry",
             message,
         )
 
-    def _append(self, event: Any, body: bytes | None, race_id: int | None, event_id: int | None):
+    def _append(self, event: Any, body: bytes | None, call: Call) -> int | None:
         ctx = self.context
         if ctx is None:
             return None
@@ -432,9 +591,27 @@ class ApiClient:
             body,
             run_id=ctx.run_id,
             timing_partner_id=self.credential.timing_partner_id,
-            race_id=race_id,
-            event_id=event_id,
+            race_id=call.race_id,
+            event_id=call.event_id,
         )
+
+    def call(
+        self,
+        endpoint: str,
+        path: str,
+        params: dict[str, str],
+        **scope: Any,
+    ) -> Call:
+        """The :class:`Call` of ``GET path`` with ``format=json`` + ``params``, this credential
+        and the caller registration (``scope``: ``race_id``, ``event_id``, ``listing_id``,
+        ``page``, ``cursor``)."""
+        query = redact_query({"format": "json", **params})
+        send = {**query, **self.credential.query_params()}
+        headers = self.credential.headers()
+        if self.caller is not None:  # the installation's registration, on every call
+            send.update(self.caller.query_params())
+            headers = {**headers, **self.caller.headers()}
+        return Call(endpoint, path, query, send, headers, **scope)
 
     def get(
         self,
@@ -455,233 +632,164 @@ class ApiClient:
         set the journal row scope; ``listing_id``/``page``/``cursor`` tie pages together.
         Raises only :class:`rsu.journal.JournalError` (the journal refused a write).
         """
-        query = redact_query({"format": "json", **params})
-        send = {**query, **self.credential.query_params()}
-        headers = self.credential.headers()
-        if self.caller is not None:  # the installation's registration, on every call
-            send.update(self.caller.query_params())
-            headers = {**headers, **self.caller.headers()}
-        url = self.base_url + path
-        stats = self.context.stats if self.context else RunStats()
+        call = self.call(
+            endpoint,
+            path,
+            params,
+            race_id=race_id,
+            event_id=event_id,
+            listing_id=listing_id,
+            page=page,
+            cursor=cursor,
+        )
         if self.breaker.open:
-            return self._skip(endpoint, path, query, race_id, event_id, stats)
-        policy = self.policy
-        last = Exchange(ok=False)
-        last_seq: int | None = None
-        no_response = False
-        for attempt in range(1, policy.max_attempts + 1):
-            final = attempt == policy.max_attempts
-            if attempt > 1:
+            return self._skip(call)
+        state: RetryState | None = RetryState(self.policy)
+        while state is not None:
+            if state.attempt > 1:
+                self.sleep(state.delay)
                 if self.breaker.open:
-                    break  # other requests of this partner found it unreachable meanwhile
-                stats.add(retries=1)
-            self.limiter.acquire()
-            stats.add(requests=1)
-            started = time.perf_counter()
+                    break  # other requests found the API unreachable meanwhile
+                self.stats.add(retries=1)
+            verdict, seq = self._attempt(call, state)
+            if verdict.exchange.ok:
+                self.breaker.record(False)
+                return replace(verdict.exchange, seq=seq)
+            following = state.increment(verdict)
+            message = verdict.exchange.error_msg
+            if verdict.halt is None:
+                self._log_attempt(call, state.attempt, following is None, message)
+            elif self.breaker.halt(message):  # one line for the whole run
+                log.error("%s", message)
+            state = following
+        return self._give_up(call, verdict, seq)
+
+    def _attempt(self, call: Call, state: RetryState) -> tuple[Verdict, int | None]:
+        """Send ``call`` once, journal the attempt, then classify it: ``(verdict, seq)``."""
+        try:
+            answer = self._send(call)
+        except Exception as exc:  # any failure to get a response is journaled, then judged
+            message = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
+            verdict = classify_error(exc, state.attempt, message)
+            final = state.increment(verdict) is None
+            return verdict, self._record_error(call, state.attempt, exc, message, final)
+        seq = self._record_answer(call, state.attempt, answer)
+        verdict = classify_answer(call.endpoint, answer, state.attempt, self.policy)
+        if not verdict.exchange.ok:
+            scrubbed = self.scrub(verdict.exchange.error_msg)[:500]
+            verdict = replace(verdict, exchange=replace(verdict.exchange, error_msg=scrubbed))
+        return verdict, seq
+
+    def _send(self, call: Call) -> Answer:
+        """One HTTP attempt, bounded by the deadline and the body cap (:mod:`.bounded`).
+        Raises what ``requests`` raises, :class:`DeadlineExceeded` or :class:`BodyTooLarge`."""
+        self.limiter.acquire()
+        self.stats.add(requests=1)
+        started = time.perf_counter()
+        t = self.timeouts
+        with Deadline(t.deadline) as deadline:
             try:
                 resp = self.sessions.get().get(
-                    url,
-                    params=send,
-                    headers=headers,
-                    timeout=(self.timeouts.connect, self.timeouts.read),
+                    self.base_url + call.path,
+                    params=call.send,
+                    headers=call.headers,
+                    timeout=(t.connect, t.read),
                     allow_redirects=False,  # never re-send the credential to another host
+                    stream=True,  # the body is read by read_body, bounded in size
                 )
-                body = resp.content
-            except Exception as exc:  # any failure to get a response is journaled, then judged
-                no_response = isinstance(exc, TRANSPORT_ERRORS)
-                final = final or not no_response
-                message = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
-                last_seq = self._append(
-                    RequestFailed(
-                        endpoint=endpoint,
-                        path=path,
-                        query=query,
-                        error_class=type(exc).__name__,
-                        message=message,
-                        attempt=attempt,
-                        final=final,
-                        listing_id=listing_id,
-                        race_id=race_id,
-                        event_id=event_id,
-                    ),
-                    None,
-                    race_id,
-                    event_id,
-                )
-                brief = brief_transport_error(type(exc).__name__, message)
-                last = Exchange(ok=False, attempts=attempt, error_msg=brief)
-                self._log_attempt(endpoint, path, attempt, final, brief)
-                if final:
-                    break
-                self.sleep(backoff_seconds(attempt, policy))
-                continue
-            no_response = False
-            elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-            sha = sha256_hex(body)
-            if self.context is not None and not self.context.journal.has_body(sha):
-                stats.add(new_bodies=1)
-            stats.add(bytes_received=len(body))
-            seq = self._append(
-                ResponseReceived(
-                    endpoint=endpoint,
-                    path=path,
-                    query=query,
-                    status=resp.status_code,
-                    elapsed_ms=elapsed_ms,
-                    attempt=attempt,
-                    content_type=resp.headers.get("Content-Type", ""),
-                    body_sha256=sha,
-                    body_size=len(body),
-                    page=page,
-                    cursor=cursor,
-                    listing_id=listing_id,
-                    race_id=race_id,
-                    event_id=event_id,
-                    server_date=resp.headers.get("Date", ""),
-                ),
-                body,
-                race_id,
-                event_id,
-            )
-            last_seq = seq
-            status = resp.status_code
-            retry_after = retry_after_seconds(resp.headers.get("Retry-After"), policy)
-            if status == 429 or status >= 500:
-                last = Exchange(
-                    False, attempts=attempt, http_status=status, error_msg=f"HTTP {status}"
-                )
-                self._log_attempt(endpoint, path, attempt, final, last.error_msg)
-                if not final:
-                    self.sleep(
-                        retry_after if retry_after is not None else backoff_seconds(attempt, policy)
-                    )
-                continue
-            if 300 <= status < 400:  # not followed, not retried: see redirect_message
-                last = Exchange(
-                    False,
-                    attempts=attempt,
-                    http_status=status,
-                    error_msg=self.scrub(redirect_message(status, resp.headers.get("Location"))),
-                )
-                self._log_attempt(endpoint, path, attempt, True, last.error_msg)
-                break
-            if not 200 <= status < 300:
-                last = Exchange(
-                    False, attempts=attempt, http_status=status, error_msg=f"HTTP {status}"
-                )
-                caller_error = _caller_error(endpoint, body)
-                if caller_error is not None:
-                    last = Exchange(
-                        False,
-                        attempts=attempt,
-                        error_code=CALLER_CODE,
-                        http_status=status,
-                        error_msg=self.scrub(caller_error)[:500],
-                    )
-                    if self.breaker.halt(last.error_msg):
-                        log.error("%s", last.error_msg)
-                break
-            try:
-                info = parse(endpoint, body)
-            except ShapeError as exc:
-                last = Exchange(
-                    False, attempts=attempt, http_status=status, error_msg=self.scrub(str(exc))
-                )
-                self._log_attempt(
-                    endpoint, path, attempt, final or not exc.transient, last.error_msg
-                )
-                if not exc.transient:
-                    break
-                if not final:
-                    self.sleep(backoff_seconds(attempt, policy))
-                continue
-            if isinstance(info, ApiErrorBody):
-                last = Exchange(
-                    False,
-                    attempts=attempt,
-                    error_code=info.code,
-                    http_status=status,
-                    error_msg=self.scrub(f"RunSignUp error {info.code}: {info.message}")[:500],
-                )
-                caller_error = _caller_error(endpoint, body)
-                if caller_error is not None:  # error 17 with HTTP 200: the same meaning
-                    last.error_msg = self.scrub(caller_error)[:500]
-                    if self.breaker.halt(last.error_msg):
-                        log.error("%s", last.error_msg)
-                    break
-                self._log_attempt(
-                    endpoint,
-                    path,
-                    attempt,
-                    final or info.code not in RETRYABLE_CODES,
-                    last.error_msg,
-                )
-                if info.code in RETRYABLE_CODES and not final:
-                    self.sleep(
-                        retry_after if retry_after is not None else backoff_seconds(attempt, policy)
-                    )
-                    continue
-                break
-            self.breaker.record(False)
-            return Exchange(
-                True,
-                info=info,
-                seq=seq,
-                attempts=attempt,
-                http_status=status,
-                server_time=http_date_epoch(resp.headers.get("Date")),
-            )
-        if self.breaker.record(no_response):
+            except requests.RequestException:
+                deadline.check()  # the deadline cut the connection: say so
+                raise
+            body = read_body(resp, t.max_body_bytes, deadline)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        return Answer(resp.status_code, resp.headers, body, elapsed_ms)
+
+    def _record_answer(self, call: Call, attempt: int, answer: Answer) -> int | None:
+        """Journal ``answer`` (its body with this client's secrets scrubbed, see
+        :class:`~rsu.fetcher.redact.BodyScrubber`); returns its seq."""
+        body, scrubbed = self._body_secrets.scrub(answer.body)
+        sha = sha256_hex(body)
+        if self.context is not None and not self.context.journal.has_body(sha):
+            self.stats.add(new_bodies=1)
+        self.stats.add(bytes_received=len(answer.body))
+        return self._append(
+            ResponseReceived(
+                endpoint=call.endpoint,
+                path=call.path,
+                query=call.query,
+                status=answer.status,
+                elapsed_ms=answer.elapsed_ms,
+                attempt=attempt,
+                content_type=answer.headers.get("Content-Type", ""),
+                body_sha256=sha,
+                body_size=len(body),
+                page=call.page,
+                cursor=call.cursor,
+                listing_id=call.listing_id,
+                race_id=call.race_id,
+                event_id=call.event_id,
+                server_date=answer.headers.get("Date", ""),
+                body_scrubbed=scrubbed,
+            ),
+            body,
+            call,
+        )
+
+    def _record_error(
+        self, call: Call, attempt: int, exc: Exception, message: str, final: bool
+    ) -> int | None:
+        """Journal an attempt that got no usable response; returns its seq."""
+        return self._append(
+            RequestFailed(
+                endpoint=call.endpoint,
+                path=call.path,
+                query=call.query,
+                error_class=type(exc).__name__,
+                message=message,
+                attempt=attempt,
+                final=final,
+                listing_id=call.listing_id,
+                race_id=call.race_id,
+                event_id=call.event_id,
+            ),
+            None,
+            call,
+        )
+
+    def _give_up(self, call: Call, verdict: Verdict, last_seq: int | None) -> Exchange:
+        """Journal the ``FetchFailed`` of a request that failed after its attempts."""
+        if self.breaker.record(verdict.no_response):
             log.warning(
                 "RunSignUp unreachable after %d consecutive requests without an answer (last "
                 "one for partner %s); the remaining requests of every partner are skipped",
                 self.breaker.threshold,
                 self.credential.timing_partner_id,
             )
+        return self._fetch_failed(call, verdict.exchange, last_seq)
+
+    def _skip(self, call: Call) -> Exchange:
+        """Journal the ``FetchFailed`` of a request not sent because the breaker is open."""
+        self.stats.add(skipped_requests=1)
+        skipped = Exchange(False, attempts=0, error_msg=self.breaker.message, skipped=True)
+        return self._fetch_failed(call, skipped, None)
+
+    def _fetch_failed(self, call: Call, last: Exchange, last_seq: int | None) -> Exchange:
+        """Journal one ``FetchFailed`` for ``call`` ending as ``last``; returns ``last``."""
         self._append(
             FetchFailed(
-                endpoint=endpoint,
-                path=path,
-                query=query,
+                endpoint=call.endpoint,
+                path=call.path,
+                query=call.query,
                 error_code=last.error_code,
                 http_status=last.http_status,
                 error_msg=last.error_msg,
                 attempts=last.attempts,
                 last_seq=last_seq,
-                race_id=race_id,
-                event_id=event_id,
+                race_id=call.race_id,
+                event_id=call.event_id,
             ),
             None,
-            race_id,
-            event_id,
+            call,
         )
-        stats.add(fetch_failed=1)
+        self.stats.add(fetch_failed=1)
         return last
-
-    def _skip(
-        self,
-        endpoint: str,
-        path: str,
-        query: dict[str, str],
-        race_id: int | None,
-        event_id: int | None,
-        stats: RunStats,
-    ) -> Exchange:
-        """Journal the ``FetchFailed`` of a request not sent because the breaker is open."""
-        message = self.breaker.message
-        self._append(
-            FetchFailed(
-                endpoint=endpoint,
-                path=path,
-                query=query,
-                error_msg=message,
-                attempts=0,
-                race_id=race_id,
-                event_id=event_id,
-            ),
-            None,
-            race_id,
-            event_id,
-        )
-        stats.add(fetch_failed=1, skipped_requests=1)
-        return Exchange(False, attempts=0, error_msg=message, skipped=True)

@@ -7,10 +7,14 @@ every exception message goes through :func:`scrub` first: it removes every query
 ``Authorization: Bearer <token>`` / ``X-RSU-API-SECRET: <value>`` pair whatever the value, and
 replaces every known secret value by ``***``: raw, stripped of surrounding whitespace,
 repr-escaped (``\\r``, ``\\n``, ``\\t`` as backslash sequences) and URL-encoded.
+
+:class:`BodyScrubber` does the same for the known secret values in a response body before it is
+journaled (a server that echoes the request back would otherwise store the credential).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -53,3 +57,40 @@ def scrub(message: str, secrets: Iterable[str] = ()) -> str:
         for variant in sorted(_variants(secret), key=len, reverse=True):
             text = text.replace(variant, "***")
     return text
+
+
+#: Secrets shorter than this are not scrubbed from bodies: a short value could occur in the
+#: data by chance, and rewriting data is worse than the risk (RunSignUp keys, secrets and tokens
+#: are far longer).
+MIN_BODY_SECRET = 8
+
+
+class BodyScrubber:
+    """Replaces known secret values in a response body by ``***`` before it is journaled.
+
+    A server that echoes the request back (a debugging proxy, a misconfigured API gateway)
+    would otherwise put the credential into the journal. Each secret of at least
+    :data:`MIN_BODY_SECRET` characters is looked for as sent (raw), URL-encoded (``quote``,
+    ``quote_plus``), and JSON- and repr-escaped, as UTF-8 bytes."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        found: set[bytes] = set()
+        for secret in secrets:
+            if len(secret) < MIN_BODY_SECRET:
+                continue
+            for variant in _variants(secret) | {json.dumps(secret)[1:-1]}:
+                if len(variant) >= MIN_BODY_SECRET:
+                    found.add(variant.encode())
+        #: Longest first, so a value is replaced whole before any part of it.
+        self.variants = sorted(found, key=len, reverse=True)
+
+    def scrub(self, body: bytes) -> tuple[bytes, int]:
+        """``(body with every known secret replaced by b"***", number of replacements)``;
+        ``body`` itself (not a copy) when none was found."""
+        count = 0
+        for variant in self.variants:
+            n = body.count(variant)
+            if n:
+                body = body.replace(variant, b"***")
+                count += n
+        return body, count

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rsu.journal import Journal, RunFinished, RunStarted, head_json, open_db
 
+from .bounded import DEFAULT_DEADLINE, DEFAULT_MAX_BODY_BYTES
 from .cadence import DEFAULT_CADENCE, Cadence
 from .client import (
     CALLER_CODE,
@@ -88,6 +89,9 @@ class FetchOptions:
     to :data:`CALLER_MAX_IN_FLIGHT` (2), and more needs ``beyond_caller_limit``;
     ``max_rps`` requests per second per credential
     (<= 0: unlimited); timeouts and retry policy (``max_attempts`` includes the first try);
+    ``deadline``: seconds one attempt may take in all (a server trickling its answer is cut
+    off), ``max_body_bytes``: the largest body accepted, decoded (see
+    :mod:`rsu.fetcher.bounded`);
     ``unreachable_after`` consecutive requests of one partner without any HTTP response make
     the rest of that partner's requests be skipped (0: never).
     Cadence (:mod:`rsu.fetcher.cadence`): a race gets requests beyond the races listing only
@@ -119,6 +123,8 @@ class FetchOptions:
     max_rps: float = 5.0
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    deadline: float = DEFAULT_DEADLINE
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_attempts: int = 6
     backoff_factor: float = 0.25
     backoff_max: float = 30.0
@@ -152,8 +158,10 @@ class FetchOptions:
             raise FetchUsageError("events per call must be between 1 and 500")
         if self.max_attempts < 1:
             raise FetchUsageError("max attempts must be at least 1")
-        if self.connect_timeout <= 0 or self.read_timeout <= 0:
-            raise FetchUsageError("timeouts must be positive")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0 or self.deadline <= 0:
+            raise FetchUsageError("timeouts and the deadline must be positive")
+        if self.max_body_bytes < 1:
+            raise FetchUsageError("the body size cap must be at least 1 byte")
         start, end = self.window()
         if start and end and start > end:
             raise FetchUsageError(f"start date {start} is after end date {end}")
@@ -183,6 +191,10 @@ class FetchOptions:
             retry_after_cap=self.retry_after_cap,
             unreachable_after=self.unreachable_after,
         )
+
+    def timeouts(self) -> Timeouts:
+        """The per-attempt bounds (:class:`~rsu.fetcher.client.Timeouts`) these options set."""
+        return Timeouts(self.connect_timeout, self.read_timeout, self.deadline, self.max_body_bytes)
 
     def window(self) -> tuple[str | None, str | None]:
         """``(start_date, end_date)`` as ``YYYY-MM-DD`` for ``/Rest/races``, or ``(None, None)``."""
@@ -345,7 +357,7 @@ def run_fetch(
             races_page_size=options.races_page_size,
             max_rps=options.max_rps,
             policy=options.retry_policy(),
-            timeouts=Timeouts(options.connect_timeout, options.read_timeout),
+            timeouts=options.timeouts(),
             direct_races=len(creds) == 1,
             cadence=options.cadence_in_effect(),
             caller=caller,

@@ -79,6 +79,12 @@ class ResponseReceived(_Event, tag="response_received", frozen=True):
     ``None`` when keyset paging was used (then ``cursor`` holds ``after_registration_id``);
     ``listing_id`` ties the pages of one participant listing together; ``server_date`` is the
     response's raw HTTP ``Date`` header (the server's clock), ``""`` when absent.
+
+    ``body_scrubbed`` counts the known secret values (the partner's credential, the caller
+    registration) the fetcher replaced by ``***`` in the body before storing it, because the
+    server echoed them back; 0 (and in events written before the field existed) means the body
+    is stored exactly as received. ``body_sha256``/``body_size`` always describe the **stored**
+    body, so for a scrubbed body they are those of the scrubbed bytes.
     """
 
     endpoint: str
@@ -96,10 +102,13 @@ class ResponseReceived(_Event, tag="response_received", frozen=True):
     race_id: int | None = None
     event_id: int | None = None
     server_date: str = ""
+    body_scrubbed: int = 0
 
 
 class RequestFailed(_Event, tag="request_failed", frozen=True):
-    """A request that produced no HTTP response (timeout, refused or dropped connection, ...).
+    """A request that produced no HTTP response (timeout, refused or dropped connection, no
+    complete answer within the deadline: ``DeadlineExceeded``, ...), or whose body was refused
+    unstored (``BodyTooLarge``: over the size cap).
 
     ``error_class`` is the exception's class name; ``message`` is scrubbed of secrets; ``attempt``
     is 1-based; ``final`` says whether the fetcher gave up after this attempt.

@@ -11,9 +11,7 @@ process) it gets there:
 - ``in-append``: inside the append transaction, after the blob insert and before the journal row
   and ``COMMIT`` (SQLite must roll the half-written transaction back on the next open);
 - ``apply``: inside ``Applier.apply`` of the projector, after the batch's earlier events were
-  written but before the batch (and its checkpoint) commits;
-- ``term-append``: like ``append``, but the process sends itself SIGTERM (as systemd stopping
-  the service does) instead of SIGKILL, and carries on to handle it.
+  written but before the batch (and its checkpoint) commits.
 
 The hook exists only here: it monkeypatches the installed package in this process before running
 the CLI, so nothing in ``rsu`` itself reads an environment variable or option for it, and a normal
@@ -31,12 +29,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-POINTS = ("append", "in-append", "apply", "term-append")
+POINTS = ("append", "in-append", "apply")
 
 
-def _kill_on_nth(n: int, sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
-    """A function that sends ``sig`` to this process the ``n``-th time it is called
-    (thread-safe)."""
+def _kill_on_nth(n: int) -> Callable[[], None]:
+    """A function that SIGKILLs this process the ``n``-th time it is called (thread-safe)."""
     lock = threading.Lock()
     calls = [0]
 
@@ -44,7 +41,7 @@ def _kill_on_nth(n: int, sig: signal.Signals = signal.SIGKILL) -> Callable[[], N
         with lock:
             calls[0] += 1
             if calls[0] == n:
-                os.kill(os.getpid(), sig)
+                os.kill(os.getpid(), signal.SIGKILL)
 
     return tick
 
@@ -60,26 +57,31 @@ def _wrap(owner: Any, name: str, tick: Callable[[], None]) -> None:
     setattr(owner, name, wrapper)
 
 
+def _wrap_append(tick: Callable[[], None]) -> None:
+    """Tick at each ``Journal.append`` while holding the journal's (reentrant) lock, so that
+    every append counted before the n-th has committed when the n-th kills the process. (A
+    tick at the call's entry would race: with two fetch threads, append n-1 may still be
+    compressing its body outside the lock when append n kills, leaving n-2 events.)"""
+    from rsu.journal.store import Journal
+
+    original = Journal.append
+
+    @functools.wraps(original)
+    def append(self: Journal, *args: Any, **kwargs: Any) -> int:
+        with self._lock:
+            tick()
+            return original(self, *args, **kwargs)
+
+    Journal.append = append  # type: ignore[method-assign]
+
+
 def install(point: str, n: int) -> None:
     """Arm the kill ``point`` for its ``n``-th occurrence in this process."""
     if point not in POINTS or n < 1:
         raise SystemExit(f"crash_runner: bad kill point {point}:{n} (one of {POINTS}, N >= 1)")
-    tick = _kill_on_nth(n, signal.SIGTERM if point == "term-append" else signal.SIGKILL)
-    if point in ("append", "term-append"):
-        from rsu.journal.store import Journal
-
-        original = Journal.append
-
-        @functools.wraps(original)
-        def append(self: Any, *args: Any, **kwargs: Any) -> Any:
-            # Count and run the whole append under the journal's (re-entrant) lock: with several
-            # fetch workers, another thread's append may otherwise still be between its count
-            # and its COMMIT when this one kills the process, and fewer than N-1 events survive.
-            with self._lock:
-                tick()
-                return original(self, *args, **kwargs)
-
-        Journal.append = append  # type: ignore[method-assign]
+    tick = _kill_on_nth(n)
+    if point == "append":
+        _wrap_append(tick)
     elif point == "in-append":
         from rsu.journal import store
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
 from fetch_helpers import SMALL, seed_credentials, stored_bodies
@@ -13,8 +15,10 @@ from typer.testing import CliRunner
 from rsu.cli.main import app
 from rsu.fetcher.credentials import ensure_schema
 from rsu.fetcher.redact import scrub
-from rsu.journal import FetchFailed, Journal, RequestFailed, open_db
-from rsu.simulator import Credential, Faults, SimulatorServer, World
+from rsu.journal import FetchFailed, Journal, RequestFailed, ResponseReceived, open_db, sha256_hex
+from rsu.simulator import Credential, Faults, LoopbackServer, SimulatorServer, World
+from rsu.simulator.api import SimulatorApp
+from rsu.simulator.wire import CallerRegistrationSpec, Request, Response
 
 CANARIES = {
     "api_key": ("CANARYKEY-a1b2c3d4e5f6", "CANARY/secret+api=1a2b3c"),
@@ -68,8 +72,8 @@ def _scan_files(path: Path, needles: list[bytes]) -> list[str]:
     return hits
 
 
-def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def _canary_world(tmp_path: Path) -> tuple[World, Path]:
+    """The small world with the canary credentials, stored in ``tmp_path/rsu.db``."""
     world = World.generate(SMALL)
     world.credentials = [
         Credential(c.timing_partner_id, c.auth, CANARIES[c.auth][0], CANARIES[c.auth][1])
@@ -77,6 +81,12 @@ def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
     ]
     db = tmp_path / "rsu.db"
     seed_credentials(db, world.credentials)
+    return world, db
+
+
+def test_no_secret_anywhere(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    world, db = _canary_world(tmp_path)
     runner = CliRunner()
     outputs: list[str] = []
     faults = Faults(
@@ -203,4 +213,66 @@ def test_scrub_header_patterns_and_escaped_variants() -> None:
     assert scrub("{'X-RSU-API-SECRET': 'abc', 'A': 'b'}") == "{'X-RSU-API-SECRET': '***', 'A': 'b'}"
     assert scrub("got ab\\tcd and ab%09cd and abcd", ["ab\tcd", " abcd\n"]) == (
         "got *** and *** and ***"
+    )
+
+
+CALLER = CallerRegistrationSpec("40417", "CANARYregtoken5g6h7j8k", "CANARY/regsecret+9z8y7x")
+
+
+def _echoing(sim: SimulatorApp) -> Callable[[Request], Response]:
+    """The simulator, but every JSON object body also echoes the request back: its URL (query
+    URL-encoded), its query and its headers, as a debugging proxy or gateway might."""
+
+    def app(req: Request) -> Response:
+        resp = sim(req)
+        doc = json.loads(resp.body)
+        if isinstance(doc, dict):
+            url = f"{req.path}?{urlencode(req.query)}"
+            doc["echo"] = {"url": url, "query": req.query, "headers": req.headers}
+            return Response(resp.status, json.dumps(doc).encode(), resp.content_type, resp.headers)
+        return resp
+
+    return app
+
+
+def test_echoed_secrets_are_scrubbed_before_the_body_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    world, db = _canary_world(tmp_path)
+    runner = CliRunner()
+    monkeypatch.setenv("RSU_API_REG_SECRET", CALLER.secret)
+    res = runner.invoke(app, ["credentials", "caller", "--db", str(db), "--token", CALLER.param])
+    monkeypatch.delenv("RSU_API_REG_SECRET")
+    assert res.exit_code == 0, res.output
+    sim = SimulatorApp(world, caller=CALLER)
+    with LoopbackServer(_echoing(sim)) as api:
+        args = ["fetch", "--db", str(db), "--base-url", api.base_url, "--all-races", "--all"]
+        res = runner.invoke(app, [*args, "--max-rps", "0", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    needles = _needles() + [v.encode() for v in (CALLER.token, CALLER.secret, "9z8y7x")]
+    assert _scan_db(db, needles) == []
+    kinds = {c.timing_partner_id: c.auth for c in world.credentials}
+    with Journal.open(db) as j:
+        rows = [r for r in j.find(kind="response_received")]
+        echoed = {}
+        for r in rows:
+            ev = r.event
+            assert isinstance(ev, ResponseReceived)
+            body = j.body(ev.body_sha256)
+            assert (len(body), sha256_hex(body)) == (ev.body_size, ev.body_sha256)
+            if ev.endpoint in ("participants", "removed_participants"):
+                assert ev.body_scrubbed == 0  # nothing echoed: stored exactly as received
+                continue
+            echo = json.loads(body)["echo"]
+            assert echo["headers"]["x-rsu-api-reg-secret"] == "***"
+            echoed.setdefault(kinds[r.timing_partner_id], set()).add(ev.body_scrubbed)
+        seq = rows[0].seq
+    # url: key, secret and caller param; query: the same; headers: the caller secret
+    assert echoed == {"api_key": {7}, "rsu_api_key": {6}, "bearer": {4}}
+    shown = runner.invoke(app, ["journal", "show", str(seq), "--db", str(db)])
+    assert shown.exit_code == 0
+    assert json.loads(shown.stdout)["event"]["body_scrubbed"] > 0
+    assert "secret value(s) in this body; they were replaced by *** before it was stored" in (
+        shown.stderr
     )
