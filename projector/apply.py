@@ -13,6 +13,9 @@ Bodies come from the RunSignUp endpoints (``shared/docs/runsignup-api.md`` §3-4
 - ``removed_participants``: ``GET /Rest/race/{id}/removed-participants`` -> ``[{"event":
   {"event_id": N, "participants": [...]}}]``
 
+Both listings are also read as the bare element without the array (``{"event": {...}, ...}``),
+the form of RunSignUp's own documentation examples.
+
 A failed attempt (HTTP >= 400, a non-JSON or truncated body, a RunSignUp ``{"error": ...}`` object)
 changes no data: its scope's outcome is reported by ``listing_completed``/``fetch_failed``. A JSON
 success body of an unexpected shape, or a row that cannot be read, goes to ``projection_errors``.
@@ -442,8 +445,10 @@ class Applier:
         scope_event = row.event_id if row.event_id is not None else ev.event_id
         if tp is None or race_id is None:
             raise BadShape("no timing_partner_id/race_id on the journal row")
+        if isinstance(body, dict) and isinstance(body.get("event"), dict):
+            body = [body]  # the bare element of RunSignUp's documentation examples
         if not isinstance(body, list):
-            raise BadShape(f"{ev.endpoint} body is not a JSON array")
+            raise BadShape(f"{ev.endpoint} body is not a JSON array or an event element")
         out: dict[Key, tuple[int, dict[str, Any]]] = {}
         item = 0
         integer = n.integer
