@@ -57,6 +57,7 @@ from .records import (
     PARTICIPANT_DATA_COLUMNS,
     RACE_DATA_COLUMNS,
     active_participant_values,
+    all_null,
     event_values,
     participant_values,
     race_values,
@@ -481,6 +482,8 @@ class Applier:
                             event_id = integer(el_event) if el_event is not None else scope_event
                         if event_id is None:
                             raise ValueError(f"registration {reg_id} without event_id")
+                    if reg.get("user") is None and all_null(reg):
+                        raise ValueError(f"registration {reg_id}: every field is null")
                 except (ValueError, TypeError) as exc:
                     stats["failed"] += 1
                     self._error(row, item, str(exc), ev.endpoint)
