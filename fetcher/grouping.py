@@ -102,18 +102,28 @@ def plan_groups(
 
 
 def continuations(
-    info: PageInfo, asked: tuple[int, ...], after: int, page_size: int
+    info: PageInfo, asked: tuple[int, ...], after: int, page_size: int, served: int | None = None
 ) -> dict[int, int]:
     """Events of a several-event page that need pages of their own, each with the
     ``after_registration_id`` to continue from; empty when the page ended them all (rules 2-4 of
-    the module docstring). ``after`` is the cursor the page was asked with (0: none)."""
-    if info.rows < page_size:
+    the module docstring). ``after`` is the cursor the page was asked with (0: none).
+
+    ``served`` is the largest page the server is known to serve
+    (:class:`~rsu.fetcher.paging.ServedPageSize`; ``0``: unknown): a page is short only below
+    it, since a server may serve fewer rows than the ``page_size`` asked. ``None`` trusts
+    ``page_size``."""
+    short = page_size if served is None else served
+    if info.rows == 0 or info.rows < short:
         return {}
     page_max = info.last_id if info.last_id is not None else after
+    if info.rows > page_size:
+        # the per-event reading is proven: each element is capped on its own, so the largest
+        # element of this very page is a page the server served
+        short = max([short, *(n for n, _ in info.per_event.values())])
     out: dict[int, int] = {}
     for eid in asked:
         rows, last = info.per_event.get(eid, (0, None))
-        if info.rows > page_size and rows < page_size:
+        if info.rows > page_size and rows < short:
             continue  # the per-event reading is proven, and this event did not fill a page
         out[eid] = last if last is not None else page_max
     return out

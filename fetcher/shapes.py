@@ -16,6 +16,9 @@ few fields it needs (unknown fields are skipped, which is what makes this fast):
 * ``removed_participants`` (``GET /Rest/race/{race_id}/removed-participants``): a top-level array
   of ``{"event": {"participants": [rows]}}`` -> the same, from ``last_modified_ts``.
 
+  Both listings are also read in the bare-object form of RunSignUp's own documentation examples
+  (one element without the array: ``{"event": {"event_id": N, "participants": [...]}}``).
+
 Any of them may instead be ``{"error": {"error_code": N, "error_msg": "..."}}`` (or
 ``{"error": "text"}``): that is an :class:`ApiErrorBody`. A body that does not parse or has an
 unexpected shape raises :class:`ShapeError`: ``transient`` when it is not JSON at all (truncated
@@ -139,13 +142,18 @@ class _ListingElement(msgspec.Struct):
     participants: list[_Row] | None = None
 
 
-class _ErrorOnly(msgspec.Struct):
-    error: _Err | str
+class _ListingObject(msgspec.Struct):
+    """A listing body that is an object: RunSignUp's documented bare element (``{"event": ...,
+    "participants": [...]}``) or an error object."""
+
+    event: _ListingEvent | None = None
+    participants: list[_Row] | None = None
+    error: _Err | str | None = None
 
 
 _races_decoder = msgspec.json.Decoder(_RacesBody)
 _race_decoder = msgspec.json.Decoder(_RaceBody)
-_listing_decoder = msgspec.json.Decoder(list[_ListingElement] | _ErrorOnly)
+_listing_decoder = msgspec.json.Decoder(list[_ListingElement] | _ListingObject)
 
 
 #: Ids and timestamps must fit SQLite's signed 64-bit INTEGER (the journal's scope columns).
@@ -231,9 +239,13 @@ def parse(endpoint: str, body: bytes) -> PageInfo | ApiErrorBody:
     raise ValueError(f"unknown endpoint {endpoint!r}")
 
 
-def _listing(endpoint: str, doc: list[_ListingElement] | _ErrorOnly) -> PageInfo | ApiErrorBody:
-    if isinstance(doc, _ErrorOnly):
-        return _error(doc.error)
+def _listing(endpoint: str, doc: list[_ListingElement] | _ListingObject) -> PageInfo | ApiErrorBody:
+    if isinstance(doc, _ListingObject):
+        if doc.error is not None:
+            return _error(doc.error)
+        if doc.event is None:
+            raise ShapeError(f"{endpoint} body is an object without 'event'")
+        doc = [_ListingElement(event=doc.event, participants=doc.participants)]
     removed = endpoint == "removed_participants"
     rows = 0
     last_id: int | None = None

@@ -20,8 +20,10 @@ Requests per partner, in order (``format=json`` always):
 4. per event, ``removed_participants``: ``GET /Rest/race/{race_id}/removed-participants``, then
    ``participants``: ``GET /Rest/race/{race_id}/participants?event_id=E&sort=
    registration_id ASC&include_questions=T&results_per_page=N[&after_registration_id=L]
-   [&modified_after_timestamp=T]``, each until a short page with the same paging and cursor
-   rule; each listing ends with one ``ListingCompleted``.
+   [&modified_after_timestamp=T]``, each until a page proves the end (empty, or shorter than a
+   page the server already served: :class:`~rsu.fetcher.paging.ServedPageSize`; a page shorter
+   than the size asked is not enough, a server may serve fewer); each listing ends with one
+   ``ListingCompleted``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from .client import (
 from .credentials import CallerRegistration, Credential
 from .cursor import race_listing_states
 from .grouping import Group, continuations, plan_groups, splittable
-from .paging import keyset_next, page_number_next, paginate, short_page
+from .paging import ServedPageSize, keyset_next, page_number_next, paginate, short_page
 from .report import Failure, Progress, log
 from .shapes import RaceTimes
 
@@ -114,6 +116,8 @@ class Walker:
         self.unlisted_partners: set[int] = set()
         #: When races were last synced, from the journal (for the cadence).
         self.sync_clock = SyncClock(context.journal)
+        #: The largest listing pages the server served: what proves a listing's end.
+        self.served = ServedPageSize()
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -343,7 +347,7 @@ class Walker:
 
             return fetch
 
-        stop = short_page(self.s.page_size)
+        stop = self.served.stop_rule(endpoint)
         pages = rows = requests = 0
         page_seqs: list[int] = []
         max_lm: int | None = None
@@ -370,7 +374,11 @@ class Walker:
                     max_lm = max(max_lm or 0, ex.info.max_last_modified)
                 self.progress.advance("pages")
                 if len(events) > 1:
-                    follow = continuations(ex.info, events, after, self.s.page_size)
+                    served = self.served.size(endpoint)
+                    follow = continuations(ex.info, events, after, self.s.page_size, served)
+                    # each event's part of the page is at most one page under either reading
+                    biggest = max((n for n, _ in ex.info.per_event.values()), default=0)
+                    self.served.observe(endpoint, biggest)
                     parts.extend(((eid,), a) for eid, a in follow.items())
                     part_ended = True
                     break

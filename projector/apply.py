@@ -13,6 +13,9 @@ Bodies come from the RunSignUp endpoints (``shared/docs/runsignup-api.md`` §3-4
 - ``removed_participants``: ``GET /Rest/race/{id}/removed-participants`` -> ``[{"event":
   {"event_id": N, "participants": [...]}}]``
 
+Both listings are also read as the bare element without the array (``{"event": {...}, ...}``),
+the form of RunSignUp's own documentation examples.
+
 A failed attempt (HTTP >= 400, a non-JSON or truncated body, a RunSignUp ``{"error": ...}`` object)
 changes no data: its scope's outcome is reported by ``listing_completed``/``fetch_failed``. A JSON
 success body of an unexpected shape, or a row that cannot be read, goes to ``projection_errors``.
@@ -54,6 +57,7 @@ from .records import (
     PARTICIPANT_DATA_COLUMNS,
     RACE_DATA_COLUMNS,
     active_participant_values,
+    all_null,
     event_values,
     participant_values,
     race_values,
@@ -442,8 +446,10 @@ class Applier:
         scope_event = row.event_id if row.event_id is not None else ev.event_id
         if tp is None or race_id is None:
             raise BadShape("no timing_partner_id/race_id on the journal row")
+        if isinstance(body, dict) and isinstance(body.get("event"), dict):
+            body = [body]  # the bare element of RunSignUp's documentation examples
         if not isinstance(body, list):
-            raise BadShape(f"{ev.endpoint} body is not a JSON array")
+            raise BadShape(f"{ev.endpoint} body is not a JSON array or an event element")
         out: dict[Key, tuple[int, dict[str, Any]]] = {}
         item = 0
         integer = n.integer
@@ -476,6 +482,8 @@ class Applier:
                             event_id = integer(el_event) if el_event is not None else scope_event
                         if event_id is None:
                             raise ValueError(f"registration {reg_id} without event_id")
+                    if reg.get("user") is None and all_null(reg):
+                        raise ValueError(f"registration {reg_id}: every field is null")
                 except (ValueError, TypeError) as exc:
                     stats["failed"] += 1
                     self._error(row, item, str(exc), ev.endpoint)

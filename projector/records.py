@@ -264,6 +264,21 @@ def question_responses(value: Any) -> str:
     return _json_plain.encode(items).decode()
 
 
+#: Keys that identify a registration row rather than describe it.
+ID_KEYS = frozenset({"registration_id", "event_id"})
+
+
+def all_null(reg: dict[str, Any]) -> bool:
+    """True for a registration row whose every key but its ids is ``null`` (and that has one).
+
+    The rule (issue 9): such a row carries no data; projecting it would clear every column of the
+    registration (an explicit ``null`` clears), so it is a projection error instead and the
+    stored registration is left as it was. (Duplicated JSON keys: the last occurrence wins, in
+    the fetcher and in the projector, as ``msgspec`` decodes them.)"""
+    data = [v for k, v in reg.items() if k not in ID_KEYS]
+    return bool(data) and all(v is None for v in data)
+
+
 def participant_values(
     reg: dict[str, Any], *, removed: bool, removed_at_default: str | None = None
 ) -> tuple[Any, ...]:

@@ -213,12 +213,25 @@ _gmtime = time.gmtime
 _strftime = time.strftime
 
 
+_DATA_FIELDS = tuple(
+    f for f in Registration.__struct_fields__ if f not in ("registration_id", "event_id")
+)
+
+
+def _all_null(r: Registration) -> bool:
+    """Every data field sent in ``r`` is an explicit ``null`` (see :func:`records.all_null`;
+    the caller checked one is)."""
+    return all((v := getattr(r, f)) is None or v is UNSET for f in _DATA_FIELDS)
+
+
 def typed_values(r: Registration, stored: bool = True) -> tuple[Any, ...]:
     """The data columns of ``runsignup_participants`` for an active registration, as
     ``participant_values(..., removed=False)`` gives them; for a registration not ``stored`` yet,
     absent keys give ``None`` instead of ``MISSING``. Raises (``ValueError``, ``TypeError``,
     :class:`Unusual`...) for a value the generic path would reject or could treat differently:
     the caller then uses that path."""
+    if r.user is None and _all_null(r):
+        raise Unusual("every field is null")  # the generic path records it (records.all_null)
     m = _STORED if stored else _NEW
     text = m.text
     integer = m.int

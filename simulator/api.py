@@ -22,6 +22,13 @@ sort order (ties by registration_id), filters them the same way, and returns onl
 ``results_per_page`` rows in all, grouped back by event; an event with no row on that page is
 still there, with an empty list.
 
+Shapes and limits RunSignUp's documentation leaves open (:class:`SimulatorApp` options, also
+``POST /_admin/settings``): ``participants_shape``/``removed_shape`` ``"array"`` (default, what
+clients read) or ``"object"`` (the bare element ``{"event": {...}, "participants": [...]}`` /
+``{"event": {"event_id": N, "participants": [...]}}`` of the official examples, for a listing of
+one event); ``max_page_size`` (``0``: none) serves at most that many rows per page whatever
+``results_per_page`` asks, as a server that caps pages below the documented 2,500 would.
+
 Errors are sent as the real API sends them: HTTP 200 with ``{"error": {...}}`` (6, 7, 201, 301,
 3, 1, 2, 9), except error 17 (API caller registration wrong, or missing when required: see
 :class:`SimulatorApp`), which comes with HTTP 400. A credential sees only its own partner's
@@ -68,6 +75,7 @@ _RACES_PATH = re.compile(r"^/rest/races(?:\.json)?/?$", re.I)
 _REFRESH_PATH = re.compile(r"^/rest/v2/auth/refresh-token(?:\.json)?/?$", re.I)
 
 MULTI_EVENT_PAGING = ("per_event", "total")
+LISTING_SHAPES = ("array", "object")
 
 PARTICIPANTS_MAX_PER_PAGE = 2500
 RACES_MAX_PER_PAGE = 1000
@@ -127,11 +135,22 @@ class SimulatorApp:
         caller: CallerRegistrationSpec | None = None,
         require_caller: bool = False,
         multi_event_paging: str = "per_event",
+        participants_shape: str = "array",
+        removed_shape: str = "array",
+        max_page_size: int = 0,
     ) -> None:
         self.world = world
         self.caller: CallerRegistrationSpec = caller if caller is not None else world.caller
         self.require_caller = require_caller
         self.multi_event_paging = multi_event_paging
+        for shape in (participants_shape, removed_shape):
+            if shape not in LISTING_SHAPES:
+                raise ValueError(f"listing shape must be one of {LISTING_SHAPES}, not {shape!r}")
+        #: ``"array"`` or ``"object"`` (see the module docstring).
+        self.participants_shape = participants_shape
+        self.removed_shape = removed_shape
+        #: Rows served per page at most (``0``: as asked, up to 2,500).
+        self.max_page_size = max_page_size
         self._by_key: dict[tuple[str, str], Credential] = {}
         for c in world.credentials:
             self._by_key[(c.auth, c.principal if c.auth != "bearer" else c.secret)] = c
@@ -319,6 +338,25 @@ class SimulatorApp:
         per_page = _int(q, "results_per_page", DEFAULT_PER_PAGE, minimum=1)
         if per_page > PARTICIPANTS_MAX_PER_PAGE:
             raise ApiError(f.ERR_INVALID_PARAMS)
+        if self.max_page_size > 0:
+            per_page = min(per_page, self.max_page_size)
+        response = self._listing(req, race, removed, events, page, per_page)
+        shape = self.removed_shape if removed else self.participants_shape
+        if shape == "object" and len(events) == 1 and response.content_type == JSON_TYPE:
+            response = Response(response.status, _bare(response.body), JSON_TYPE)
+        return response
+
+    def _listing(
+        self,
+        req: Request,
+        race: Race,
+        removed: bool,
+        events: list[Event],
+        page: int,
+        per_page: int,
+    ) -> Response:
+        """One listing page as an array of event elements (see :meth:`participants`)."""
+        q = req.query
         field, desc = _sort_spec(
             q.get("sort", "registration_id ASC"), _REMOVED_SORTS if removed else _PART_SORTS
         )
@@ -414,7 +452,13 @@ class SimulatorApp:
         if req.method == "POST":
             try:
                 data = msgspec.json.decode(req.body) if req.body.strip() else {}
-                known = {"multi_event_paging", "require_caller"}
+                known = {
+                    "multi_event_paging",
+                    "require_caller",
+                    "participants_shape",
+                    "removed_shape",
+                    "max_page_size",
+                }
                 if not isinstance(data, dict) or set(data) - known:
                     raise ValueError(f"known settings: {sorted(known)}")
                 if "require_caller" in data and not isinstance(data["require_caller"], bool):
@@ -423,16 +467,35 @@ class SimulatorApp:
                     self.multi_event_paging = data["multi_event_paging"]
                 if "require_caller" in data:
                     self.require_caller = data["require_caller"]
+                for key in ("participants_shape", "removed_shape"):
+                    if key in data and data[key] not in LISTING_SHAPES:
+                        raise ValueError(f"{key} must be one of {list(LISTING_SHAPES)}")
+                    setattr(self, key, data.get(key, getattr(self, key)))
+                if "max_page_size" in data:
+                    cap = data["max_page_size"]
+                    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+                        raise ValueError("max_page_size must be an integer >= 0")
+                    self.max_page_size = cap
             except (ValueError, TypeError, msgspec.DecodeError) as exc:
                 return Response(400, f.encode_json({"error": str(exc)}, php_escapes=False))
         body = {
             "multi_event_paging": self.multi_event_paging,
             "require_caller": self.require_caller,
+            "participants_shape": self.participants_shape,
+            "removed_shape": self.removed_shape,
+            "max_page_size": self.max_page_size,
         }
         return Response(200, f.encode_json(body, php_escapes=False))
 
 
 # ---------------------------------------------------------------------- helpers
+def _bare(body: bytes) -> bytes:
+    """A JSON array of one element -> that element (RunSignUp's documented bare-object form)."""
+    if body[:1] == b"[" and body[-1:] == b"]":
+        return body[1:-1]
+    return body
+
+
 def _int(q: dict[str, str], key: str, default: int, minimum: int | None = None) -> int:
     raw = q.get(key)
     if raw is None or raw == "":

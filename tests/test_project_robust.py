@@ -206,3 +206,62 @@ def test_rsu_project_exits_1_and_moves_on(tmp_path):
     rebuilt = runner.invoke(app, ["project", "--db", str(db), "--rebuild"])
     assert rebuilt.exit_code == 0, rebuilt.output  # nothing new since the tables it replaces
     assert f"checkpoint {last}" in rebuilt.output
+
+
+def _null_row(reg_id: int) -> dict:
+    """Every key of a registration present and null, but its ids."""
+    return {
+        k: (v if k in ("registration_id", "event_id") else None)
+        for k, v in registration(reg_id, EV).items()
+    }
+
+
+@pytest.mark.parametrize("endpoint", ["participants", "removed_participants"])
+def test_a_row_whose_keys_are_all_null_does_not_clear_a_registration(endpoint):
+    jn = new_journal()
+    b = Builder(jn)
+    b.run_started()
+    b.listing(RACE, EV, [participants_body(EV, [registration(1, EV), registration(2, EV)])])
+    project(jn.db)
+    stored = rows(jn.db.conn, "SELECT * FROM runsignup_participants ORDER BY registration_id")
+    body = (
+        participants_body(EV, [_null_row(1), registration(2, EV, version=1)])
+        if endpoint == "participants"
+        else j([{"event": {"event_id": EV, "participants": [_null_row(1)]}}])
+    )
+    page = b.listing(RACE, EV, [body], endpoint=endpoint) - 1
+    result = project(jn.db)
+    assert result.exit_code == 1
+    after = rows(jn.db.conn, "SELECT * FROM runsignup_participants ORDER BY registration_id")
+    assert after[0] == stored[0]  # registration 1 unchanged: not cleared, not removed
+    assert _errors(jn.db.conn) == [(page, 1, "registration 1: every field is null")]
+    if endpoint == "participants":
+        assert after[1]["team_name"] == "Team 1"  # the other row of the page is projected
+
+
+def test_duplicate_keys_the_last_occurrence_wins_everywhere():
+    """The rule for a key sent twice in one object: the last one wins, in the fetcher's paging,
+    the typed projector path and the generic one (as msgspec decodes)."""
+    from rsu.fetcher.shapes import parse
+
+    row = (
+        b'{"registration_id":1,"registration_id":2,"bib_num":"A","bib_num":"B",'
+        b'"user":{"first_name":"X","first_name":"Y"}}'
+    )
+    typed_page = b'[{"event":{"event_id":11},"participants":[' + row + b"]}]"
+    generic_page = (
+        b'[{"event":{"event_id":11},"participants":[' + row + b',{"registration_id":3,"user":[]}]}]'
+    )
+    info = parse("participants", typed_page)
+    assert (info.rows, info.last_id) == (1, 2)
+    for body in (typed_page, generic_page):
+        jn = new_journal()
+        b = Builder(jn)
+        b.run_started()
+        b.listing(RACE, EV, [body])
+        assert project(jn.db).exit_code == 0
+        got = jn.db.conn.execute(
+            "SELECT registration_id, bib_num, first_name FROM runsignup_participants "
+            "ORDER BY registration_id"
+        ).fetchall()
+        assert got[0] == (2, "B", "Y")

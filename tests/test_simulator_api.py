@@ -654,7 +654,13 @@ def test_caller_registration_optional_unless_required() -> None:
             (200, "valid"),
         ]
         off = requests.post(sim.base_url + "/_admin/settings", json={"require_caller": False})
-        assert off.json() == {"multi_event_paging": "per_event", "require_caller": False}
+        assert off.json() == {
+            "multi_event_paging": "per_event",
+            "require_caller": False,
+            "participants_shape": "array",
+            "removed_shape": "array",
+            "max_page_size": 0,
+        }
         assert api_get(sim, cred, "/Rest/races").status_code == 200
         bad = requests.post(sim.base_url + "/_admin/settings", json={"require_caller": "yes"})
         assert bad.status_code == 400 and sim.require_caller is False

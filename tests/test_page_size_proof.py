@@ -1,0 +1,120 @@
+"""A complete listing retires registrations only with proof that it is complete (issue 9): its
+last page is empty, or shorter than a page the server already served. A server that serves fewer
+rows per page than the 2,500 asked must not make the fetcher stop after the first page and retire
+everyone on the later ones."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from fetch_helpers import fast_options, seed_credentials
+
+from rsu.fetcher import run_fetch
+from rsu.fetcher.grouping import continuations
+from rsu.fetcher.paging import ServedPageSize
+from rsu.fetcher.shapes import PageInfo
+from rsu.journal import Journal, ListingCompleted
+from rsu.projector import project
+from rsu.simulator import SimulatorServer, World, WorldConfig
+
+
+def test_a_page_ends_a_listing_only_when_empty_or_shorter_than_one_served():
+    served = ServedPageSize()
+    # nothing served yet: a page of 10 (asked: 2500) may be a capped full page
+    assert [served.ends("participants", n) for n in (10, 10, 10, 4)] == [False, False, False, True]
+    assert served.size("participants") == 10
+    assert served.ends("participants", 0) is True  # empty always ends
+    # each endpoint has its own cap
+    assert served.ends("removed_participants", 3) is False
+    assert served.ends("removed_participants", 2) is True
+
+
+def test_several_event_page_is_short_only_below_a_served_page():
+    page = PageInfo(rows=12, last_id=40, per_event={1: (7, 40), 2: (5, 33)})
+    # asked 2500: under the old rule this page ended both events
+    assert continuations(page, (1, 2), 0, 2500, served=0) == {1: 40, 2: 33}
+    assert continuations(page, (1, 2), 0, 2500, served=12) == {1: 40, 2: 33}
+    assert continuations(page, (1, 2), 0, 2500, served=13) == {}
+    assert continuations(PageInfo(), (1, 2), 0, 2500, served=0) == {}
+    # more rows than asked: each event is paged on its own, and the page's largest element is a
+    # page the server served; the smaller event ended
+    per_event = PageInfo(rows=2600, last_id=90, per_event={1: (2500, 90), 2: (100, 50)})
+    assert continuations(per_event, (1, 2), 0, 2500, served=0) == {1: 90}
+
+
+def _active(db: Path) -> set[tuple[int, int, int]]:
+    conn = sqlite3.connect(db)
+    try:
+        return set(
+            conn.execute(
+                "SELECT race_id, event_id, registration_id FROM runsignup_participants "
+                "WHERE removed_at IS NULL"
+            )
+        )
+    finally:
+        conn.close()
+
+
+def _world_active(world: World) -> set[tuple[int, int, int]]:
+    return {
+        (rid, eid, reg)
+        for pid in world.partner_ids
+        for rid in world.race_ids(pid)
+        for eid in world.event_ids(rid)
+        for reg in world.active_registrations(rid, eid)
+    }
+
+
+@pytest.mark.parametrize(
+    ("events_per_call", "reading"), [(1, "per_event"), (100, "per_event"), (100, "total")]
+)
+def test_a_server_capping_pages_below_the_size_asked_retires_nobody(
+    tmp_path: Path, events_per_call: int, reading: str
+):
+    world = World.generate(
+        WorldConfig(
+            seed=21,
+            partners=1,
+            races_per_partner=2,
+            events_per_race=(1, 3),
+            registrations_per_event=(25, 70),
+        )
+    )
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    opts = {"events_per_call": events_per_call, "page_size": 50, "full": True}
+    with SimulatorServer(world, multi_event_paging=reading) as sim:
+        assert run_fetch(db, fast_options(sim.base_url, tmp_path, **opts)).exit_code == 0
+        assert project(db).exit_code == 0
+        assert _active(db) == _world_active(world)
+        first_run = _last_listings(db)
+        # RunSignUp now serves at most 10 rows a page, though 50 are asked
+        sim.api.max_page_size = 10
+        assert run_fetch(db, fast_options(sim.base_url, tmp_path, **opts)).exit_code == 0
+        assert project(db).exit_code == 0
+    assert _active(db) == _world_active(world)  # nobody on pages 2.. was retired
+    capped = _last_listings(db)
+    assert all(ev.complete for ev in capped)
+    # every listing of more than 10 rows needed more pages than under no cap
+    assert sum(ev.pages for ev in capped) > sum(ev.pages for ev in first_run)
+    conn = sqlite3.connect(db)
+    try:
+        retired = conn.execute(
+            "SELECT COUNT(*) FROM runsignup_participants WHERE removed_reason = "
+            "'missing_from_listing'"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert retired == (0,)
+
+
+def _last_listings(db: Path) -> list[ListingCompleted]:
+    with Journal.open(db) as jn:
+        runs = [r.run_id for r in jn.find(kind="run_started")]
+        return [
+            r.event
+            for r in jn.find(kind="listing_completed", run_id=runs[-1])
+            if isinstance(r.event, ListingCompleted) and r.event.endpoint == "participants"
+        ]
