@@ -18,6 +18,7 @@ from project_helpers import (
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
+from rsu.journal import JournalError
 from rsu.projector import apply, project
 
 RACE, EV = 100, 11
@@ -149,10 +150,10 @@ def test_any_failure_inside_one_event_rolls_it_back_and_the_run_goes_on(monkeypa
     last = b.run_finished()
     real = apply.Applier._race
 
-    def flaky(self, row, tp, race):
+    def flaky(self, row, tp, race, *more):
         if race["race_id"] == 2:
             raise KeyError("boom")
-        return real(self, row, tp, race)
+        return real(self, row, tp, race, *more)
 
     monkeypatch.setattr(apply.Applier, "_race", flaky)
     result = project(jn.db)
@@ -178,12 +179,14 @@ def test_a_database_failure_is_not_recorded_as_the_events_fault(monkeypatch):
     b.run_started()
     b.race(j({"race": race_obj(3)}), 3)
 
-    def full(self, row, tp, race):
+    def full(self, row, tp, race, *more):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(apply.Applier, "_race", full)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises((sqlite3.OperationalError, JournalError)) as raised:  # wrapped on main
         project(jn.db, batch_size=1)
+    cause = raised.value.__cause__ if isinstance(raised.value, JournalError) else raised.value
+    assert isinstance(cause, sqlite3.OperationalError)
     assert _checkpoint(jn.db.conn) == 1
     assert _errors(jn.db.conn) == []
 
