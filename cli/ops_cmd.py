@@ -137,7 +137,9 @@ def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None
                 state,
             )
         for r in p.races:
-            if r.stale:
+            if r.access_lost_at is not None:
+                state = "[yellow]access lost[/]"
+            elif r.stale:
                 state = "[red]STALE[/]"
             elif r.last_attempt_ok is False:
                 state = "[yellow]last run failed[/]"
@@ -229,6 +231,8 @@ def register(app: typer.Typer) -> None:
                 console.print("No sync recorded yet: run `rsu sync`.")
             else:
                 _print_status(report, due)
+                for line in report.notes():
+                    console.print(server_text(line))
             warnings = [*report.warnings(), *token_warnings]
             for line in [*warnings, *([] if caller_set else [CALLER_WARNING])]:
                 console.print(server_text(f"warning: {line}", "yellow"))

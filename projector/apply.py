@@ -16,6 +16,18 @@ Bodies come from the RunSignUp endpoints (``shared/docs/runsignup-api.md`` §3-4
 Both listings are also read as the bare element without the array (``{"event": {...}, ...}``),
 the form of RunSignUp's own documentation examples.
 
+One row per registration and race (issue 13): ``runsignup_participants`` is keyed by
+``(timing_partner_id, race_id, registration_id)``. A registration seen in another event of its race
+moves there (``previous_event_id``, ``event_changed_at``, a ``runsignup_event_changes`` row) unless
+that copy's ``last_modified`` is older than the stored one; rows of one page are taken in the order
+sent by the same rule, so when RunSignUp lists the same registration_id in two events of one
+listing, the later one wins unless it is older. A race that a complete races listing of its partner
+no longer contains (within the listing's date window), or whose detail answers RunSignUp error 7
+after it was read before, gets ``access_lost_at``/``access_lost_reason`` and its active
+registrations ``removed_reason = 'access_lost'``; an event that a race detail no longer lists gets
+``removed_at`` and its registrations ``removed_reason = 'event_removed'``. Both are undone, with
+those registrations, when RunSignUp shows the race (or event) again.
+
 A failed attempt (HTTP >= 400, a non-JSON or truncated body, a RunSignUp ``{"error": ...}`` object)
 changes no data: its scope's outcome is reported by ``listing_completed``/``fetch_failed``. A JSON
 success body of an unexpected shape, or a row that cannot be read, goes to ``projection_errors``.
@@ -32,6 +44,7 @@ errors still raise: they are not the event's fault and must not move the checkpo
 from __future__ import annotations
 
 import dataclasses
+import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -62,11 +75,33 @@ from .records import (
     participant_values,
     race_values,
 )
-from .schema import EVENTS, PAGES, PARTICIPANTS, PROJECTION_ERRORS, RACES, SYNC_HISTORY, Table
+from .schema import (
+    EVENT_CHANGES,
+    EVENTS,
+    PAGES,
+    PARTICIPANTS,
+    PROJECTION_ERRORS,
+    RACE_LISTING_PAGES,
+    RACES,
+    SYNC_HISTORY,
+    Table,
+)
 
 _decode = msgspec.json.decode
 #: ``(race_id, event_id, registration_id)`` of a registration (the timing partner is the row's).
 Key = tuple[int, int, int]
+#: ``(race_id, registration_id)``: the key of a registration's one row (with the timing partner).
+RegKey = tuple[int, int]
+#: Columns read before the data columns of a stored registration (see ``Applier._existing``).
+_PART_PREFIX = ("event_id", "last_seen_seq", "previous_event_id", "event_changed_at")
+_PREFIX = len(_PART_PREFIX)
+_LM = PARTICIPANT_DATA_COLUMNS.index("last_modified")
+_REMOVED_AT = PARTICIPANT_DATA_COLUMNS.index("removed_at")
+#: ``runsignup_races.access_lost_reason``: a complete race listing of the partner no longer
+#: contains the race / the race detail answered RunSignUp error 7 (Permission Denied).
+LOST_UNLISTED = "missing_from_race_listing"
+LOST_DENIED = "permission_denied"
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: Registration ids per ``IN (...)`` look-up.
 _IN_CHUNK = 2000
 _PARTICIPANT_ENDPOINTS = ("participants", "removed_participants")
@@ -126,6 +161,24 @@ def _without_events(endpoint: str, race: Any) -> bool:
     return endpoint == "race" and isinstance(race, dict) and race.get("events") in (None, [], {})
 
 
+def _older(new_lm: Any, old_lm: Any) -> bool:
+    """Whether a row's ``last_modified`` (epoch seconds) is older than the stored one (unknown,
+    MISSING or ``None`` on either side: not older, so the later journal event wins)."""
+    return new_lm.__class__ is int and old_lm.__class__ is int and new_lm < old_lm
+
+
+def _race_id(race: Any) -> int | None:
+    """The ``race_id`` of one race item of a races listing, or ``None`` when unreadable."""
+    try:
+        return n.integer(race.get("race_id")) if isinstance(race, dict) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _json_ids(ids: list[int]) -> str:
+    return msgspec.json.encode(ids).decode()
+
+
 def _utc_seconds(recorded_at: str) -> str:
     """A journal ``recorded_at`` (``...T..:..:..mmmZ``) trimmed to whole seconds, ``...Z``."""
     return recorded_at[:19] + "Z" if len(recorded_at) >= 19 else recorded_at
@@ -147,13 +200,19 @@ class Applier:
         self._upsert_events = _upsert_sql(EVENTS, s)
         self._upsert_races = _upsert_sql(RACES, s)
         self._part_select = (
-            f"SELECT registration_id, last_seen_seq, {', '.join(PARTICIPANT_DATA_COLUMNS)} "
-            f"FROM {self._t_part} WHERE timing_partner_id = ? AND race_id = ? AND event_id = ? "
+            f"SELECT registration_id, {', '.join(_PART_PREFIX)}, "
+            f"{', '.join(PARTICIPANT_DATA_COLUMNS)} "
+            f"FROM {self._t_part} WHERE timing_partner_id = ? AND race_id = ? "
             "AND registration_id IN "
         )
         self._seen_update = (
             f"UPDATE {self._t_part} SET last_seen_seq = ? WHERE timing_partner_id = ? "
-            "AND race_id = ? AND event_id = ? AND registration_id = ?"
+            "AND race_id = ? AND registration_id = ?"
+        )
+        self._insert_move = (
+            f"INSERT INTO {EVENT_CHANGES.name}{s} ({', '.join(EVENT_CHANGES.column_names)}) "
+            f"VALUES ({', '.join('?' * len(EVENT_CHANGES.columns))}) "
+            f"ON CONFLICT ({', '.join(EVENT_CHANGES.pk)}) DO NOTHING"
         )
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -300,15 +359,21 @@ class Applier:
             self._projection_failed(row, ev.endpoint, str(exc)[:500])
             return
         failed: list[str] = []
+        detail = ev.endpoint == "race"
         for i, race in enumerate(races):
             try:
-                self._race(row, tp, race)  # type: ignore[arg-type]
+                self._race(row, tp, race, detail)  # type: ignore[arg-type]
             except (BadShape, ValueError, TypeError) as exc:
                 self._error(row, i, str(exc), ev.endpoint)
                 failed.append(str(exc))
             else:
                 if _without_events(ev.endpoint, race):
                     self._race_without_events(row, race)
+        if not detail and tp is not None:
+            ids = [_race_id(r) for r in races]
+            listed = [r for r in ids if r is not None]
+            if len(listed) == len(races):  # an unreadable race id: the page proves nothing
+                self._races_listing_page(row, ev, tp, listed, len(races))
         if failed:
             reason = f"{len(failed)} of {len(races)} races could not be projected: {failed[0]}"
             self._projection_failed(row, ev.endpoint, reason[:500])
@@ -337,7 +402,9 @@ class Applier:
             retries=0,
         )
 
-    def _race(self, row: JournalRow, tp: int, race: Any) -> None:
+    def _race(self, row: JournalRow, tp: int, race: Any, detail: bool) -> None:
+        """Upsert one race (and its events); a race seen again is accessible again: a race
+        detail (``detail``) ends any access loss, a races listing one it caused itself."""
         if not isinstance(race, dict):
             raise BadShape("race item is not an object")
         race_id = n.integer(race.get("race_id"))
@@ -351,41 +418,191 @@ class Applier:
             and not isinstance(events_raw, list)
         ):
             raise BadShape("race.events is not a list")
-        old = self.conn.execute(
-            f"SELECT {', '.join(RACE_DATA_COLUMNS)} FROM {self._t_races} "
-            "WHERE timing_partner_id = ? AND race_id = ?",
+        stored = self.conn.execute(
+            f"SELECT {', '.join(RACE_DATA_COLUMNS)}, access_lost_at, access_lost_reason "
+            f"FROM {self._t_races} WHERE timing_partner_id = ? AND race_id = ?",
             (tp, race_id),
         ).fetchone()
+        old = None if stored is None else tuple(stored[:-2])
+        old_access = (None, None) if stored is None else tuple(stored[-2:])
+        access = old_access
+        if old_access[0] is not None and (detail or old_access[1] == LOST_UNLISTED):
+            access = (None, None)
         merged = _merge(values, old)
-        if merged != old:
-            self.conn.execute(self._upsert_races, (tp, race_id, *merged, row.seq))
+        if merged != old or access != old_access:
+            self.conn.execute(self._upsert_races, (tp, race_id, *merged, row.seq, *access))
             self.counters.rows_upserted += 1
+            if access != old_access:
+                self._restore(row, tp, race_id, "access_lost")
         if isinstance(events_raw, list) and events_raw:
             tz = merged[RACE_DATA_COLUMNS.index("timezone")]
-            self._events(row, tp, race_id, tz, events_raw)
+            self._events(row, tp, race_id, tz, events_raw, detail)
 
     def _events(
-        self, row: JournalRow, tp: int, race_id: int, tz: str | None, events: list[Any]
+        self,
+        row: JournalRow,
+        tp: int,
+        race_id: int,
+        tz: str | None,
+        events: list[Any],
+        detail: bool,
     ) -> None:
+        """Upsert the listed events (a listed event is never removed); a race ``detail``
+        (``GET /Rest/race/{id}``, every event of the race) removes the stored events it no
+        longer lists, with their registrations (``removed_reason = 'event_removed'``)."""
         existing = {
-            r[0]: tuple(r[1:])
+            r[0]: (tuple(r[1:-1]), r[-1])
             for r in self.conn.execute(
-                f"SELECT event_id, {', '.join(EVENT_DATA_COLUMNS)} FROM {self._t_events} "
-                "WHERE timing_partner_id = ? AND race_id = ?",
+                f"SELECT event_id, {', '.join(EVENT_DATA_COLUMNS)}, removed_at "
+                f"FROM {self._t_events} WHERE timing_partner_id = ? AND race_id = ?",
                 (tp, race_id),
             )
         }
+        listed: set[int] = set()
         for e in events:
             e = n.obj(e)
             event_id = n.integer(e.get("event_id"))
             if event_id is None:
                 raise BadShape(f"race {race_id}: event without event_id")
-            old = existing.get(event_id)
+            listed.add(event_id)
+            old, old_removed = existing.get(event_id, (None, None))
             merged = _merge(event_values(e, tz), old)
-            if merged != old:
-                self.conn.execute(self._upsert_events, (tp, race_id, event_id, *merged, row.seq))
-                existing[event_id] = merged
+            if merged != old or old_removed is not None:
+                self.conn.execute(
+                    self._upsert_events, (tp, race_id, event_id, *merged, row.seq, None)
+                )
+                existing[event_id] = (merged, None)
                 self.counters.rows_upserted += 1
+                if old_removed is not None:
+                    self._restore(row, tp, race_id, "event_removed", event_id)
+        if not detail:
+            return
+        at = _utc_seconds(row.recorded_at)
+        for event_id, (_, removed_at) in existing.items():
+            if event_id in listed or removed_at is not None:
+                continue
+            self.conn.execute(
+                f"UPDATE {self._t_events} SET removed_at = ?, source_seq = ? "
+                "WHERE timing_partner_id = ? AND race_id = ? AND event_id = ?",
+                (at, row.seq, tp, race_id, event_id),
+            )
+            self.counters.rows_upserted += 1
+            self._retire(row, tp, race_id, "event_removed", event_id)
+
+    # -- access lost, event removed: retire and restore a race's or an event's registrations ---
+
+    def _retire(
+        self, row: JournalRow, tp: int, race_id: int, reason: str, event_id: int | None = None
+    ) -> int:
+        """Mark the active registrations of a race (or of one of its events) removed with
+        ``reason`` at the journal row's time; returns how many."""
+        sql = (
+            f"UPDATE {self._t_part} SET removed_at = ?, removed_reason = ?, "
+            "new_registration_id = NULL, source_seq = ? "
+            "WHERE timing_partner_id = ? AND race_id = ? AND removed_at IS NULL"
+        )
+        params: tuple[Any, ...] = (_utc_seconds(row.recorded_at), reason, row.seq, tp, race_id)
+        if event_id is not None:
+            sql += " AND event_id = ?"
+            params += (event_id,)
+        count = self.conn.execute(sql, params).rowcount
+        self.counters.rows_upserted += count
+        return count
+
+    def _restore(
+        self, row: JournalRow, tp: int, race_id: int, reason: str, event_id: int | None = None
+    ) -> None:
+        """Make the registrations that :meth:`_retire` removed with ``reason`` active again
+        (a complete listing retires those that are really gone)."""
+        sql = (
+            f"UPDATE {self._t_part} SET removed_at = NULL, removed_reason = NULL, "
+            "source_seq = ? WHERE timing_partner_id = ? AND race_id = ? AND removed_reason = ?"
+        )
+        params: tuple[Any, ...] = (row.seq, tp, race_id, reason)
+        if event_id is not None:
+            sql += " AND event_id = ?"
+            params += (event_id,)
+        self.counters.rows_upserted += self.conn.execute(sql, params).rowcount
+
+    def _lose_access(self, row: JournalRow, tp: int, race_id: int, reason: str) -> None:
+        """Mark a stored race no longer accessible (``reason``: :data:`LOST_UNLISTED` or
+        :data:`LOST_DENIED`) and retire its registrations. A race already lost keeps its first
+        time (an unlisted race that then answers error 7 becomes :data:`LOST_DENIED`); a race
+        never seen is left alone."""
+        cur = self.conn.execute(
+            f"UPDATE {self._t_races} SET access_lost_at = COALESCE(access_lost_at, ?), "
+            "access_lost_reason = ?, source_seq = ? WHERE timing_partner_id = ? AND race_id = ? "
+            "AND (access_lost_at IS NULL OR (? = 1 AND access_lost_reason = ?))",
+            (
+                _utc_seconds(row.recorded_at),
+                reason,
+                row.seq,
+                tp,
+                race_id,
+                int(reason == LOST_DENIED),
+                LOST_UNLISTED,
+            ),
+        )
+        if cur.rowcount:
+            self.counters.rows_upserted += 1
+            self._retire(row, tp, race_id, "access_lost")
+
+    def _races_listing_page(
+        self, row: JournalRow, ev: ResponseReceived, tp: int, race_ids: list[int], size: int
+    ) -> None:
+        """Track the pages of one run's ``GET /Rest/races?only_partner_races=T`` listing of a
+        partner. At its last page (fewer than ``results_per_page`` races) with every earlier
+        page read in the same run, the listing is complete: each stored race of the partner it
+        does not contain, and whose stored ``next_date`` lies in the listing's
+        ``start_date``..``end_date`` window (any race without a window), loses access."""
+        q = ev.query
+        if q.get("only_partner_races", "F").upper() != "T" or row.run_id is None:
+            return
+        per_page = n.integer(q.get("results_per_page"))
+        page = ev.page if ev.page is not None else n.integer(q.get("page", "1"))
+        start, end = q.get("start_date"), q.get("end_date")
+        if per_page is None or page is None or page < 1:
+            return
+        if any(d is not None and not _ISO_DATE.fullmatch(d) for d in (start, end)):
+            return
+        key = "&".join(f"{k}={v}" for k, v in sorted(q.items()) if k != "page")
+        t_pages = RACE_LISTING_PAGES.name + self.suffix
+        if size >= per_page:
+            self.conn.execute(
+                f"INSERT INTO {t_pages} ({', '.join(RACE_LISTING_PAGES.column_names)}) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT "
+                f"({', '.join(RACE_LISTING_PAGES.pk)}) DO UPDATE SET race_ids = excluded.race_ids",
+                (tp, row.run_id, key, page, _json_ids(race_ids)),
+            )
+            return
+        earlier = self.conn.execute(
+            f"SELECT page, race_ids FROM {t_pages} WHERE timing_partner_id = ? AND run_id = ? "
+            "AND listing_key = ? AND page < ?",
+            (tp, row.run_id, key, page),
+        ).fetchall()
+        self.conn.execute(
+            f"DELETE FROM {t_pages} WHERE timing_partner_id = ? AND "
+            "(run_id <> ? OR listing_key = ?)",
+            (tp, row.run_id, key),
+        )
+        if {p for p, _ in earlier} != set(range(1, page)):
+            return  # a page of this listing was not read: no proof of anything
+        listed = set(race_ids)
+        for _, ids in earlier:
+            listed.update(_decode(ids))
+        for race_id, next_date in self.conn.execute(
+            f"SELECT race_id, next_date FROM {self._t_races} WHERE timing_partner_id = ? "
+            "AND access_lost_at IS NULL",
+            (tp,),
+        ).fetchall():
+            if race_id in listed:
+                continue
+            if start is not None or end is not None:
+                if next_date is None or (start is not None and next_date < start):
+                    continue
+                if end is not None and next_date > end:
+                    continue
+            self._lose_access(row, tp, race_id, LOST_UNLISTED)
 
     # -- participants / removed participants pages -------------------------------------------
 
@@ -491,24 +708,26 @@ class Applier:
                 out[(race_id, event_id, reg_id)] = (item, reg)
         return out
 
-    def _existing(self, tp: int, keys: Any) -> dict[Key, tuple[Any, ...]]:
-        """Stored ``(last_seen_seq, *data columns)`` of these registrations, one query per
-        (race, event) and :data:`_IN_CHUNK` ids."""
-        by_scope: dict[tuple[int, int], list[int]] = {}
-        for race_id, event_id, reg_id in keys:
-            by_scope.setdefault((race_id, event_id), []).append(reg_id)
-        existing: dict[Key, tuple[Any, ...]] = {}
-        for (race_id, event_id), reg_ids in by_scope.items():
+    def _existing(self, tp: int, keys: Any) -> dict[RegKey, tuple[Any, ...]]:
+        """Stored ``(event_id, last_seen_seq, previous_event_id, event_changed_at, *data
+        columns)`` of these registrations, in whatever event of their race they are, keyed by
+        ``(race_id, registration_id)``: one query per race and :data:`_IN_CHUNK` ids."""
+        by_race: dict[int, set[int]] = {}
+        for race_id, _event_id, reg_id in keys:
+            by_race.setdefault(race_id, set()).add(reg_id)
+        existing: dict[RegKey, tuple[Any, ...]] = {}
+        for race_id, id_set in by_race.items():
+            reg_ids = sorted(id_set)
             for i in range(0, len(reg_ids), _IN_CHUNK):
                 chunk = reg_ids[i : i + _IN_CHUNK]
                 sql = self._part_select + f"({','.join('?' * len(chunk))})"
-                for r in self.conn.execute(sql, (tp, race_id, event_id, *chunk)):
-                    existing[(race_id, event_id, r[0])] = r[1:]
+                for r in self.conn.execute(sql, (tp, race_id, *chunk)):
+                    existing[(race_id, r[0])] = r[1:]
         return existing
 
     def _typed_page(
         self, row: JournalRow, ev: ResponseReceived, raw: bytes
-    ) -> tuple[dict[Key, tuple[Any, ...]], list[tuple[Key, tuple[Any, ...]]]] | None:
+    ) -> tuple[dict[RegKey, tuple[Any, ...]], list[tuple[Key, tuple[Any, ...]]]] | None:
         """A ``/participants`` page of the common shape, decoded to Structs and normalised by
         :mod:`rsu.projector.typed`: ``(stored rows, [(key, values)])``. ``None`` when the page
         has anything unusual: the generic path then projects it (and records its errors)."""
@@ -538,7 +757,7 @@ class Applier:
         typed_values = typed.typed_values
         try:
             for key, reg in regs.items():
-                out.append((key, typed_values(reg, key in existing)))
+                out.append((key, typed_values(reg, (key[0], key[2]) in existing)))
         except Exception:  # any doubt: the generic path decides (and records the error)
             return None
         return existing, out
@@ -558,7 +777,7 @@ class Applier:
         removed_at_default = _utc_seconds(row.recorded_at)
         out: list[tuple[Key, tuple[Any, ...]]] = []
         for key, (item, reg) in rows.items():
-            old_full = existing.get(key)
+            old_full = existing.get((key[0], key[2]))
             try:
                 if removed:
                     values = participant_values(
@@ -580,47 +799,76 @@ class Applier:
     def _store(
         self,
         row: JournalRow,
-        existing: dict[Key, tuple[Any, ...]],
+        existing: dict[RegKey, tuple[Any, ...]],
         rows: list[tuple[Key, tuple[Any, ...]]],
         removed: bool,
         stats: dict[str, int],
     ) -> None:
         """Diff normalised registrations against the stored rows; upsert the new and changed
-        ones, move ``last_seen_seq`` of the unchanged ones."""
+        ones, move ``last_seen_seq`` of the unchanged ones.
+
+        Event changes: a registration stored in another event of the race moves to the row's
+        event (recorded in ``runsignup_event_changes``) unless the row's ``last_modified`` is
+        older than the stored one (a stale copy, left alone). The same registration_id in two
+        events of one page: the rows are taken in page order by the same rule, so the later
+        one wins unless its ``last_modified`` is older.
+        """
         if not rows:
             return
         tp = row.timing_partner_id
         seq = row.seq
+        # (race_id, registration_id) -> (event_id, values): one row per registration
+        final: dict[RegKey, tuple[int, tuple[Any, ...]]] = {}
+        for (race_id, event_id, reg_id), values in rows:
+            earlier = final.get((race_id, reg_id))
+            if (
+                earlier is not None
+                and earlier[0] != event_id
+                and _older(values[_LM], earlier[1][_LM])
+            ):
+                continue
+            final[(race_id, reg_id)] = (event_id, values)
         upserts: list[tuple[Any, ...]] = []
         seen: list[tuple[Any, ...]] = []
-        removed_ix = PARTICIPANT_DATA_COLUMNS.index("removed_at")
-        provenance_new = (seq, None if removed else seq)
-        for key, values in rows:
-            old_full = existing.get(key)
+        moves: list[tuple[Any, ...]] = []
+        provenance_new = (seq, None if removed else seq, None, None)
+        for (race_id, reg_id), (event_id, values) in final.items():
+            old_full = existing.get((race_id, reg_id))
             stats["rows"] += 1
             if old_full is None:
                 stats["new"] += 1
                 if removed:
                     stats["removed"] += 1
-                upserts.append((tp, *key, *values, *provenance_new))
+                upserts.append((tp, race_id, event_id, reg_id, *values, *provenance_new))
                 continue
-            old = old_full[1:]
+            old_event, last_seen, previous_event, changed_at = old_full[:_PREFIX]
+            old = old_full[_PREFIX:]
+            if old_event != event_id:
+                if _older(values[_LM], old[_LM]):
+                    stats["unchanged"] += 1  # a stale copy in another event
+                    continue
+                previous_event, changed_at = old_event, _utc_seconds(row.recorded_at)
+                moves.append((tp, race_id, reg_id, old_event, event_id, changed_at, seq))
             merged = _merge(values, old) if MISSING in values else values
-            if merged == old:
+            if merged == old and old_event == event_id:
                 stats["unchanged"] += 1
-                if not removed and old_full[0] != seq:
-                    seen.append((seq, tp, *key))
+                if not removed and last_seen != seq:
+                    seen.append((seq, tp, race_id, reg_id))
                 continue
             stats["changed"] += 1
-            if removed and old[removed_ix] is None:
+            if removed and old[_REMOVED_AT] is None:
                 stats["removed"] += 1
-            last_seen = old_full[0] if removed else seq
-            upserts.append((tp, *key, *merged, seq, last_seen))
+            last_seen = last_seen if removed else seq
+            upserts.append(
+                (tp, race_id, event_id, reg_id, *merged, seq, last_seen, previous_event, changed_at)
+            )
         if upserts:
             self.conn.executemany(self._upsert_part, upserts)
             self.counters.rows_upserted += len(upserts)
         if seen:
             self.conn.executemany(self._seen_update, seen)
+        if moves:
+            self.conn.executemany(self._insert_move, moves)
 
     def _listing_completed(self, row: JournalRow, ev: ListingCompleted) -> None:
         tp = row.timing_partner_id
@@ -703,13 +951,17 @@ class Applier:
 
     def _fetch_failed(self, row: JournalRow, ev: FetchFailed) -> None:
         tp = row.timing_partner_id
+        race_id = ev.race_id if ev.race_id is not None else row.race_id
+        if ev.endpoint == "race" and ev.error_code == 7 and tp is not None and race_id is not None:
+            # RunSignUp error 7 (Permission Denied) for a race read before: access lost
+            self._lose_access(row, tp, race_id, LOST_DENIED)
         reason = ev.error_msg or (
             f"HTTP {ev.http_status}" if ev.http_status is not None else "no response"
         )
         self._sync_row(
             row,
             key=f"{tp}:fetch_failed:{row.run_id}:{ev.endpoint}:{ev.path}:{ev.last_seq or row.seq}",
-            race_id=ev.race_id if ev.race_id is not None else row.race_id,
+            race_id=race_id,
             event_id=None,
             status="error",
             reason=reason,

@@ -50,7 +50,7 @@ def _ident(v: Any) -> Any:
 
 # -- races: GET /Rest/races (``races[].race``) and GET /Rest/race/{id} (``race``) -----------------
 
-RACE_DATA_COLUMNS = RACES.column_names[2:-1]  # name .. country_code
+RACE_DATA_COLUMNS = RACES.column_names[2 : RACES.column_names.index("source_seq")]  # name ..
 
 
 def race_values(race: dict[str, Any]) -> tuple[Any, ...]:
@@ -114,7 +114,8 @@ def race_values(race: dict[str, Any]) -> tuple[Any, ...]:
 
 # -- events: ``race.events[]`` ------------------------------------------------------------------
 
-EVENT_DATA_COLUMNS = EVENTS.column_names[3:-1]  # race_event_days_id .. registration_periods
+#: ``race_event_days_id`` .. ``registration_periods``
+EVENT_DATA_COLUMNS = EVENTS.column_names[3 : EVENTS.column_names.index("source_seq")]
 
 
 def registration_periods(value: Any) -> str:
@@ -191,7 +192,9 @@ def event_values(event: dict[str, Any], race_tz: str | None) -> tuple[Any, ...]:
 # -- registrations: GET /Rest/race/{id}/participants and /removed-participants -------------------
 
 #: ``user_id`` .. ``new_registration_id``
-PARTICIPANT_DATA_COLUMNS = PARTICIPANTS.column_names[4:-2]
+PARTICIPANT_DATA_COLUMNS = PARTICIPANTS.column_names[
+    4 : PARTICIPANTS.column_names.index("source_seq")
+]
 REMOVED_REASONS = frozenset({"cleared", "removed", "transferred", "deferred"})
 
 _USER_SPEC: tuple[tuple[str, Conv], ...] = (

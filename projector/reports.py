@@ -30,6 +30,29 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return row is not None
 
 
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether ``table`` has ``column`` (tables of an older projection version may not)."""
+    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def _what_changed(conn: sqlite3.Connection, rs: RaceStatus) -> None:
+    """Fill ``events_removed``, ``event_changes`` and ``last_event_change`` of ``rs``."""
+    key = (rs.timing_partner_id, rs.race_id)
+    rs.events_removed = [
+        r[0]
+        for r in conn.execute(
+            "SELECT event_id FROM runsignup_events WHERE timing_partner_id = ? AND race_id = ? "
+            "AND removed_at IS NOT NULL ORDER BY event_id",
+            key,
+        )
+    ]
+    rs.event_changes, rs.last_event_change = conn.execute(
+        "SELECT COUNT(*), MAX(changed_at) FROM runsignup_event_changes "
+        "WHERE timing_partner_id = ? AND race_id = ?",
+        key,
+    ).fetchone()
+
+
 @dataclass
 class RaceStatus:
     """Sync state of one race of one timing partner.
@@ -44,6 +67,11 @@ class RaceStatus:
     sync from). ``next_event_local`` is that next start as the race's wall-clock time, ISO 8601
     with its UTC offset (``runsignup_events.start_time``), and ``timezone`` the race's IANA zone
     name as RunSignUp sent it (``None`` when it sent none).
+    Issue 13: ``access_lost_at`` (UTC) and ``access_lost_reason``
+    (``missing_from_race_listing`` or ``permission_denied``) when the partner can no longer read
+    the race (such a race is never stale: it is not synced any more); ``events_removed`` the
+    events the race detail no longer lists; ``event_changes`` how many times a registration of
+    the race moved to another event, the latest at ``last_event_change``.
     """
 
     timing_partner_id: int
@@ -65,6 +93,28 @@ class RaceStatus:
     #: The ``warning`` of the newest run that touched the race (e.g. its detail lists no
     #: events), or ``None``: shown by ``rsu status``, it does not make the report fail.
     warning: str | None = None
+    access_lost_at: str | None = None
+    access_lost_reason: str | None = None
+    events_removed: list[int] = field(default_factory=list)
+    event_changes: int = 0
+    last_event_change: str | None = None
+
+    def what_happened(self) -> list[str]:
+        """Short operator notes: access lost, events removed, event changes (may be empty)."""
+        out = []
+        if self.access_lost_at is not None:
+            why = (
+                "RunSignUp answers Permission Denied"
+                if self.access_lost_reason == "permission_denied"
+                else "no longer in the partner's race list"
+            )
+            out.append(f"access lost since {self.access_lost_at[:16].replace('T', ' ')} ({why})")
+        if self.events_removed:
+            ids = ", ".join(map(str, self.events_removed))
+            out.append(f"event{'s' if len(self.events_removed) > 1 else ''} {ids} removed")
+        if self.event_changes:
+            out.append(f"{self.event_changes} event change{'s' if self.event_changes > 1 else ''}")
+        return out
 
 
 @dataclass
@@ -119,7 +169,10 @@ class StatusReport:
             return False
         return not any(
             p.failing
-            or any(r.stale or (self.strict and r.last_attempt_ok is False) for r in p.races)
+            or any(
+                r.stale or (self.strict and r.last_attempt_ok is False and r.access_lost_at is None)
+                for r in p.races
+            )
             for p in self.partners
         )
 
@@ -147,7 +200,12 @@ class StatusReport:
                 )
                 out.append(f"partner {p.timing_partner_id} is failing: {why}")
             for r in p.races:
-                if self.strict and not r.stale and r.last_attempt_ok is False:
+                if (
+                    self.strict
+                    and not r.stale
+                    and r.last_attempt_ok is False
+                    and r.access_lost_at is None
+                ):
                     out.append(
                         f"race {r.race_id} (partner {r.timing_partner_id}): newest sync failed "
                         f"({r.last_error or 'see rsu history --status error'})"
@@ -169,6 +227,16 @@ class StatusReport:
             if r.warning
         ]
 
+    def notes(self) -> list[str]:
+        """One line per race with something to tell that is not a failure (issue 13: access
+        lost, events removed, registrations that changed event)."""
+        return [
+            f"race {r.race_id} (partner {r.timing_partner_id}): {'; '.join(r.what_happened())}"
+            for p in self.partners
+            for r in p.races
+            if r.what_happened()
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole report."""
         return {
@@ -176,6 +244,7 @@ class StatusReport:
             "ok": self.ok,
             "problems": self.problems(),
             "warnings": self.warnings(),
+            "notes": self.notes(),
         }
 
 
@@ -259,28 +328,46 @@ def sync_status(
         p.failing = bool(bad) or not fresh(p.last_success)
         partners[tp] = p
 
-    for tp, race_id, name, next_start, active, removed, last_start, next_local, tz in conn.execute(
+    issue13 = _has_column(conn, "runsignup_races", "access_lost_at")
+    live_event = " AND e.removed_at IS NULL" if issue13 else ""
+    for (
+        tp,
+        race_id,
+        name,
+        next_start,
+        active,
+        removed,
+        last_start,
+        next_local,
+        tz,
+        lost_at,
+        lost_why,
+    ) in conn.execute(
         "SELECT r.timing_partner_id, r.race_id, r.name, "
         " (SELECT MIN(e.start_time_utc) FROM runsignup_events e "
         "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
-        "  AND e.start_time_utc >= ?), "
+        f"  AND e.start_time_utc >= ?{live_event}), "
         " (SELECT COUNT(*) FROM runsignup_participants x WHERE x.timing_partner_id = "
         "  r.timing_partner_id AND x.race_id = r.race_id AND x.removed_at IS NULL), "
         " (SELECT COUNT(*) FROM runsignup_participants x WHERE x.timing_partner_id = "
         "  r.timing_partner_id AND x.race_id = r.race_id AND x.removed_at IS NOT NULL), "
         " (SELECT MAX(e.start_time_utc) FROM runsignup_events e "
         "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
-        "  AND e.start_time_utc < ?), "
+        f"  AND e.start_time_utc < ?{live_event}), "
         " (SELECT e.start_time FROM runsignup_events e "
         "  WHERE e.timing_partner_id = r.timing_partner_id AND e.race_id = r.race_id "
-        "  AND e.start_time_utc >= ? ORDER BY e.start_time_utc LIMIT 1), "
-        " r.timezone "
-        "FROM runsignup_races r ORDER BY r.timing_partner_id, r.race_id",
+        f"  AND e.start_time_utc >= ?{live_event} ORDER BY e.start_time_utc LIMIT 1), "
+        " r.timezone, "
+        + ("r.access_lost_at, r.access_lost_reason " if issue13 else "NULL, NULL ")
+        + "FROM runsignup_races r ORDER BY r.timing_partner_id, r.race_id",
         (now_iso, now_iso, now_iso),
-    ):
+    ).fetchall():
         rs = RaceStatus(tp, race_id, name, next_start, active, removed)
         rs.last_event_utc = last_start
         rs.next_event_local, rs.timezone = next_local, tz
+        rs.access_lost_at, rs.access_lost_reason = lost_at, lost_why
+        if issue13:
+            _what_changed(conn, rs)
         race_runs = runs.get((tp, race_id), [])
         if race_runs:
             rs.last_attempt = race_runs[0]["time"]
@@ -291,7 +378,7 @@ def sync_status(
         if good:
             rs.last_success, rs.counts = good["time"], good["counts"]
         rs.age_seconds = age(rs.last_success)
-        rs.stale = next_start is not None and not fresh(rs.last_success)
+        rs.stale = next_start is not None and not fresh(rs.last_success) and lost_at is None
         partners.setdefault(tp, PartnerStatus(timing_partner_id=tp)).races.append(rs)
     report.partners = [partners[k] for k in sorted(partners)]
     if _has_table(conn, "journal") and _has_table(conn, "projector_state"):

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 #: 2: ``sync_history.event_ids`` (listings of several events of a race in one call).
 #: 3: values outside BIGINT are row errors; an event that cannot be projected is rolled back and
 #: recorded (``projection_errors`` and ``sync_history``) instead of stopping the projector.
-PROJECTION_VERSION = 3
+#: 4: one row per registration (event changes move it), race access lost, events removed
+#: (issue 13).
+PROJECTION_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,10 @@ RACES = Table(
         ("zipcode", "TEXT"),
         ("country_code", "TEXT"),
         ("source_seq", "INTEGER NOT NULL"),
+        # UTC ``...Z`` since when the partner can no longer read the race (NULL: accessible)
+        ("access_lost_at", "TEXT"),
+        # missing_from_race_listing | permission_denied
+        ("access_lost_reason", "TEXT"),
     ),
     ("timing_partner_id", "race_id"),
     (("name", ("timing_partner_id", "name")), ("next_date", ("timing_partner_id", "next_date"))),
@@ -110,6 +116,8 @@ EVENTS = Table(
         ("sub_event_ids", "TEXT"),  # JSON array of ints
         ("registration_periods", "TEXT"),  # JSON array, fees in cents, see apply.py
         ("source_seq", "INTEGER NOT NULL"),
+        # UTC ``...Z`` of the race detail that no longer listed the event (NULL: listed)
+        ("removed_at", "TEXT"),
     ),
     ("timing_partner_id", "race_id", "event_id"),
     (("event", ("timing_partner_id", "event_id")),),
@@ -170,8 +178,12 @@ PARTICIPANTS = Table(
         ("new_registration_id", "INTEGER"),
         ("source_seq", "INTEGER NOT NULL"),
         ("last_seen_seq", "INTEGER"),
+        # the event the registration was in before its latest event change, and when (UTC)
+        ("previous_event_id", "INTEGER"),
+        ("event_changed_at", "TEXT"),
     ),
-    ("timing_partner_id", "race_id", "event_id", "registration_id"),
+    # one row per registration: an event change moves it (``event_id`` is not part of the key)
+    ("timing_partner_id", "race_id", "registration_id"),
     (
         ("event_seen", ("timing_partner_id", "race_id", "event_id", "last_seen_seq")),
         ("bib", ("timing_partner_id", "event_id", "bib_num")),
@@ -217,6 +229,36 @@ SYNC_HISTORY = Table(
     ),
 )
 
+#: Every event change of a registration (the participants row holds only the latest one).
+EVENT_CHANGES = Table(
+    "runsignup_event_changes",
+    (
+        ("timing_partner_id", "INTEGER NOT NULL"),
+        ("race_id", "INTEGER NOT NULL"),
+        ("registration_id", "INTEGER NOT NULL"),
+        ("from_event_id", "INTEGER NOT NULL"),
+        ("to_event_id", "INTEGER NOT NULL"),
+        ("changed_at", "TEXT NOT NULL"),  # UTC ``...Z``: when the projector saw the move
+        ("source_seq", "INTEGER NOT NULL"),
+    ),
+    ("timing_partner_id", "race_id", "registration_id", "source_seq"),
+    (("race", ("timing_partner_id", "race_id", "changed_at")),),
+)
+
+#: Pages of a partner's ``/Rest/races`` listing read so far in one run, kept only until the
+#: listing's last (short) page proves it complete (see ``Applier._races_page``).
+RACE_LISTING_PAGES = Table(
+    "projector_race_listing_pages",
+    (
+        ("timing_partner_id", "INTEGER NOT NULL"),
+        ("run_id", "TEXT NOT NULL"),
+        ("listing_key", "TEXT NOT NULL"),  # the query without ``page``
+        ("page", "INTEGER NOT NULL"),
+        ("race_ids", "TEXT NOT NULL"),  # JSON array of ints
+    ),
+    ("timing_partner_id", "run_id", "listing_key", "page"),
+)
+
 #: One row per projected participants/removed-participants page (per-listing counts, failures).
 PAGES = Table(
     "projector_pages",
@@ -260,8 +302,10 @@ TABLES: tuple[Table, ...] = (
     RACES,
     EVENTS,
     PARTICIPANTS,
+    EVENT_CHANGES,
     SYNC_HISTORY,
     PAGES,
+    RACE_LISTING_PAGES,
     PROJECTION_ERRORS,
     STATE,
 )

@@ -5,8 +5,10 @@ Every change stamps the touched row's ``last_modified`` with a time in ``(old no
 Kinds: ``"new"``, ``"edit"`` (bib, name or team), ``"refund"`` (row moves to
 ``/removed-participants`` with ``removed_reason="removed"``), ``"transfer"`` (the row gets a new
 registration_id, possibly in another event of the race; the old id is removed with
-``removed_reason="transferred"`` and ``new_registration_id``) and ``"deferral"``
-(``removed_reason="deferred"``).
+``removed_reason="transferred"`` and ``new_registration_id``), ``"deferral"``
+(``removed_reason="deferred"``) and ``"event_change"`` (the row moves to another event of its
+race keeping its registration_id, as when a runner switches from the half to the 10K; the old
+event does not list it at all, not even as removed).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ class Change:
     """One change applied by :func:`advance`.
 
     ``event_id``/``registration_id`` name the row before the change. For transfers,
-    ``new_registration_id`` is the new row's id and ``new_event_id`` its event. ``at`` is the
-    new ``last_modified`` (Unix seconds, UTC).
+    ``new_registration_id`` is the new row's id and ``new_event_id`` its event; for event changes
+    ``new_event_id`` is the event the registration moved to. ``at`` is the new ``last_modified``
+    (Unix seconds, UTC).
     """
 
     kind: str
@@ -47,14 +50,16 @@ def advance(
     deferrals: int = 1,
     seconds: int = 600,
     race_ids: Sequence[int] | None = None,
+    event_changes: int = 0,
 ) -> list[Change]:
     """Advance ``world.now`` by ``seconds`` (at least 1 when any change is asked) and apply changes.
 
-    Counts are upper bounds: edits/refunds/transfers/deferrals need an active row to act on.
+    Counts are upper bounds: edits/refunds/transfers/deferrals/event changes need an active row
+    to act on (an event change also needs a race with another event).
     ``race_ids`` limits the changes to those races (default: all races). Deterministic for a
     given world seed and call sequence.
     """
-    if seconds < 0 or min(new, edits, refunds, transfers, deferrals) < 0:
+    if seconds < 0 or min(new, edits, refunds, transfers, deferrals, event_changes) < 0:
         raise ValueError("advance() takes non-negative counts and seconds")
     with world.lock:
         rng = world.rng
@@ -64,6 +69,7 @@ def advance(
             + ["refund"] * refunds
             + ["transfer"] * transfers
             + ["deferral"] * deferrals
+            + ["event_change"] * event_changes
         )
         if kinds and seconds < 1:
             seconds = 1
@@ -103,10 +109,24 @@ def _apply(world: World, kind: str, when: int, events: list[Event]) -> Change | 
         event.active[row["registration_id"]] = row
         event.touch(row["registration_id"])
         return Change("new", event.race_id, event.event_id, row["registration_id"], at=when)
+    if kind == "event_change":
+        events = [e for e in events if len(world.races[e.race_id].events) > 1]
     picked = _pick_active(world, events)
     if picked is None:
         return None
     event, reg_id = picked
+    if kind == "event_change":
+        race = world.races[event.race_id]
+        target = rng.choice([e for e in race.events.values() if e.event_id != event.event_id])
+        row = event.active.pop(reg_id)
+        event.touch(reg_id)
+        row["event_id"] = target.event_id
+        row["last_modified"] = when
+        target.active[reg_id] = row
+        target.touch(reg_id)
+        return Change(
+            "event_change", event.race_id, event.event_id, reg_id, None, target.event_id, when
+        )
     if kind == "edit":
         row = event.active[reg_id]
         what = rng.choice(("bib", "name", "team"))

@@ -54,6 +54,8 @@ _EVENT_KINDS = (
     ("Virtual 5K", "5K", "virtual_race"),
 )
 
+#: ``Race.timing_partner_id`` of a race whose partner lost access: a partner no credential has.
+_NO_SIMULATED_PARTNER = -1
 _SIZES = ("XS", "S", "M", "L", "XL")
 
 _QUESTIONS = (
@@ -194,6 +196,8 @@ class World:
         #: The installation's API caller registration this world accepts (from the seed alone:
         #: it draws nothing from ``rng``, so the generated data does not depend on it).
         self.caller: CallerRegistrationSpec = caller_registration(config.seed)
+        #: race_id -> the partner whose access :meth:`revoke_access` removed
+        self.revoked: dict[int, int] = {}
 
     # ------------------------------------------------------------------ generation
     @classmethod
@@ -576,6 +580,7 @@ class World:
         deferrals: int = 1,
         seconds: int = 600,
         race_ids: Sequence[int] | None = None,
+        event_changes: int = 0,
     ) -> list[Change]:
         """Move the clock ``seconds`` forward and apply changes; returns ``list[Change]``.
 
@@ -583,7 +588,46 @@ class World:
         """
         from .changes import advance
 
-        return advance(self, new, edits, refunds, transfers, deferrals, seconds, race_ids)
+        return advance(
+            self, new, edits, refunds, transfers, deferrals, seconds, race_ids, event_changes
+        )
+
+    # ------------------------------------------------------------------ access and events
+    def revoke_access(self, race_id: int) -> None:
+        """The race director removes the timing partner's access to ``race_id``: the race leaves
+        the partner's ``/Rest/races?only_partner_races=T`` list and ``/Rest/race/{id}`` (and its
+        participant listings) answer error 7 for the partner. Undo with :meth:`restore_access`."""
+        with self.lock:
+            race = self.races[race_id]
+            if race_id not in self.revoked and race.timing_partner_id is not None:
+                self.revoked[race_id] = race.timing_partner_id
+                race.timing_partner_id = _NO_SIMULATED_PARTNER
+
+    def restore_access(self, race_id: int) -> None:
+        """Give the partner its access to ``race_id`` back (see :meth:`revoke_access`)."""
+        with self.lock:
+            partner = self.revoked.pop(race_id, None)
+            if partner is not None:
+                self.races[race_id].timing_partner_id = partner
+
+    def remove_event(self, race_id: int, event_id: int, move_to: int | None = None) -> list[int]:
+        """Delete an event from a race: ``/Rest/race/{id}`` no longer lists it. With
+        ``move_to`` its active registrations move to that event of the race keeping their
+        registration_id (``last_modified`` becomes ``now``); else they vanish with it. Returns
+        the registration ids that were active in the event."""
+        with self.lock:
+            race = self.races[race_id]
+            event = race.events.pop(event_id)
+            del self.events[event_id]
+            moved = list(event.active)
+            if move_to is not None:
+                target = race.events[move_to]
+                for reg_id, row in event.active.items():
+                    row["event_id"] = move_to
+                    row["last_modified"] = self.now
+                    target.active[reg_id] = row
+                    target.touch(reg_id)
+            return moved
 
 
 def caller_registration(seed: int) -> CallerRegistrationSpec:

@@ -233,6 +233,34 @@ class Builder:
         )
         return self.append(ev, body, times=times, race_id=race_id, event_id=event_id)
 
+    def races_listing(
+        self,
+        pages: Sequence[Sequence[dict[str, Any]]],
+        *,
+        per_page: int = 1000,
+        window: tuple[str, str] | None = None,
+        times: int = 1,
+    ) -> list[int]:
+        """A partner's ``GET /Rest/races?events=T&only_partner_races=T`` listing, one response
+        per page of race objects (``window``: ``start_date``/``end_date``); returns the seqs."""
+        seqs = []
+        for number, races in enumerate(pages, 1):
+            query = {"events": "T", "only_partner_races": "T", "results_per_page": str(per_page)}
+            if window is not None:
+                query.update(start_date=window[0], end_date=window[1])
+            query["page"] = str(number)
+            body = j({"races": [{"race": r} for r in races]})
+            ev = ResponseReceived(
+                endpoint="races",
+                path="/Rest/races",
+                query=query,
+                body_sha256="",
+                body_size=len(body),
+                page=number,
+            )
+            seqs.append(self.append(ev, body, times=times))
+        return seqs
+
     def run_started(self) -> int:
         return self.append(RunStarted(mode="full"))
 

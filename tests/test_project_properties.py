@@ -1,5 +1,7 @@
 """Property tests: chunking, duplicates, rebuild and repeat runs give the same tables; the
-version bump rebuilds by itself; readers never see empty or half-built tables."""
+version bump rebuilds by itself; readers never see empty or half-built tables. The steps move
+registrations between events (the same ids in both events), drop events from the race detail,
+and lose and regain access to the race (race listings, error 7)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,11 @@ REASONS = ("cleared", "removed", "transferred", "deferred")
 
 reg_ids = st.integers(min_value=1, max_value=25)
 step = st.one_of(
-    st.tuples(st.just("race"), st.integers(0, 3)),
+    st.tuples(
+        st.just("race"), st.integers(0, 3), st.sampled_from((EVENTS, EVENTS[:1], EVENTS[1:]))
+    ),
+    st.tuples(st.just("races"), st.booleans(), st.booleans()),
+    st.tuples(st.just("denied")),
     st.tuples(
         st.just("full"),
         st.sampled_from(EVENTS),
@@ -66,7 +72,16 @@ def build(journal, steps, *, dup: bool = False, after_step=None) -> None:
         b = by_tp[1 + i % 2]
         kind = s[0]
         if kind == "race":
-            b.race(j({"race": race_obj(RACE, version=s[1], event_ids=EVENTS)}), RACE, times=t)
+            b.race(j({"race": race_obj(RACE, version=s[1], event_ids=s[2])}), RACE, times=t)
+        elif kind == "races":  # a complete race listing, with or without the race
+            _, listed, window = s
+            b.races_listing(
+                [[race_obj(RACE, event_ids=())] if listed else []],
+                window=("2017-01-01", "2018-01-01") if window else None,
+                times=t,
+            )
+        elif kind == "denied":
+            b.fetch_failed("race", RACE, code=7, msg="Permission Denied", times=t)
         elif kind in ("full", "incremental"):
             _, ev, regs, size = s
             items = sorted(regs.items())
@@ -159,7 +174,7 @@ def test_duplicated_events_give_the_same_tables(steps):
 def _sample_journal(path=":memory:"):
     jn = new_journal(path)
     steps = [
-        (("race", 1), 1),
+        (("race", 1, EVENTS), 1),
         (("full", 11, {i: 0 for i in range(1, 400)}, 50), 1),
         (("full", 12, {i: 1 for i in range(1, 300)}, 40), 1),
         (("removed", 11, {3: "transferred", 4: "deferred"}), 1),

@@ -150,10 +150,10 @@ def test_any_failure_inside_one_event_rolls_it_back_and_the_run_goes_on(monkeypa
     last = b.run_finished()
     real = apply.Applier._race
 
-    def flaky(self, row, tp, race):
+    def flaky(self, row, tp, race, *more):
         if race["race_id"] == 2:
             raise KeyError("boom")
-        return real(self, row, tp, race)
+        return real(self, row, tp, race, *more)
 
     monkeypatch.setattr(apply.Applier, "_race", flaky)
     result = project(jn.db)
@@ -179,7 +179,7 @@ def test_a_database_failure_is_not_recorded_as_the_events_fault(monkeypatch):
     b.run_started()
     b.race(j({"race": race_obj(3)}), 3)
 
-    def full(self, row, tp, race):
+    def full(self, row, tp, race, *more):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(apply.Applier, "_race", full)

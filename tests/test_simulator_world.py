@@ -187,3 +187,31 @@ def test_advance_limited_to_races(world: World) -> None:
     race_id = world.race_ids(world.partner_ids[1])[0]
     changes = world.advance(new=4, edits=4, refunds=1, transfers=1, deferrals=1, race_ids=[race_id])
     assert {c.race_id for c in changes} == {race_id}
+
+
+def test_event_change_keeps_the_registration_id(world: World) -> None:
+    changes = world.advance(new=0, edits=0, refunds=0, transfers=0, deferrals=0, event_changes=3)
+    assert [c.kind for c in changes] == ["event_change"] * 3
+    for c in changes:
+        assert c.new_event_id is not None and c.new_event_id != c.event_id
+        assert world.races[c.race_id].events[c.new_event_id]  # same race
+    last = {c.registration_id: c for c in changes}  # a runner may move twice
+    for reg_id, c in last.items():
+        assert _locate(world, reg_id) == ("active", c.new_event_id)
+        row = world.active_registrations(c.race_id, c.new_event_id or 0)[reg_id]
+        assert (row["event_id"], row["last_modified"]) == (c.new_event_id, c.at)
+
+
+def test_revoked_access_and_removed_events(world: World) -> None:
+    pid = world.partner_ids[0]
+    race_id = world.race_ids(pid)[0]
+    world.revoke_access(race_id)
+    assert race_id not in world.race_ids(pid)
+    world.restore_access(race_id)
+    assert race_id in world.race_ids(pid)
+    multi = next(r for r in world.races.values() if len(r.events) > 1)
+    gone, keep = list(multi.events)[:2]
+    before = set(world.active_registrations(multi.race_id, keep))
+    moved = world.remove_event(multi.race_id, gone, move_to=keep)
+    assert gone not in world.event_ids(multi.race_id) and gone not in world.events
+    assert set(world.active_registrations(multi.race_id, keep)) == before | set(moved)

@@ -1,0 +1,204 @@
+"""One row per registration (issue 13): event changes move it, a race the partner can no longer
+read and an event a race no longer lists take their registrations off the active start lists,
+and both come back when RunSignUp shows them again."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from project_helpers import (
+    Builder,
+    j,
+    new_journal,
+    participants_body,
+    race_obj,
+    registration,
+)
+
+from rsu.journal import Journal
+from rsu.projector import project
+
+RACE, OTHER = 100, 200
+A, B = 11, 12
+AT = "2024-01-01T00:00:{:02d}Z"
+
+
+def rows(conn: sqlite3.Connection) -> dict[int, tuple[Any, ...]]:
+    """registration_id -> (event_id, removed_reason, previous_event_id, event_changed_at)."""
+    return {
+        r[0]: tuple(r[1:])
+        for r in conn.execute(
+            "SELECT registration_id, event_id, removed_reason, previous_event_id, "
+            "event_changed_at FROM runsignup_participants ORDER BY registration_id"
+        )
+    }
+
+
+def moves(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT registration_id, from_event_id, to_event_id, changed_at "
+        "FROM runsignup_event_changes ORDER BY source_seq, registration_id"
+    ).fetchall()
+
+
+def access(conn: sqlite3.Connection) -> dict[int, tuple[Any, ...]]:
+    return {
+        r[0]: (r[1], r[2])
+        for r in conn.execute(
+            "SELECT race_id, access_lost_at, access_lost_reason FROM runsignup_races"
+        )
+    }
+
+
+def reg(reg_id: int, event_id: int, version: int = 0) -> dict[str, Any]:
+    return registration(reg_id, event_id, version)
+
+
+def setup() -> tuple[Journal, Builder]:
+    jn = new_journal()
+    b = Builder(jn)
+    b.race(j({"race": race_obj(RACE, event_ids=(A, B))}), RACE)  # tick 1
+    b.listing(RACE, A, [participants_body(A, [reg(1, A), reg(2, A)])])  # ticks 2-3
+    b.listing(RACE, B, [participants_body(B, [reg(3, B)])])  # ticks 4-5
+    return jn, b
+
+
+def test_an_event_change_moves_the_one_row_and_records_the_move() -> None:
+    jn, b = setup()
+    # reg 1 switches from A to B (newer last_modified); an incremental listing of B shows it
+    b.listing(RACE, B, [participants_body(B, [reg(1, B, version=1)])], complete=False)  # 6-7
+    project(jn.db)
+    conn = jn.db.conn
+    assert rows(conn) == {
+        1: (B, None, A, AT.format(6)),
+        2: (A, None, None, None),
+        3: (B, None, None, None),
+    }
+    assert moves(conn) == [(1, A, B, AT.format(6))]
+    # the next complete listing of A no longer holds reg 1: it stays active in B
+    b.listing(RACE, A, [participants_body(A, [reg(2, A)])])
+    b.listing(RACE, B, [participants_body(B, [reg(1, B, 1), reg(3, B)])])
+    assert project(jn.db).exit_code == 0
+    assert rows(conn)[1] == (B, None, A, AT.format(6))
+    assert conn.execute(
+        "SELECT COUNT(*) FROM runsignup_participants WHERE removed_at IS NULL"
+    ).fetchone() == (3,)
+    assert len(moves(conn)) == 1
+
+
+def test_a_stale_copy_in_the_old_event_does_not_move_it_back() -> None:
+    jn, b = setup()
+    b.listing(RACE, B, [participants_body(B, [reg(1, B, version=1)])], complete=False)
+    # a complete listing of A still showing reg 1 with its older last_modified
+    b.listing(RACE, A, [participants_body(A, [reg(1, A), reg(2, A)])])
+    project(jn.db)
+    assert rows(jn.db.conn)[1] == (B, None, A, AT.format(6))
+
+
+def test_same_registration_in_two_events_of_one_listing() -> None:
+    """The rows are taken in the order sent: the later one wins unless it is older."""
+    jn = new_journal()
+    b = Builder(jn)
+    b.race(j({"race": race_obj(RACE, event_ids=(A, B))}), RACE)
+    page = j(
+        [
+            {"event": {"event_id": A}, "participants": [reg(1, A, 1), reg(2, A, 0)]},
+            {"event": {"event_id": B}, "participants": [reg(1, B, 0), reg(2, B, 0)]},
+        ]
+    )
+    b.listing(RACE, A, [page])
+    project(jn.db)
+    got = rows(jn.db.conn)
+    # reg 1: B's copy is older, A's stays; reg 2: same last_modified, the later (B) wins
+    assert got == {1: (A, None, None, None), 2: (B, None, None, None)}
+    assert moves(jn.db.conn) == []
+
+
+def test_a_race_missing_from_a_complete_race_listing_loses_access_and_comes_back() -> None:
+    jn, b = setup()
+    other = race_obj(OTHER, event_ids=(21,))
+    b.races_listing([[race_obj(RACE), other]])  # tick 6
+    b.listing(OTHER, 21, [participants_body(21, [reg(9, 21)])])  # 7-8
+    b.races_listing([[other]])  # tick 9: RACE is gone from the partner's list
+    project(jn.db)
+    conn = jn.db.conn
+    assert access(conn) == {
+        RACE: (AT.format(9), "missing_from_race_listing"),
+        OTHER: (None, None),
+    }
+    assert {k: v[1] for k, v in rows(conn).items()} == {
+        1: "access_lost",
+        2: "access_lost",
+        3: "access_lost",
+        9: None,
+    }
+    b.races_listing([[other, race_obj(RACE)]])  # listed again
+    project(jn.db)
+    assert access(conn)[RACE] == (None, None)
+    assert {k: v[1] for k, v in rows(conn).items()} == {1: None, 2: None, 3: None, 9: None}
+
+
+def test_only_a_complete_race_listing_proves_a_race_gone() -> None:
+    jn, b = setup()
+    far = {**race_obj(OTHER, event_ids=(21,)), "next_date": "03/01/2030"}
+    b.races_listing([[race_obj(RACE), far]])
+    # a full page whose next page was never read: not complete
+    b.races_listing([[far]], per_page=1)
+    # a windowed listing proves nothing about races dated outside its window (RACE is 2017)
+    b.races_listing([[far]], window=("2029-01-01", "2031-01-01"))
+    project(jn.db)
+    assert access(jn.db.conn) == {RACE: (None, None), OTHER: (None, None)}
+    # ... and does about the races dated inside it
+    b.races_listing([[far]], window=("2017-01-01", "2031-01-01"))
+    project(jn.db)
+    assert access(jn.db.conn)[RACE][1] == "missing_from_race_listing"
+
+
+def test_a_multi_page_race_listing_is_complete_at_its_short_page() -> None:
+    jn, b = setup()
+    others = [race_obj(OTHER + i, event_ids=(30 + i,)) for i in range(3)]
+    b.races_listing([others[:2], others[2:]], per_page=2)
+    project(jn.db)
+    assert access(jn.db.conn)[RACE][1] == "missing_from_race_listing"
+    assert jn.db.conn.execute("SELECT COUNT(*) FROM projector_race_listing_pages").fetchone() == (
+        0,
+    )
+
+
+def test_error_7_after_earlier_successes_loses_access_until_the_race_answers() -> None:
+    jn, b = setup()
+    b.fetch_failed("race", RACE, code=7, msg="Permission Denied")  # tick 6-7
+    b.fetch_failed("race", OTHER, code=7, msg="Permission Denied")  # never read: ignored
+    project(jn.db)
+    conn = jn.db.conn
+    assert access(conn) == {RACE: (AT.format(7), "permission_denied")}
+    assert {v[1] for v in rows(conn).values()} == {"access_lost"}
+    # a races listing that contains it does not end a permission denial; the race detail does
+    b.races_listing([[race_obj(RACE)]])
+    project(jn.db)
+    assert access(conn)[RACE][1] == "permission_denied"
+    b.race(j({"race": race_obj(RACE, event_ids=(A, B))}), RACE)
+    project(jn.db)
+    assert access(conn)[RACE] == (None, None)
+    assert {v[1] for v in rows(conn).values()} == {None}
+
+
+def test_an_event_the_race_detail_no_longer_lists_is_removed_with_its_registrations() -> None:
+    jn, b = setup()
+    b.race(j({"race": race_obj(RACE, event_ids=(A,))}), RACE)  # tick 6: B is gone
+    # a races listing (events of the listing are not every event) removes nothing
+    b.races_listing([[race_obj(RACE, event_ids=())]])
+    project(jn.db)
+    conn = jn.db.conn
+    events = conn.execute(
+        "SELECT event_id, removed_at FROM runsignup_events ORDER BY event_id"
+    ).fetchall()
+    assert events == [(A, None), (B, AT.format(6))]
+    assert {k: v[1] for k, v in rows(conn).items()} == {1: None, 2: None, 3: "event_removed"}
+    b.race(j({"race": race_obj(RACE, event_ids=(A, B))}), RACE)
+    project(jn.db)
+    assert {k: v[1] for k, v in rows(conn).items()} == {1: None, 2: None, 3: None}
+    assert conn.execute(
+        "SELECT COUNT(*) FROM runsignup_events WHERE removed_at IS NOT NULL"
+    ).fetchone() == (0,)
