@@ -311,9 +311,12 @@ class LoopbackServer:
             self._in_flight -= 1
 
     def set_faults(self, faults: Faults | None = None, **changes: Any) -> Faults:
-        """Replace faults (``faults``, else the current ones, with ``changes``); return them."""
+        """Replace faults (``faults``, else the current ones, with ``changes``); return them.
+        Per-request counters (``throttle_every``, the seeded draws) start again from zero, so a
+        test's faults do not depend on how many requests came before them."""
         new = (faults or self.faults).with_(**changes) if changes else (faults or Faults())
         self.faults = new
+        self.plan = FaultPlan()
         return new
 
     def log(self, req: Request, status: int, size: int, fault: str | None, t0: float) -> None:
