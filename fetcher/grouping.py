@@ -9,21 +9,27 @@ readings are possible:
 * **in total**: the asked events' rows are merged in ``registration_id`` order and the page holds
   the first ``results_per_page`` of them, grouped by event.
 
-The rule used here is right under both (:func:`continuations`):
+RunSignUp may also serve fewer rows per page than ``results_per_page`` asks, so a page is
+"short" only below a page the server is known to serve (``served``: the largest page, or event
+element, of this listing so far; see :class:`~rsu.fetcher.paging.PageProof`). The rule used here
+is right under both readings and any such cap (:func:`next_parts`):
 
 1. The first call asks for every event of the group with no ``after_registration_id``.
-2. A page with fewer rows in total than ``results_per_page`` ends every event (in total: the
-   merged list ended; per event: each event got fewer than a page).
-3. Otherwise each event is continued **on its own** (single-event keyset paging, which has one
-   reading) from the highest ``registration_id`` the page held for it: per event, rows above it
-   may follow; in total, every row of that event up to the page's highest id was on the page. An
-   event without rows on the page continues from the page's highest id (in total it has no
-   rows below it; per event it has none at all, and the continuation comes back empty).
-4. A page holding more rows than ``results_per_page`` proves the per-event reading; then only
-   events that filled a page of their own are continued.
+2. An empty page, or one with fewer rows in total than ``served``, ends every event (in total:
+   the merged list ended; per event: each event got fewer than a page).
+3. A page holding more rows than ``results_per_page`` proves the per-event reading; then an event
+   with fewer rows than the largest element of the page (or ``served``) ended, and each other
+   event is continued **on its own** (single-event keyset paging, which has one reading) from the
+   highest ``registration_id`` the page held for it.
+4. Otherwise the events that may have been cut by a per-event cap (as many rows as the largest
+   element, and at least ``served``) are continued on their own as in 3; the others together,
+   as one several-event call from the page's highest id: in total, every row of theirs up to it
+   was on the page and the merged list goes on from there; per event they ended, and that call
+   comes back empty.
 
-So on a day with few changes a race costs one call per listing kind whatever its number of
-events, and a complete first listing costs at most one extra call per event.
+So a race costs one call per listing kind when nothing changed, and a few more when something
+did (the page that proves the end); a complete listing costs at most one extra call per event
+that filled the page.
 
 Groups (:func:`plan_groups`): events due a complete listing are listed together without a
 cursor; the others together from the oldest of their cursors (re-reading a little more of a
@@ -101,32 +107,29 @@ def plan_groups(
     ]
 
 
-def continuations(
-    info: PageInfo, asked: tuple[int, ...], after: int, page_size: int, served: int | None = None
-) -> dict[int, int]:
-    """Events of a several-event page that need pages of their own, each with the
-    ``after_registration_id`` to continue from; empty when the page ended them all (rules 2-4 of
-    the module docstring). ``after`` is the cursor the page was asked with (0: none).
-
-    ``served`` is the largest page the server is known to serve
-    (:class:`~rsu.fetcher.paging.ServedPageSize`; ``0``: unknown): a page is short only below
-    it, since a server may serve fewer rows than the ``page_size`` asked. ``None`` trusts
-    ``page_size``."""
-    short = page_size if served is None else served
-    if info.rows == 0 or info.rows < short:
-        return {}
-    page_max = info.last_id if info.last_id is not None else after
-    if info.rows > page_size:
-        # the per-event reading is proven: each element is capped on its own, so the largest
-        # element of this very page is a page the server served
-        short = max([short, *(n for n, _ in info.per_event.values())])
-    out: dict[int, int] = {}
+def next_parts(
+    info: PageInfo, asked: tuple[int, ...], page_size: int, served: int
+) -> list[tuple[tuple[int, ...], int]]:
+    """What to ask after a several-event page of ``asked`` events: ``(events,
+    after_registration_id)`` parts (rules 2-4 of the module docstring), empty when the page ended
+    them all. ``page_size`` is the ``results_per_page`` asked; ``served`` the largest page (or
+    event element) the server served earlier in this listing (``0``: none)."""
+    if info.rows == 0 or info.rows < served:
+        return []
+    page_max = info.last_id if info.last_id is not None else 0
+    # each event's element is at most one page under either reading
+    bound = max([served, *(n for n, _ in info.per_event.values())])
+    own: list[tuple[tuple[int, ...], int]] = []
+    together: list[int] = []
     for eid in asked:
         rows, last = info.per_event.get(eid, (0, None))
-        if info.rows > page_size and rows < short:
-            continue  # the per-event reading is proven, and this event did not fill a page
-        out[eid] = last if last is not None else page_max
-    return out
+        if rows and rows >= bound:
+            own.append(((eid,), last if last is not None else page_max))
+        else:
+            together.append(eid)
+    if info.rows > page_size or not together:
+        return own  # per event (proven): the others ended
+    return [*own, (tuple(together), page_max)]
 
 
 def splittable(failed: Exchange) -> bool:

@@ -10,7 +10,6 @@ query parameter of ``fetch``, not a second loop.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -29,56 +28,44 @@ def short_page(page_size: int) -> Callable[[Exchange], bool]:
     return stop
 
 
-class ServedPageSize:
-    """The largest page (in rows) the server has served per listing endpoint in this run: the
-    proof that a shorter page is the last one.
+class PageProof:
+    """What proves that a page is the last of one listing (one instance per listing).
 
     RunSignUp documents ``results_per_page`` up to 2,500 but may serve fewer rows per page than
     asked. A page shorter than the size *asked* then proves nothing, and ending a complete listing
     there would retire everyone on the later pages. A page ends a listing only when it is empty or
-    holds fewer rows than a page the same server already served for that endpoint (the server's
-    cap is one number, so any page it served is a lower bound of it). Until such a page was seen,
-    a listing goes on to the next page, which costs one request that comes back empty.
-    Thread-safe: the run's workers share one instance.
+    holds fewer rows than a page the server is known to serve (``served``: the server's cap is one
+    number, so any page it served is a lower bound of it): an earlier page of this listing.
+    Until then a listing goes on to the next page, which costs one request that usually comes
+    back empty. Only the listing's own pages count: pages of other listings of the run would
+    make the requests a run sends depend on the order its worker threads happen to run in, and
+    pages of earlier runs prove nothing once RunSignUp lowers its cap.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._served: dict[str, int] = {}
+        #: The largest page of this listing so far (rows): a page the server serves.
+        self.served = 0
+        self._decided: dict[int | None, bool] = {}
 
-    def size(self, endpoint: str) -> int:
-        """The largest page served for ``endpoint`` so far (``0``: none yet)."""
-        with self._lock:
-            return self._served.get(endpoint, 0)
+    def observe(self, rows: int) -> None:
+        """Record that the server served a page of ``rows`` rows in this listing."""
+        self.served = max(self.served, rows)
 
-    def observe(self, endpoint: str, rows: int) -> None:
-        """Record that the server served a page of ``rows`` rows for ``endpoint``."""
-        with self._lock:
-            if rows > self._served.get(endpoint, 0):
-                self._served[endpoint] = rows
+    def ends(self, rows: int) -> bool:
+        """Whether a page of ``rows`` rows proves the end (empty, or shorter than a page known
+        to be served before it); then records the page."""
+        end = rows == 0 or rows < self.served
+        self.observe(rows)
+        return end
 
-    def ends(self, endpoint: str, rows: int) -> bool:
-        """Whether a page of ``rows`` rows proves the end (empty, or shorter than a page served
-        before it); then records the page."""
-        with self._lock:
-            served = self._served.get(endpoint, 0)
-            if rows > served:
-                self._served[endpoint] = rows
-        return rows == 0 or rows < served
-
-    def stop_rule(self, endpoint: str) -> Callable[[Exchange], bool]:
-        """A :func:`paginate` stop rule for one listing of ``endpoint`` that decides each page
-        once (asking again about the same page gives the same answer)."""
-        decided: dict[int | None, bool] = {}
-
-        def stop(exchange: Exchange) -> bool:
-            if exchange.info is None:
-                return True
-            if exchange.seq not in decided:
-                decided[exchange.seq] = self.ends(endpoint, exchange.info.rows)
-            return decided[exchange.seq]
-
-        return stop
+    def stop(self, exchange: Exchange) -> bool:
+        """The :func:`paginate` stop rule: decides each page once (asking again about the same
+        page gives the same answer)."""
+        if exchange.info is None:
+            return True
+        if exchange.seq not in self._decided:
+            self._decided[exchange.seq] = self.ends(exchange.info.rows)
+        return self._decided[exchange.seq]
 
 
 def keyset_next(previous: int | None, exchange: Exchange) -> int | None:

@@ -21,7 +21,7 @@ Requests per partner, in order (``format=json`` always):
    ``participants``: ``GET /Rest/race/{race_id}/participants?event_id=E&sort=
    registration_id ASC&include_questions=T&results_per_page=N[&after_registration_id=L]
    [&modified_after_timestamp=T]``, each until a page proves the end (empty, or shorter than a
-   page the server already served: :class:`~rsu.fetcher.paging.ServedPageSize`; a page shorter
+   page the server is known to serve: :class:`~rsu.fetcher.paging.PageProof`; a page shorter
    than the size asked is not enough, a server may serve fewer); each listing ends with one
    ``ListingCompleted``.
 """
@@ -53,8 +53,8 @@ from .client import (
 )
 from .credentials import CallerRegistration, Credential
 from .cursor import race_listing_states
-from .grouping import Group, continuations, plan_groups, splittable
-from .paging import ServedPageSize, keyset_next, page_number_next, paginate, short_page
+from .grouping import Group, next_parts, plan_groups, splittable
+from .paging import PageProof, keyset_next, page_number_next, paginate, short_page
 from .report import Failure, Progress, log
 from .shapes import RaceTimes
 
@@ -116,8 +116,6 @@ class Walker:
         self.unlisted_partners: set[int] = set()
         #: When races were last synced, from the journal (for the cadence).
         self.sync_clock = SyncClock(context.journal)
-        #: The largest listing pages the server served: what proves a listing's end.
-        self.served = ServedPageSize()
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -347,7 +345,8 @@ class Walker:
 
             return fetch
 
-        stop = self.served.stop_rule(endpoint)
+        proof = PageProof()
+        stop = proof.stop
         pages = rows = requests = 0
         page_seqs: list[int] = []
         max_lm: int | None = None
@@ -360,7 +359,7 @@ class Walker:
         while parts and failed is None:
             events, start = parts.pop(0)
             part_ended = False
-            for after, ex in paginate(fetcher(events), start, keyset_next, stop):
+            for _after, ex in paginate(fetcher(events), start, keyset_next, stop):
                 requests += ex.attempts
                 if not ex.ok or ex.info is None or ex.seq is None:
                     failed = ex
@@ -374,12 +373,9 @@ class Walker:
                     max_lm = max(max_lm or 0, ex.info.max_last_modified)
                 self.progress.advance("pages")
                 if len(events) > 1:
-                    served = self.served.size(endpoint)
-                    follow = continuations(ex.info, events, after, self.s.page_size, served)
+                    parts.extend(next_parts(ex.info, events, self.s.page_size, proof.served))
                     # each event's part of the page is at most one page under either reading
-                    biggest = max((n for n, _ in ex.info.per_event.values()), default=0)
-                    self.served.observe(endpoint, biggest)
-                    parts.extend(((eid,), a) for eid, a in follow.items())
+                    proof.observe(max((n for n, _ in ex.info.per_event.values()), default=0))
                     part_ended = True
                     break
                 part_ended = stop(ex)

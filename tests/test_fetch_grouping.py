@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from rsu.fetcher.client import Exchange
 from rsu.fetcher.cursor import ListingState
-from rsu.fetcher.grouping import Group, continuations, plan_groups, splittable
+from rsu.fetcher.grouping import Group, next_parts, plan_groups, splittable
+from rsu.fetcher.paging import PageProof
 from rsu.fetcher.shapes import PageInfo
 
 
@@ -22,10 +23,17 @@ def _page(per_event: dict[int, list[int]]) -> PageInfo:
 
 
 def _serve(
-    data: dict[int, list[int]], events: tuple[int, ...], after: int, n: int, reading: str
+    data: dict[int, list[int]],
+    events: tuple[int, ...],
+    after: int,
+    n: int,
+    reading: str,
+    cap: int | None = None,
 ) -> dict[int, list[int]]:
     """A model of RunSignUp answering ``event_id=events&after_registration_id=after`` with
-    ``results_per_page=n`` under one reading of how a several-event call is paged."""
+    ``results_per_page=n`` under one reading of how a several-event call is paged, serving at
+    most ``cap`` rows a page (or element) whatever ``n`` asks."""
+    n = min(n, cap or n)
     above = {e: sorted(r for r in data[e] if r > after) for e in events}
     if reading == "per_event":
         return {e: rows[:n] for e, rows in above.items()}
@@ -33,63 +41,83 @@ def _serve(
     return {e: [r for r, ev in merged if ev == e] for e in events}
 
 
-def _walk(data: dict[int, list[int]], n: int, reading: str) -> tuple[dict[int, set[int]], int]:
-    """The fetcher's rule (first call for all events, then :func:`continuations`, then keyset
-    pages per event) against the model; returns the rows seen per event and the calls made."""
+def _walk(
+    data: dict[int, list[int]], n: int, reading: str, cap: int | None = None
+) -> tuple[dict[int, set[int]], int]:
+    """The fetcher's rule (first call for all events, then :func:`next_parts`, keyset pages per
+    event ending on :class:`PageProof`) against the model; returns the rows seen per event and
+    the calls made."""
     events = tuple(data)
     seen: dict[int, set[int]] = {e: set() for e in events}
     calls = 0
+    proof = PageProof()
     parts: list[tuple[tuple[int, ...], int]] = [(events, 0)]
     while parts:
         asked, after = parts.pop(0)
         while True:
             calls += 1
-            got = _serve(data, asked, after, n, reading)
+            got = _serve(data, asked, after, n, reading, cap)
             for e, rows in got.items():
                 seen[e].update(rows)
             info = _page(got)
             if len(asked) > 1:
-                parts.extend(((e,), a) for e, a in continuations(info, asked, after, n).items())
+                parts.extend(next_parts(info, asked, n, proof.served))
+                proof.observe(max((k for k, _ in info.per_event.values()), default=0))
                 break
-            if info.rows < n or info.last_id is None:
+            if proof.ends(info.rows) or info.last_id is None:
                 break
             after = info.last_id
     return seen, calls
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     sizes=st.lists(st.integers(0, 30), min_size=2, max_size=4),
     n=st.integers(1, 12),
+    cap=st.one_of(st.none(), st.integers(1, 12)),
     reading=st.sampled_from(["per_event", "total"]),
     seed=st.randoms(use_true_random=False),
 )
-def test_every_row_is_read_under_both_readings(sizes, n, reading, seed) -> None:
+def test_every_row_is_read_under_both_readings_and_any_cap(sizes, n, cap, reading, seed) -> None:
     ids = seed.sample(range(1, 1000), sum(sizes))
     data, k = {}, 0
     for i, size in enumerate(sizes):
         data[100 + i] = ids[k : k + size]
         k += size
-    seen, calls = _walk(data, n, reading)
+    seen, calls = _walk(data, n, reading, cap)
     assert seen == {e: set(rows) for e, rows in data.items()}
-    if sum(sizes) < n:
-        assert calls == 1  # one call for the whole race when nothing fills a page
+    if sum(sizes) == 0:
+        assert calls == 1  # one call for the whole race when nothing is there
+    # a page that proves nothing costs at most one call per event and one for the rest
+    assert calls <= 1 + sum(-(-s // min(n, cap or n)) + 1 for s in sizes) * 2
 
 
 def test_short_page_ends_every_event() -> None:
-    assert continuations(_page({1: [5, 9], 2: [7]}), (1, 2), 0, 4) == {}
+    info = _page({1: [5, 9], 2: [7]})
+    assert next_parts(info, (1, 2), 4, served=4) == []
+    # nothing served yet: the largest element may be a capped page, the rest go on together
+    assert next_parts(info, (1, 2), 4, served=0) == [((1,), 9), ((2,), 9)]
+    assert next_parts(_page({1: [5], 2: [7], 3: [8]}), (1, 2, 3), 9, 0) == [
+        ((1,), 5),
+        ((2,), 7),
+        ((3,), 8),
+    ]
 
 
 def test_full_page_in_total_reading_continues_each_event_from_its_own_last_id() -> None:
     # in total: the 4 lowest ids of events 1, 2 and 3 (3 had none below 8)
     info = _page({1: [2, 3], 2: [5, 8], 3: []})
-    assert continuations(info, (1, 2, 3), 0, 4) == {1: 3, 2: 8, 3: 8}
+    assert next_parts(info, (1, 2, 3), 4, 0) == [((1,), 3), ((2,), 8), ((3,), 8)]
+    assert next_parts(_page({1: [2], 2: [5, 8], 3: []}), (1, 2, 3), 3, 0) == [
+        ((2,), 8),
+        ((1, 3), 8),
+    ]
 
 
 def test_more_rows_than_a_page_proves_per_event_paging() -> None:
     # 4 + 2 rows on a page of 4: per event; only event 1 filled its page
     info = _page({1: [2, 3, 4, 6], 2: [5, 8]})
-    assert continuations(info, (1, 2), 0, 4) == {1: 6}
+    assert next_parts(info, (1, 2), 4, 0) == [((1,), 6)]
 
 
 def test_plan_groups_complete_and_incremental() -> None:

@@ -12,8 +12,8 @@ import pytest
 from fetch_helpers import fast_options, seed_credentials
 
 from rsu.fetcher import run_fetch
-from rsu.fetcher.grouping import continuations
-from rsu.fetcher.paging import ServedPageSize
+from rsu.fetcher.grouping import next_parts
+from rsu.fetcher.paging import PageProof
 from rsu.fetcher.shapes import PageInfo
 from rsu.journal import Journal, ListingCompleted
 from rsu.projector import project
@@ -21,27 +21,24 @@ from rsu.simulator import SimulatorServer, World, WorldConfig
 
 
 def test_a_page_ends_a_listing_only_when_empty_or_shorter_than_one_served():
-    served = ServedPageSize()
+    proof = PageProof()
     # nothing served yet: a page of 10 (asked: 2500) may be a capped full page
-    assert [served.ends("participants", n) for n in (10, 10, 10, 4)] == [False, False, False, True]
-    assert served.size("participants") == 10
-    assert served.ends("participants", 0) is True  # empty always ends
-    # each endpoint has its own cap
-    assert served.ends("removed_participants", 3) is False
-    assert served.ends("removed_participants", 2) is True
+    assert [proof.ends(n) for n in (10, 10, 10, 4)] == [False, False, False, True]
+    assert proof.served == 10
+    assert PageProof().ends(0) is True  # empty always ends
 
 
 def test_several_event_page_is_short_only_below_a_served_page():
     page = PageInfo(rows=12, last_id=40, per_event={1: (7, 40), 2: (5, 33)})
     # asked 2500: under the old rule this page ended both events
-    assert continuations(page, (1, 2), 0, 2500, served=0) == {1: 40, 2: 33}
-    assert continuations(page, (1, 2), 0, 2500, served=12) == {1: 40, 2: 33}
-    assert continuations(page, (1, 2), 0, 2500, served=13) == {}
-    assert continuations(PageInfo(), (1, 2), 0, 2500, served=0) == {}
+    assert next_parts(page, (1, 2), 2500, served=0) == [((1,), 40), ((2,), 40)]
+    assert next_parts(page, (1, 2), 2500, served=12) == [((1, 2), 40)]
+    assert next_parts(page, (1, 2), 2500, served=13) == []
+    assert next_parts(PageInfo(), (1, 2), 2500, served=0) == []
     # more rows than asked: each event is paged on its own, and the page's largest element is a
     # page the server served; the smaller event ended
     per_event = PageInfo(rows=2600, last_id=90, per_event={1: (2500, 90), 2: (100, 50)})
-    assert continuations(per_event, (1, 2), 0, 2500, served=0) == {1: 90}
+    assert next_parts(per_event, (1, 2), 2500, served=0) == [((1,), 90)]
 
 
 def _active(db: Path) -> set[tuple[int, int, int]]:
