@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import requests
 import sqlite_utils
 
+from .bounded import BoundedAdapter, Deadline
 from .credentials import (
     CallerRegistration,
     Credential,
@@ -65,6 +66,9 @@ DEFAULT_MARGIN_S = 900.0
 DEFAULT_WARN_S = 7 * 86400.0
 #: (connect, read) timeouts of the refresh call, seconds.
 TIMEOUTS = (10.0, 30.0)
+#: Seconds the whole refresh call may take (a server trickling its answer is cut off; the
+#: connection is cut when the session mounts :class:`~rsu.fetcher.bounded.BoundedAdapter`).
+DEADLINE = 60.0
 #: The largest refresh answer read (64 KiB); a longer one is an error.
 MAX_BODY_BYTES = 64 * 1024
 #: RunSignUp's documented refresh endpoint (API doc section 5).
@@ -159,19 +163,25 @@ def _post_refresh(
     if credential.oauth.client_secret:
         form["client_secret"] = credential.oauth.client_secret
     try:
-        resp = session.post(
-            url,
-            params=caller.query_params() if caller is not None else None,
-            data=form,
-            headers={"Accept": "application/json", **(caller.headers() if caller else {})},
-            timeout=TIMEOUTS,
-            allow_redirects=False,
-            stream=True,
-        )
-        try:
-            body = _read_bounded(pid, resp)
-        finally:
-            resp.close()
+        with Deadline(DEADLINE) as deadline:
+            try:
+                resp = session.post(
+                    url,
+                    params=caller.query_params() if caller is not None else None,
+                    data=form,
+                    headers={"Accept": "application/json", **(caller.headers() if caller else {})},
+                    timeout=TIMEOUTS,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                try:
+                    body = _read_bounded(pid, resp)
+                finally:
+                    resp.close()
+            except requests.RequestException:
+                deadline.check()  # the deadline cut the connection: say so
+                raise
+            deadline.check()
     except requests.RequestException as exc:  # its message may quote the request: not shown
         raise OAuthError(pid, f"token refresh failed ({type(exc).__name__})") from None
     try:
@@ -311,7 +321,11 @@ def refresh_due_tokens(
     except CredentialError:
         caller = None
     own = session is None
-    http = requests.Session() if session is None else session
+    http = session
+    if http is None:
+        http = requests.Session()
+        http.mount("https://", BoundedAdapter())
+        http.mount("http://", BoundedAdapter())
     out: list[Credential] = []
     messages: list[str] = []
     try:

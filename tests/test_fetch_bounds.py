@@ -286,3 +286,29 @@ def test_content_encodings_are_decoded_within_the_cap(
             with pytest.raises(requests.exceptions.ContentDecodingError) as caught:
                 client._send(call)
             assert f"{type(caught.value).__name__}: {caught.value}".startswith(expected)
+
+
+@pytest.mark.timeout(60)
+def test_trickling_token_endpoint_does_not_hang_the_refresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rsu.fetcher import oauth
+    from rsu.fetcher.credentials import add_credential, load_credentials
+    from rsu.journal import open_db
+
+    monkeypatch.setattr(oauth, "DEADLINE", 0.5)
+    conn = open_db(tmp_path / "rsu.db")
+    try:
+        add_credential(
+            conn, 5, "bearer", "tok-0123456789", refresh_token="ref-0123456789", client_id="c",
+            expires_in=100, now=1000.0,
+        )  # fmt: skip
+        creds = load_credentials(conn)
+        slow = trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b'{"access_token": "')
+        with RawServer(slow) as api:
+            kept, messages = oauth.refresh_due_tokens(conn, creds, api.base_url, now=1050.0)
+            assert api.connections == 1
+    finally:
+        conn.conn.close()
+    assert kept == creds  # the old token is kept; the run goes on with it
+    assert messages == ["partner 5: token refresh failed (DeadlineExceeded)"]
