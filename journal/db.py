@@ -79,7 +79,8 @@ def busy_timeout() -> float:
     return value
 
 
-def _file_of(conn: sqlite3.Connection) -> str:
+def file_of(conn: sqlite3.Connection) -> str:
+    """The file of ``conn``'s main database (``:memory:``; ``?`` when unknown)."""
     try:
         for _seq, name, file in conn.execute("PRAGMA database_list").fetchall():
             if name == "main":
@@ -129,7 +130,7 @@ def database_error(
     cannot {doing}: {cause}"``. ``path`` is the database file (or a connection to it).
     Call it once, where the ``sqlite3`` error is first caught; raise the result ``from exc``."""
     if isinstance(path, sqlite3.Connection):
-        path = _file_of(path)
+        path = file_of(path)
     cause, why = _cause(exc)
     where = f"database {path}: " if path is not None else ""
     return JournalError(f"{where}cannot {doing}: {why}", cause)

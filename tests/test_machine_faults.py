@@ -281,6 +281,22 @@ def test_a_read_only_command_leaves_an_empty_file_empty(tmp_path: Path, args: li
     assert db.stat().st_size == 0 and sorted(os.listdir(tmp_path)) == ["empty.db"]
 
 
+@pytest.mark.parametrize("args", [["journal", "log"], ["journal", "verify"], ["journal", "stats"]])
+def test_a_journal_command_never_creates_the_journal(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "rsu.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE notes (x)")  # e.g. only credentials were added so far
+    conn.close()
+    before = _digest(db)
+    result = rsu(*args, "--db", db)
+    assert clean_exit(result) and result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: database {db} holds no journal yet (nothing was fetched into it; `rsu sync` "
+        "starts one)"
+    )
+    assert _digest(db) == before
+
+
 def test_a_symlinked_db_is_used_but_its_target_is_never_chmodded(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
