@@ -11,7 +11,9 @@ process) it gets there:
 - ``in-append``: inside the append transaction, after the blob insert and before the journal row
   and ``COMMIT`` (SQLite must roll the half-written transaction back on the next open);
 - ``apply``: inside ``Applier.apply`` of the projector, after the batch's earlier events were
-  written but before the batch (and its checkpoint) commits.
+  written but before the batch (and its checkpoint) commits;
+- ``term-append``, ``term-apply``: like ``append`` and ``apply``, but the process sends itself
+  SIGTERM (as systemd stopping the service does) instead of SIGKILL, and carries on to handle it.
 
 The hook exists only here: it monkeypatches the installed package in this process before running
 the CLI, so nothing in ``rsu`` itself reads an environment variable or option for it, and a normal
@@ -29,11 +31,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-POINTS = ("append", "in-append", "apply")
+POINTS = ("append", "in-append", "apply", "term-append", "term-apply")
 
 
-def _kill_on_nth(n: int) -> Callable[[], None]:
-    """A function that SIGKILLs this process the ``n``-th time it is called (thread-safe)."""
+def _kill_on_nth(n: int, sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
+    """A function that sends ``sig`` to this process the ``n``-th time it is called
+    (thread-safe)."""
     lock = threading.Lock()
     calls = [0]
 
@@ -41,7 +44,7 @@ def _kill_on_nth(n: int) -> Callable[[], None]:
         with lock:
             calls[0] += 1
             if calls[0] == n:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), sig)
 
     return tick
 
@@ -79,8 +82,8 @@ def install(point: str, n: int) -> None:
     """Arm the kill ``point`` for its ``n``-th occurrence in this process."""
     if point not in POINTS or n < 1:
         raise SystemExit(f"crash_runner: bad kill point {point}:{n} (one of {POINTS}, N >= 1)")
-    tick = _kill_on_nth(n)
-    if point == "append":
+    tick = _kill_on_nth(n, signal.SIGTERM if point.startswith("term-") else signal.SIGKILL)
+    if point in ("append", "term-append"):
         _wrap_append(tick)
     elif point == "in-append":
         from rsu.journal import store

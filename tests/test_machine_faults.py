@@ -112,6 +112,30 @@ def test_full_disk_during_projection_is_one_line_and_exit_1(
     conn.close()
 
 
+def test_full_disk_during_fetch_is_one_line_and_exit_1(
+    tmp_path: Path, world_db: tuple[World, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "rsu.db"
+    Journal.open(db).close()
+
+    def full_disk_open(path: str | Path, **kwargs: Any) -> Any:
+        database = open_db(path, **kwargs)
+        pages = database.conn.execute("PRAGMA page_count").fetchone()[0]
+        database.conn.execute(f"PRAGMA max_page_count = {pages + 1}")  # room for a few events
+        return database
+
+    monkeypatch.setattr("rsu.journal.store.open_db", full_disk_open)
+    result = _sync(tmp_path, world_db[1])
+    assert clean_exit(result), result.exception
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"error: database {db}: cannot append ") and last.endswith(
+        " to the journal: the disk is full (or the database reached its size limit)"
+    ), last
+    with Journal.open(db) as journal:
+        assert journal.verify().ok
+
+
 def test_locked_database_fails_in_one_line_after_the_busy_timeout(tmp_path: Path) -> None:
     projected = tmp_path / "rsu.db"
     _journal(projected)  # not projected yet: `rsu project` has to write
@@ -412,6 +436,38 @@ def test_sigterm_is_journaled_and_summarised_as_interrupted(tmp_path: Path) -> N
     assert len(finished) == 1
     assert finished[0].event.status == "interrupted"  # type: ignore[union-attr]
     assert "stopped by SIGTERM (the service was stopped)" in finished[0].event.failures  # type: ignore[union-attr]
+
+
+def test_sigterm_during_projection_rolls_the_batch_back_and_exits_143(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    _journal(db, names=("A", "B", "C"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            CRASH_RUNNER,
+            "term-apply:5",
+            "project",
+            "--db",
+            str(db),
+            "--batch-size=3",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: projection stopped by SIGTERM; the tables stay at the last checkpoint"
+    ]
+    conn = sqlite3.connect(db)
+    checkpoint = conn.execute(
+        "SELECT value FROM projector_state WHERE name = 'checkpoint'"
+    ).fetchone()
+    conn.close()
+    assert checkpoint == (3,)  # the first batch committed, the second rolled back
+    assert rsu("project", "--db", db).exit_code == 0
+    assert _participants(db) == 9
 
 
 # -- log and summary files -------------------------------------------------------------------
