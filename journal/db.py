@@ -102,8 +102,12 @@ def _cause(exc: BaseException) -> tuple[str, str]:
     primary = code & 0xFF if isinstance(code, int) else None
     text = str(exc)
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+        try:
+            waited = busy_timeout()
+        except JournalError:  # reported when the next connection opens
+            waited = BUSY_TIMEOUT_S
         return LOCKED, (
-            f"another process holds its write lock (waited {busy_timeout():g} s; "
+            f"another process holds its write lock (waited {waited:g} s; "
             f"{BUSY_TIMEOUT_ENV} sets how long to wait)"
         )
     if primary == sqlite3.SQLITE_FULL or "disk is full" in text:
