@@ -28,7 +28,7 @@ from rsu.journal import Journal, JournalError, open_db
 from rsu.journal.printable import printable
 from rsu.journal.runlock import RunLock, lock_path
 from rsu.projector import project
-from rsu.simulator import SimulatorServer, World, WorldConfig
+from rsu.simulator import Credential, ReplayServer, SimulatorServer, World, WorldConfig
 
 CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 WORLD = WorldConfig(
@@ -604,3 +604,40 @@ def test_status_and_history_print_server_strings_as_text(tmp_path: Path) -> None
     assert [json.loads(line)["reason"] for line in as_json.output.splitlines()] == [ESCAPE_ERROR]
     for out in (status.output, history.output, as_json.output):
         assert not any(c in out for c in "\x1b\x07\x9b\u202e"), out
+
+
+def test_fetch_failures_and_the_log_show_server_messages_as_text(tmp_path: Path) -> None:
+    hostile = "Race \x1b[2J[bold]gone\x1b]0;owned\x07\n2026-01-01 00:00:00 INFO forged line"
+    body = json.dumps({"error": {"error_code": 201, "error_msg": hostile}})
+    manifest = tmp_path / "manifest.json"
+    exchange = {"method": "GET", "path": "/Rest/races", "query": {}, "body": body}
+    manifest.write_text(json.dumps({"exchanges": [exchange]}))
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, [Credential(4242, "api_key", "key", "secret")])
+    with ReplayServer(manifest) as replay:
+        result = rsu(
+            "fetch",
+            "--db",
+            db,
+            "--base-url",
+            replay.base_url,
+            "--max-rps",
+            "0",
+            "--no-progress",
+            "--log-file",
+            tmp_path / "sync.log",
+            "--summary-file",
+            tmp_path / "summary.json",
+        )
+    assert clean_exit(result) and result.exit_code == 1, result.output
+    shown = (
+        "RunSignUp error 201: Race \ufffd[2J[bold]gone\ufffd]0;owned\ufffd 2026-01-01 00:00:00 "
+        "INFO forged line"
+    )
+    lines = result.output.splitlines()
+    assert f"failed: partner 4242: auth_check (code 201): {shown}" in lines, lines
+    assert f"partner 4242: auth check failed: {shown}" in lines  # the progress note
+    log = (tmp_path / "sync.log").read_text()
+    assert shown in log
+    assert not any(c in result.output + log for c in "\x1b\x07")
+    assert not any(line.startswith("2026-01-01") for line in log.splitlines())
