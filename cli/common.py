@@ -176,6 +176,6 @@ def exclusive_run(db: Path, command: str) -> Iterator[None]:
     try:
         yield
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        if main:  # None: the handler was not set from Python
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         lock.release()

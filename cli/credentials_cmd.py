@@ -49,6 +49,7 @@ from rsu.fetcher.credentials import (
 )
 from rsu.fetcher.run import CALLER_WARNING, load_caller
 from rsu.journal import JournalError, open_db
+from rsu.journal.printable import printable
 
 app = typer.Typer(help="Manage timing partner API credentials.", no_args_is_help=True)
 
@@ -293,7 +294,8 @@ def test(
             code = f" code {r.error_code}" if r.error_code is not None else ""
             which = f" {r.credential} refused:" if r.credential else ""
             typer.echo(
-                f"partner {r.timing_partner_id} ({r.auth_kind}): FAILED{code}:{which} {r.message}"
+                f"partner {r.timing_partner_id} ({r.auth_kind}): FAILED{code}:{which} "
+                f"{printable(r.message)}"
             )
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 

@@ -199,8 +199,12 @@ class _PrintableFormatter(logging.Formatter):
     """Log lines with control characters replaced (:func:`printable`): a server's message can
     neither forge a log line nor send escape sequences to whoever runs ``tail -f``."""
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)  # one record, one line
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record), keep_newlines=True)
+        return printable(super().format(record), keep_newlines=True)  # a traceback keeps lines
 
 
 class _PrivateFileHandler(logging.FileHandler):

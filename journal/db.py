@@ -79,7 +79,8 @@ def busy_timeout() -> float:
     return value
 
 
-def _file_of(conn: sqlite3.Connection) -> str:
+def file_of(conn: sqlite3.Connection) -> str:
+    """The file of ``conn``'s main database (``:memory:``; ``?`` when unknown)."""
     try:
         for _seq, name, file in conn.execute("PRAGMA database_list").fetchall():
             if name == "main":
@@ -101,8 +102,12 @@ def _cause(exc: BaseException) -> tuple[str, str]:
     primary = code & 0xFF if isinstance(code, int) else None
     text = str(exc)
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+        try:
+            waited = busy_timeout()
+        except JournalError:  # reported when the next connection opens
+            waited = BUSY_TIMEOUT_S
         return LOCKED, (
-            f"another process holds its write lock (waited {busy_timeout():g} s; "
+            f"another process holds its write lock (waited {waited:g} s; "
             f"{BUSY_TIMEOUT_ENV} sets how long to wait)"
         )
     if primary == sqlite3.SQLITE_FULL or "disk is full" in text:
@@ -129,7 +134,7 @@ def database_error(
     cannot {doing}: {cause}"``. ``path`` is the database file (or a connection to it).
     Call it once, where the ``sqlite3`` error is first caught; raise the result ``from exc``."""
     if isinstance(path, sqlite3.Connection):
-        path = _file_of(path)
+        path = file_of(path)
     cause, why = _cause(exc)
     where = f"database {path}: " if path is not None else ""
     return JournalError(f"{where}cannot {doing}: {why}", cause)

@@ -26,7 +26,7 @@ import msgspec
 import sqlite_utils
 
 from . import blobs, codecs
-from .db import JournalError, database_error, open_db
+from .db import JournalError, database_error, file_of, open_db
 from .events import Event, decode_event, encode_event, event_kind, redact_query
 from .schema import ensure_schema
 
@@ -155,7 +155,12 @@ class Journal:
         self.blob_codec = blob_codec
         self._ordinals = blobs.PageOrdinals()
         self._lock = threading.RLock()
-        if not migrate:
+        if not migrate:  # read-only: never create the tables, say there are none
+            if not db["journal"].exists():
+                raise JournalError(
+                    f"database {file_of(db.conn)} holds no journal yet (nothing was fetched "
+                    "into it; `rsu sync` starts one)"
+                )
             return
         try:
             with self._lock:

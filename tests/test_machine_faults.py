@@ -28,7 +28,7 @@ from rsu.journal import Journal, JournalError, open_db
 from rsu.journal.printable import printable
 from rsu.journal.runlock import RunLock, lock_path
 from rsu.projector import project
-from rsu.simulator import SimulatorServer, World, WorldConfig
+from rsu.simulator import Credential, ReplayServer, SimulatorServer, World, WorldConfig
 
 CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 WORLD = WorldConfig(
@@ -110,6 +110,30 @@ def test_full_disk_during_projection_is_one_line_and_exit_1(
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM runsignup_participants").fetchone() == (3,)
     conn.close()
+
+
+def test_full_disk_during_fetch_is_one_line_and_exit_1(
+    tmp_path: Path, world_db: tuple[World, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "rsu.db"
+    Journal.open(db).close()
+
+    def full_disk_open(path: str | Path, **kwargs: Any) -> Any:
+        database = open_db(path, **kwargs)
+        pages = database.conn.execute("PRAGMA page_count").fetchone()[0]
+        database.conn.execute(f"PRAGMA max_page_count = {pages + 1}")  # room for a few events
+        return database
+
+    monkeypatch.setattr("rsu.journal.store.open_db", full_disk_open)
+    result = _sync(tmp_path, world_db[1])
+    assert clean_exit(result), result.exception
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"error: database {db}: cannot append ") and last.endswith(
+        " to the journal: the disk is full (or the database reached its size limit)"
+    ), last
+    with Journal.open(db) as journal:
+        assert journal.verify().ok
 
 
 def test_locked_database_fails_in_one_line_after_the_busy_timeout(tmp_path: Path) -> None:
@@ -281,6 +305,22 @@ def test_a_read_only_command_leaves_an_empty_file_empty(tmp_path: Path, args: li
     assert db.stat().st_size == 0 and sorted(os.listdir(tmp_path)) == ["empty.db"]
 
 
+@pytest.mark.parametrize("args", [["journal", "log"], ["journal", "verify"], ["journal", "stats"]])
+def test_a_journal_command_never_creates_the_journal(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "rsu.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE notes (x)")  # e.g. only credentials were added so far
+    conn.close()
+    before = _digest(db)
+    result = rsu(*args, "--db", db)
+    assert clean_exit(result) and result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: database {db} holds no journal yet (nothing was fetched into it; `rsu sync` "
+        "starts one)"
+    )
+    assert _digest(db) == before
+
+
 def test_a_symlinked_db_is_used_but_its_target_is_never_chmodded(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
@@ -396,6 +436,38 @@ def test_sigterm_is_journaled_and_summarised_as_interrupted(tmp_path: Path) -> N
     assert len(finished) == 1
     assert finished[0].event.status == "interrupted"  # type: ignore[union-attr]
     assert "stopped by SIGTERM (the service was stopped)" in finished[0].event.failures  # type: ignore[union-attr]
+
+
+def test_sigterm_during_projection_rolls_the_batch_back_and_exits_143(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    _journal(db, names=("A", "B", "C"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            CRASH_RUNNER,
+            "term-apply:5",
+            "project",
+            "--db",
+            str(db),
+            "--batch-size=3",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: projection stopped by SIGTERM; the tables stay at the last checkpoint"
+    ]
+    conn = sqlite3.connect(db)
+    checkpoint = conn.execute(
+        "SELECT value FROM projector_state WHERE name = 'checkpoint'"
+    ).fetchone()
+    conn.close()
+    assert checkpoint == (3,)  # the first batch committed, the second rolled back
+    assert rsu("project", "--db", db).exit_code == 0
+    assert _participants(db) == 9
 
 
 # -- log and summary files -------------------------------------------------------------------
@@ -532,3 +604,40 @@ def test_status_and_history_print_server_strings_as_text(tmp_path: Path) -> None
     assert [json.loads(line)["reason"] for line in as_json.output.splitlines()] == [ESCAPE_ERROR]
     for out in (status.output, history.output, as_json.output):
         assert not any(c in out for c in "\x1b\x07\x9b\u202e"), out
+
+
+def test_fetch_failures_and_the_log_show_server_messages_as_text(tmp_path: Path) -> None:
+    hostile = "Race \x1b[2J[bold]gone\x1b]0;owned\x07\n2026-01-01 00:00:00 INFO forged line"
+    body = json.dumps({"error": {"error_code": 201, "error_msg": hostile}})
+    manifest = tmp_path / "manifest.json"
+    exchange = {"method": "GET", "path": "/Rest/races", "query": {}, "body": body}
+    manifest.write_text(json.dumps({"exchanges": [exchange]}))
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, [Credential(4242, "api_key", "key", "secret")])
+    with ReplayServer(manifest) as replay:
+        result = rsu(
+            "fetch",
+            "--db",
+            db,
+            "--base-url",
+            replay.base_url,
+            "--max-rps",
+            "0",
+            "--no-progress",
+            "--log-file",
+            tmp_path / "sync.log",
+            "--summary-file",
+            tmp_path / "summary.json",
+        )
+    assert clean_exit(result) and result.exit_code == 1, result.output
+    shown = (
+        "RunSignUp error 201: Race \ufffd[2J[bold]gone\ufffd]0;owned\ufffd 2026-01-01 00:00:00 "
+        "INFO forged line"
+    )
+    lines = result.output.splitlines()
+    assert f"failed: partner 4242: auth_check (code 201): {shown}" in lines, lines
+    assert f"partner 4242: auth check failed: {shown}" in lines  # the progress note
+    log = (tmp_path / "sync.log").read_text()
+    assert shown in log
+    assert not any(c in result.output + log for c in "\x1b\x07")
+    assert not any(line.startswith("2026-01-01") for line in log.splitlines())
