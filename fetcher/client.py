@@ -191,6 +191,10 @@ class RateLimiter:
         if start > now:
             self._sleep(start - now)
 
+    def release(self) -> None:
+        """Called when a request's answer is in; nothing to do here (see
+        :class:`rsu.fetcher.budget.PartnerBudget`, which also bounds requests in flight)."""
+
 
 class CircuitBreaker:
     """Counts consecutive requests (of every partner of a run: they share the API host) that got
@@ -651,6 +655,12 @@ class ApiClient:
                 if self.breaker.open:
                     break  # other requests found the API unreachable meanwhile
                 self.stats.add(retries=1)
+            self.limiter.acquire()
+            if self.breaker.open:  # halted (or found unreachable) while this one waited its turn
+                self.limiter.release()
+                if state.attempt == 1:
+                    return self._skip(call)
+                break
             verdict, seq = self._attempt(call, state)
             if verdict.exchange.ok:
                 self.breaker.record(False)
@@ -665,15 +675,20 @@ class ApiClient:
         return self._give_up(call, verdict, seq)
 
     def _attempt(self, call: Call, state: RetryState) -> tuple[Verdict, int | None]:
-        """Send ``call`` once, journal the attempt, then classify it: ``(verdict, seq)``."""
+        """Send ``call`` once (its request slot already acquired, released here), journal the
+        attempt, then classify it: ``(verdict, seq)``."""
         try:
             answer = self._send(call)
         except Exception as exc:  # any failure to get a response is journaled, then judged
+            self.limiter.release()  # no answer: the request slot is free
             message = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
             verdict = classify_error(exc, state.attempt, message)
             final = state.increment(verdict) is None
             return verdict, self._record_error(call, state.attempt, exc, message, final)
-        seq = self._record_answer(call, state.attempt, answer)
+        try:
+            seq = self._record_answer(call, state.attempt, answer)
+        finally:
+            self.limiter.release()  # answered and journaled: the request slot is free
         verdict = classify_answer(call.endpoint, answer, state.attempt, self.policy)
         if not verdict.exchange.ok:
             scrubbed = self.scrub(verdict.exchange.error_msg)[:500]
@@ -683,7 +698,6 @@ class ApiClient:
     def _send(self, call: Call) -> Answer:
         """One HTTP attempt, bounded by the deadline and the body cap (:mod:`.bounded`).
         Raises what ``requests`` raises, :class:`DeadlineExceeded` or :class:`BodyTooLarge`."""
-        self.limiter.acquire()
         self.stats.add(requests=1)
         started = time.perf_counter()
         t = self.timeouts

@@ -31,6 +31,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -40,12 +41,12 @@ from functools import partial
 from rsu.journal import ListingCompleted
 
 from .boundary import Scope, guarded
+from .budget import PartnerBudget, RequestGate
 from .cadence import Cadence, SyncClock, next_due, race_starts
 from .client import (
     ApiClient,
     CircuitBreaker,
     Exchange,
-    RateLimiter,
     RetryPolicy,
     RunContext,
     SessionPool,
@@ -58,6 +59,9 @@ from .paging import PageProof, keyset_next, page_number_next, paginate, short_pa
 from .report import Failure, Progress, log
 from .shapes import RaceTimes
 
+#: Most worker threads of a walk (partners x concurrency, capped): a thread that waits for its
+#: credential's rate holds no request slot, so several per partner keep every budget busy.
+MAX_WORKERS = 32
 #: A unit of work; returns the follow-up tasks it discovered.
 Task = Callable[[], list["Task"]]
 
@@ -116,37 +120,72 @@ class Walker:
         self.unlisted_partners: set[int] = set()
         #: When races were last synced, from the journal (for the cadence).
         self.sync_clock = SyncClock(context.journal)
+        #: Requests in flight and each credential's rate (set up again by :meth:`run`).
+        self.gate = RequestGate(2)
 
     # -- driving ---------------------------------------------------------------------------
 
     def run(self, credentials: list[Credential], concurrency: int) -> None:
-        """Walk every credential's partner with ``concurrency`` worker threads; returns when all
-        tasks are done. A task's unexpected exception fails its scope only
+        """Walk every credential's partner with at most ``concurrency`` requests in flight;
+        returns when all tasks are done. A task's unexpected exception fails its scope only
         (:mod:`rsu.fetcher.boundary`); ``JournalError`` is re-raised after cancelling what has
-        not started."""
+        not started.
+
+        Each partner has its own task queue and up to ``concurrency`` tasks running, taken
+        round-robin across partners, so every credential's rate budget is in use at once; the
+        slots in flight are shared through :class:`~rsu.fetcher.budget.RequestGate`, which a
+        thread waits for without holding one (see :mod:`rsu.fetcher.budget`). With
+        ``concurrency`` 1 one thread runs every task in turn."""
         self.progress.add_total("partners", len(credentials))
-        tasks: list[Task] = [
-            self.scoped(Scope("partner", c.timing_partner_id, None, "races", "/Rest/races"), c)(
-                partial(self.partner_task, c)
-            )
-            for c in credentials
-        ]
-        with ThreadPoolExecutor(
-            max_workers=max(1, concurrency), thread_name_prefix="fetch"
-        ) as pool:
-            pending: set[Future[list[Task]]] = {pool.submit(t) for t in tasks}
+        self.gate = RequestGate(max(1, concurrency))
+        per_partner = max(1, concurrency)
+        queues: dict[int, deque[Task]] = {}
+        for c in credentials:
+            scope = Scope("partner", c.timing_partner_id, None, "races", "/Rest/races")
+            task = self.scoped(scope, c)(partial(self.partner_task, c))
+            queues.setdefault(c.timing_partner_id, deque()).append(task)
+            self.gate.set_active(c.timing_partner_id, True)
+        running: Counter[int] = Counter()
+        # concurrency 1: one thread, the walk is sequential and its order reproducible
+        workers = 1 if concurrency <= 1 else min(MAX_WORKERS, per_partner * max(1, len(queues)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+            pending: dict[Future[list[Task]], int] = {}
+
+            def fill() -> None:
+                """Submit queued tasks, one partner at a time in turn, up to each share."""
+                submitted = True
+                while submitted:
+                    submitted = False
+                    for pid, queue in queues.items():
+                        if queue and running[pid] < per_partner:
+                            pending[pool.submit(self._run_task, queue.popleft())] = pid
+                            running[pid] += 1
+                            submitted = True
+
             try:
+                fill()
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        for follow in fut.result():
-                            pending.add(pool.submit(follow))
+                        pid = pending.pop(fut)
+                        running[pid] -= 1
+                        queues[pid].extend(fut.result())
+                        if not queues[pid] and not running[pid]:
+                            self.gate.set_active(pid, False)
+                    fill()
             except BaseException:
                 self.cancelled.set()
                 for fut in pending:
                     fut.cancel()
                 raise
         self.check_requested_races()
+
+    def _run_task(self, task: Task) -> list[Task]:
+        """Run ``task``; whatever happens, the thread keeps no request slot afterwards."""
+        try:
+            return task()
+        finally:
+            self.gate.release_thread()
 
     def check_requested_races(self) -> None:
         """Record a failure for every requested race that no partner walked (it was in no
@@ -176,7 +215,7 @@ class Walker:
             credential,
             self.context,
             self.sessions,
-            RateLimiter(self.s.max_rps),
+            PartnerBudget(pid, self.s.max_rps, self.gate),
             self.s.policy,
             self.s.timeouts,
             breaker=self.breaker,

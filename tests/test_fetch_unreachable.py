@@ -84,7 +84,7 @@ def test_dead_api_trips_breaker_then_next_fetch_completes(tmp_path: Path) -> Non
         group = [line for line in result.failures if line.startswith(f"partner {pid}: skipped ")]
         assert len(group) == (1 if skipped else 0)
         if skipped:
-            assert group[0].startswith(f"partner {pid}: skipped {len(skipped)} requests (")
+            assert group[0].startswith(f"partner {pid}: skipped {len(skipped)} request")
             assert group[0].endswith(f"): {SKIP_REASON}")
     # 3 real failure lines + one grouped line per partner with skipped requests
     assert len(result.failures) == 3 + sum(1 for s in skipped_by.values() if s)
