@@ -179,3 +179,23 @@ def test_status_shows_event_start_in_race_zone(tmp_path: Path) -> None:
 def test_event_start_text_labels_the_zone(local: str | None, zone: str | None, text: str) -> None:
     race = RaceStatus(1, 2, "r", None, 0, 0, next_event_local=local, timezone=zone)
     assert event_start_text(race) == text
+
+
+def test_status_table_labels_zones(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    journal = new_journal(db)
+    b = Builder(journal)
+    b.run_started()
+    race = race_obj(1649)  # America/Denver
+    race["events"][0]["start_time"] = "7/4/2099 07:30"  # MDT, UTC-6
+    b.race(json.dumps({"race": race}).encode(), 1649)
+    b.run_finished()
+    project(journal.db)
+    journal.close()
+    result = runner.invoke(app, ["status", "--db", str(db)])
+    assert "2099-07-04 07:30 America/Denver" in result.output
+    header = " ".join(result.output.split())
+    assert "next event (race time)" in header
+    assert "last ok (UTC)" in header and "next due (UTC)" in header
+    history = runner.invoke(app, ["history", "--db", str(db)])
+    assert "time (UTC)" in history.output
