@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from rsu.cli.common import duration
 from rsu.cli.main import app
 from rsu.cli.ops_cmd import event_start_text
+from rsu.fetcher import FetchOptions, FetchUsageError
 from rsu.fetcher.cadence import CadenceError, parse_duration
 from rsu.fetcher.run import tool_version
 from rsu.journal import open_db
@@ -199,3 +200,36 @@ def test_status_table_labels_zones(tmp_path: Path) -> None:
     assert "last ok (UTC)" in header and "next due (UTC)" in header
     history = runner.invoke(app, ["history", "--db", str(db)])
     assert "time (UTC)" in history.output
+
+
+def test_fetch_durations_reach_the_fetcher_in_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[FetchOptions] = []
+
+    def fake_run_fetch(db: Path, options: FetchOptions, progress: object) -> None:
+        seen.append(options)
+        raise FetchUsageError("stop here")
+
+    monkeypatch.setattr("rsu.cli.fetch_cmd.run_fetch", fake_run_fetch)
+    db = _empty_db(tmp_path)
+    args = ["--full-every", "2", "--overlap", "1m", "--read-timeout", "2m"]
+    args += ["--connect-timeout", "1.5", "--retry-after-cap", "1h", "--backoff", "0.5"]
+    result = runner.invoke(app, ["fetch", "--db", str(db), "--no-progress", *args])
+    assert result.exit_code == 2, result.output
+    (options,) = seen
+    assert (
+        options.full_every,  # a bare number means hours for --full-every
+        options.overlap_seconds,
+        options.read_timeout,
+        options.connect_timeout,
+        options.retry_after_cap,
+        options.backoff_factor,
+    ) == (7200.0, 60, 120.0, 1.5, 3600.0, 0.5)
+    seen.clear()
+    assert runner.invoke(app, ["fetch", "--db", str(db), "--no-progress"]).exit_code == 2
+    assert (seen[0].full_every, seen[0].overlap_seconds, seen[0].read_timeout) == (
+        86400.0,
+        10,
+        60.0,
+    )
