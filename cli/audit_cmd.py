@@ -17,6 +17,7 @@ from rsu.journal.registration_audit import (
     Version,
     audit_registration,
 )
+from rsu.projector.reports import registration_event_changes
 
 
 def _value(value: Any) -> str:
@@ -44,7 +45,8 @@ def _headline(version: Version) -> str:
         if version.seen > 1
         else ""
     )
-    return f"seq {version.seq}  {_when(version)}  {where}: {what}{seen}"
+    older = "; an older copy (earlier last_modified)" if version.older_copy else ""
+    return f"seq {version.seq}  {_when(version)}  {where}: {what}{older}{seen}"
 
 
 def _print_timeline(registration_id: int, timeline: Timeline) -> None:
@@ -89,11 +91,21 @@ def audit_command(
     require_db(db)
     with database_errors(db), Journal.open(db, readonly=True) as journal:
         report = audit_registration(journal, registration, timing_partner_id=partner)
+        moves = registration_event_changes(journal.db.conn, registration, timing_partner_id=partner)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))  # \\uXXXX: no raw control bytes
+        doc = {**report.to_dict(), "projected_event_changes": moves}
+        typer.echo(json.dumps(doc, indent=2))  # \\uXXXX: no raw control bytes
     else:
         for timeline in report.timelines:
             _print_timeline(registration, timeline)
+        if moves:
+            typer.echo("event changes in the tables (runsignup_event_changes):")
+        for move in moves:
+            typer.echo(
+                f"  seq {move['source_seq']}  {move['changed_at']}  partner "
+                f"{move['timing_partner_id']}, race {move['race_id']}: event "
+                f"{move['from_event_id']} -> {move['to_event_id']}"
+            )
     if not any(t.versions for t in report.timelines):
         scope = f" for partner {partner}" if partner is not None else ""
         fail(f"registration {registration} is not in the journal{scope}", 1)

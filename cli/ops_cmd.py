@@ -276,7 +276,7 @@ def register(app: typer.Typer) -> None:
             return
         table = Table()
         columns = (
-            ("time", "sync_time"),
+            ("time (UTC)", "sync_time"),
             ("partner", "timing_partner_id"),
             ("race", "race_id"),
             ("event", "event_id"),

@@ -69,7 +69,10 @@ class Version:
     ``seq`` is the journal event of the response (``rsu journal show SEQ --body``);
     ``served_at`` is ISO 8601 UTC; ``status`` is ``active`` or ``removed``; ``changes`` compares
     with the previous version (empty for the first); ``record`` is the flattened registration;
-    ``seen``/``last_seen_seq`` count the responses that served this version unchanged.
+    ``seen``/``last_seen_seq`` count the responses that served this version unchanged;
+    ``older_copy`` is true when its ``last_modified`` (epoch seconds) is earlier than the previous
+    version's: a stale copy, which the projection does not let move a registration back to
+    another event.
     """
 
     seq: int
@@ -85,6 +88,7 @@ class Version:
     record: dict[str, Any] = field(default_factory=dict)
     seen: int = 1
     last_seen_seq: int = 0
+    older_copy: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (changes as ``{"field", "old", "new"}``)."""
@@ -102,6 +106,7 @@ class Version:
             "record": self.record,
             "seen": self.seen,
             "last_seen_seq": self.last_seen_seq,
+            "older_copy": self.older_copy,
         }
 
 
@@ -305,6 +310,17 @@ def _find(
     ]
 
 
+def _older(new: Version, old: Version) -> bool:
+    """Whether ``new`` is a participants copy with an earlier ``last_modified`` than ``old``."""
+    new_lm, old_lm = new.record.get("last_modified"), old.record.get("last_modified")
+    return (
+        _shape(new) == _shape(old) == "active"
+        and isinstance(new_lm, int)
+        and isinstance(old_lm, int)
+        and new_lm < old_lm
+    )
+
+
 def _version(
     row: JournalRow, endpoint: str, event_id: int | None, status: str, **fields: Any
 ) -> Version:
@@ -361,6 +377,7 @@ def _apply(
     if timeline.versions:
         last = timeline.versions[-1]
         version.changes = _changes(last, version)
+        version.older_copy = _older(version, last)
         if not version.changes:
             last.seen += 1
             last.last_seen_seq = row.seq

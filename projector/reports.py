@@ -527,3 +527,25 @@ def run_changes(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
     ).fetchone()
     keys = ("listings", "errors", "new", "changed", "unchanged", "removed")
     return dict(zip(keys, (int(v) for v in row), strict=True))
+
+
+def registration_event_changes(
+    conn: sqlite3.Connection, registration_id: int, *, timing_partner_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Every event change of one registration the projection recorded
+    (``runsignup_event_changes``), oldest first: dicts with ``timing_partner_id``, ``race_id``,
+    ``from_event_id``, ``to_event_id``, ``changed_at`` (UTC, when the projector saw the move) and
+    ``source_seq`` (the journal response that moved it). Empty when the tables predate them."""
+    if not _has_table(conn, "runsignup_event_changes"):
+        return []
+    sql = (
+        "SELECT timing_partner_id, race_id, from_event_id, to_event_id, changed_at, source_seq "
+        "FROM runsignup_event_changes WHERE registration_id = ?"
+    )
+    params: list[Any] = [registration_id]
+    if timing_partner_id is not None:
+        sql += " AND timing_partner_id = ?"
+        params.append(timing_partner_id)
+    cur = conn.execute(sql + " ORDER BY source_seq", params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur]

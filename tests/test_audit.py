@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from rsu.cli.main import app
 from rsu.journal import Journal, ListingCompleted, ResponseReceived
 from rsu.journal.registration_audit import Change, audit_registration
+from rsu.projector import project
 
 runner = CliRunner()
 RACE = 1649
@@ -354,3 +355,41 @@ def test_audit_prints_no_control_characters_from_the_network(tmp_path: Path) -> 
     assert json.loads(result.stdout)["timelines"][0]["versions"][1]["changes"] == [
         {"field": "last_name", "old": "Ev\x1b[31mil\x9b2J", "new": "Good"}
     ]
+
+
+def test_audit_shows_the_projected_event_changes(journal: Journal, tmp_path: Path) -> None:
+    project(journal.db)
+    journal.close()
+    db = tmp_path / "rsu.db"
+    result = runner.invoke(app, ["audit", "--db", str(db), "--registration", "501", "--json"])
+    assert result.exit_code == 0, result.output
+    moves = json.loads(result.stdout)["projected_event_changes"]
+    assert [(m["from_event_id"], m["to_event_id"], m["source_seq"]) for m in moves] == [(11, 12, 7)]
+    text = runner.invoke(app, ["audit", "--db", str(db), "--registration", "501"])
+    assert text.output.splitlines()[-2:] == [
+        "event changes in the tables (runsignup_event_changes):",
+        f"  seq 7  {moves[0]['changed_at']}  partner 12, race 1649: event 11 -> 12",
+    ]
+
+
+def test_an_older_copy_is_marked(tmp_path: Path) -> None:
+    j = new_journal(tmp_path / "rsu.db")
+    w = World(j)
+    w.listing("participants", 11, page(11, [reg(8, 11, 5, tick=100)]))
+    w.listing("participants", 12, page(12, [reg(8, 12, 5, tick=200)]), complete=False)
+    # RunSignUp serves a stale copy in the old event: shown, marked, not a move in the tables.
+    w.listing("participants", 11, page(11, [reg(8, 11, 5, tick=100)]), complete=False)
+    project(j.db)
+    (timeline,) = audit_registration(j, 8).timelines
+    assert [(v.seq, v.event_id, v.older_copy, v.changes) for v in timeline.versions] == [
+        (1, 11, False, []),
+        (3, 12, False, [Change("event_id", 11, 12)]),
+        (5, 11, True, [Change("event_id", 12, 11)]),
+    ]
+    j.close()
+    result = runner.invoke(app, ["audit", "--db", str(tmp_path / "rsu.db"), "--registration", "8"])
+    assert (
+        "  seq 5  2024-01-01 00:00:05 UTC (rsu clock)  participants, event 11: active; an older "
+        "copy (earlier last_modified)"
+    ) in result.output.splitlines()
+    assert result.output.splitlines()[-1].endswith("partner 12, race 1649: event 11 -> 12")

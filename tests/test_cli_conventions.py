@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from rsu.cli.common import duration
 from rsu.cli.main import app
 from rsu.cli.ops_cmd import event_start_text
+from rsu.fetcher import FetchOptions, FetchUsageError
 from rsu.fetcher.cadence import CadenceError, parse_duration
 from rsu.fetcher.run import tool_version
 from rsu.journal import open_db
@@ -179,3 +180,56 @@ def test_status_shows_event_start_in_race_zone(tmp_path: Path) -> None:
 def test_event_start_text_labels_the_zone(local: str | None, zone: str | None, text: str) -> None:
     race = RaceStatus(1, 2, "r", None, 0, 0, next_event_local=local, timezone=zone)
     assert event_start_text(race) == text
+
+
+def test_status_table_labels_zones(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    journal = new_journal(db)
+    b = Builder(journal)
+    b.run_started()
+    race = race_obj(1649)  # America/Denver
+    race["events"][0]["start_time"] = "7/4/2099 07:30"  # MDT, UTC-6
+    b.race(json.dumps({"race": race}).encode(), 1649)
+    b.run_finished()
+    project(journal.db)
+    journal.close()
+    result = runner.invoke(app, ["status", "--db", str(db)])
+    assert "2099-07-04 07:30 America/Denver" in result.output
+    header = " ".join(result.output.split())
+    assert "next event (race time)" in header
+    assert "last ok (UTC)" in header and "next due (UTC)" in header
+    history = runner.invoke(app, ["history", "--db", str(db)])
+    assert "time (UTC)" in history.output
+
+
+def test_fetch_durations_reach_the_fetcher_in_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[FetchOptions] = []
+
+    def fake_run_fetch(db: Path, options: FetchOptions, progress: object) -> None:
+        seen.append(options)
+        raise FetchUsageError("stop here")
+
+    monkeypatch.setattr("rsu.cli.fetch_cmd.run_fetch", fake_run_fetch)
+    db = _empty_db(tmp_path)
+    args = ["--full-every", "2", "--overlap", "1m", "--read-timeout", "2m"]
+    args += ["--connect-timeout", "1.5", "--retry-after-cap", "1h", "--backoff", "0.5"]
+    result = runner.invoke(app, ["fetch", "--db", str(db), "--no-progress", *args])
+    assert result.exit_code == 2, result.output
+    (options,) = seen
+    assert (
+        options.full_every,  # a bare number means hours for --full-every
+        options.overlap_seconds,
+        options.read_timeout,
+        options.connect_timeout,
+        options.retry_after_cap,
+        options.backoff_factor,
+    ) == (7200.0, 60, 120.0, 1.5, 3600.0, 0.5)
+    seen.clear()
+    assert runner.invoke(app, ["fetch", "--db", str(db), "--no-progress"]).exit_code == 2
+    assert (seen[0].full_every, seen[0].overlap_seconds, seen[0].read_timeout) == (
+        86400.0,
+        10,
+        60.0,
+    )
