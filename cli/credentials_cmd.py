@@ -283,6 +283,8 @@ def test(
         )
     except FetchUsageError as exc:
         fail(str(exc), 2)
+    except CredentialError as exc:  # e.g. an unreadable secrets file
+        fail(str(exc), 1)
     except (JournalError, sqlite3.Error) as exc:
         fail_database(db, exc)
     if load_caller(db) is None:

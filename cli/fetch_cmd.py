@@ -4,6 +4,7 @@ sync, :func:`rsu.projector.project` after it)."""
 from __future__ import annotations
 
 import inspect
+import sqlite3
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -23,12 +24,20 @@ from rsu.cli.common import (
     err_console,
     exclusive_run,
     fail,
+    fail_database,
     labelled,
     require_db,
     server_text,
 )
 from rsu.cli.project_cmd import project_or_exit
-from rsu.fetcher import DEFAULT_BASE_URL, FetchOptions, FetchResult, FetchUsageError, run_fetch
+from rsu.fetcher import (
+    DEFAULT_BASE_URL,
+    CredentialError,
+    FetchOptions,
+    FetchResult,
+    FetchUsageError,
+    run_fetch,
+)
 from rsu.fetcher.report import PlainProgress, RichProgress
 from rsu.fetcher.run import CALLER_WARNING, Terminated, load_caller
 from rsu.journal import JournalError
@@ -273,8 +282,10 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
             result = run_fetch(db, options, PlainProgress())
     except FetchUsageError as exc:
         fail(str(exc), 2)
-    except JournalError as exc:
+    except CredentialError as exc:  # e.g. an unreadable secrets file
         fail(str(exc), 1)
+    except (JournalError, sqlite3.Error) as exc:
+        fail_database(db, exc)
     except Terminated as exc:
         fail(f"stopped by {exc}; the journal holds everything fetched so far", EXIT_TERMINATED)
     except KeyboardInterrupt:

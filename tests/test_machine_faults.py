@@ -266,6 +266,7 @@ def test_writing_to_a_read_only_database_is_one_line_and_exit_1(read_only: Path)
     saved = read_only.parent.parent / "race.json"
     saved.write_text('{"race": {"race_id": 1}}')
     commands = [
+        ["sync", "--base-url", "http://127.0.0.1:9", "--max-attempts", "1"],
         ["project", "--rebuild"],
         ["credentials", "add", "--partner", "5", "--api-key", "k"],
         ["credentials", "list"],
@@ -287,6 +288,21 @@ def test_writing_to_a_read_only_database_is_one_line_and_exit_1(read_only: Path)
         assert len(lines) == 1 and lines[0].startswith(f"error: database {read_only}"), lines
         assert "read-only" in lines[0], (args, lines)
     assert _digest(read_only) == before
+
+
+def test_an_unreadable_secrets_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, [Credential(4242, "api_key", "key", "secret")])
+    secrets = Path(f"{db}.secrets")
+    secrets.chmod(0)
+    try:
+        done = _rsu_unprivileged(tmp_path, "sync", "--db", db, "--base-url", "http://127.0.0.1:9")
+    finally:
+        secrets.chmod(0o600)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot open the secrets file {secrets}: unable to open database file"
+    ]
 
 
 # -- empty file, symlink -----------------------------------------------------------------------
