@@ -86,6 +86,7 @@ from .schema import (
     SYNC_HISTORY,
     Table,
 )
+from .typed import RawRow
 
 _decode = msgspec.json.decode
 #: ``(race_id, event_id, registration_id)`` of a registration (the timing partner is the row's).
@@ -102,6 +103,8 @@ _REMOVED_AT = PARTICIPANT_DATA_COLUMNS.index("removed_at")
 LOST_UNLISTED = "missing_from_race_listing"
 LOST_DENIED = "permission_denied"
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: Earlier pages whose raw rows :meth:`Applier._old_rows` keeps.
+_OLD_PAGES = 8
 #: Registration ids per ``IN (...)`` look-up.
 _IN_CHUNK = 2000
 _PARTICIPANT_ENDPOINTS = ("participants", "removed_participants")
@@ -187,10 +190,24 @@ def _utc_seconds(recorded_at: str) -> str:
 class Applier:
     """Applies journal events to the projection tables named ``<table><suffix>`` on ``conn``."""
 
-    def __init__(self, conn: sqlite3.Connection, journal: Journal, suffix: str = "") -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        journal: Journal,
+        suffix: str = "",
+        *,
+        shortcuts: bool = True,
+    ) -> None:
         self.conn = conn
         self.journal = journal
         self.suffix = suffix
+        #: Re-seen pages skip the row-by-row merge (:meth:`_same_page`); only on the live tables,
+        #: whose look-up indexes the shortcut needs (a rebuild projects every row).
+        self.shortcuts = shortcuts and suffix == ""
+        #: Events of the registrations the current page marked seen (``projector_pages``).
+        self._seen_events: set[int] = set()
+        #: Raw rows of recently read earlier pages, by journal seq (see :meth:`_old_rows`).
+        self._old_pages: dict[int, dict[int, tuple[int, bytes]]] = {}
         self.counters = Counters()
         s = suffix
         self._t_part = PARTICIPANTS.name + s
@@ -204,10 +221,6 @@ class Applier:
             f"{', '.join(PARTICIPANT_DATA_COLUMNS)} "
             f"FROM {self._t_part} WHERE timing_partner_id = ? AND race_id = ? "
             "AND registration_id IN "
-        )
-        self._seen_update = (
-            f"UPDATE {self._t_part} SET last_seen_seq = ? WHERE timing_partner_id = ? "
-            "AND race_id = ? AND registration_id = ?"
         )
         self._insert_move = (
             f"INSERT INTO {EVENT_CHANGES.name}{s} ({', '.join(EVENT_CHANGES.column_names)}) "
@@ -251,7 +264,8 @@ class Applier:
         reason = f"could not be projected ({type(exc).__name__}): {detail}"[:500]
         self._error(row, -1, reason, endpoint)
         if isinstance(ev, ResponseReceived) and endpoint in _PARTICIPANT_ENDPOINTS:
-            self._page_row(row.seq, ev.listing_id, 0, {}, reason)
+            self._seen_events = set()
+            self._page_row(row, ev, 0, {}, reason)
             return
         self._projection_failed(row, endpoint or row.kind, reason)
 
@@ -610,15 +624,16 @@ class Applier:
         removed = ev.endpoint == "removed_participants"
         stats = {"rows": 0, "failed": 0, "new": 0, "changed": 0, "unchanged": 0, "removed": 0}
         ok, reason = 1, None
+        self._seen_events = set()
         try:
+            if not removed and self.shortcuts and self._same_page(row, ev, stats):
+                self._page_row(row, ev, ok, stats, reason)
+                return
             raw = self._raw_body(row, ev)
-            typed_page = None if removed else self._typed_page(row, ev, raw)
-            if typed_page is not None:
-                self._store(row, typed_page[0], typed_page[1], removed, stats)
-            else:
-                body = self._decode_body(raw)
-                rows = self._page_rows(row, ev, body, removed, stats)
-                self._write_rows(row, ev, rows, removed, stats)
+            if not removed and self.shortcuts and self._seen_rows(row, ev, raw, stats):
+                self._page_row(row, ev, ok, stats, reason)
+                return
+            self._page_body(row, ev, raw, removed, stats)
         except BodyRejected as exc:
             ok, reason = 0, str(exc)
         except BadShape as exc:
@@ -626,27 +641,222 @@ class Applier:
             self._error(row, -1, str(exc), ev.endpoint)
         if stats["failed"] and reason is None:
             reason = f"{stats['failed']} rows could not be projected"
-        self._page_row(row.seq, ev.listing_id, ok, stats, reason)
+        self._page_row(row, ev, ok, stats, reason)
+
+    def _page_body(
+        self,
+        row: JournalRow,
+        ev: ResponseReceived,
+        raw: bytes,
+        removed: bool,
+        stats: dict[str, int],
+    ) -> None:
+        """Project every registration of one page body, row by row (typed path when it fits)."""
+        typed_page = None if removed else self._typed_page(row, ev, raw)
+        if typed_page is not None:
+            self._store(row, typed_page[0], typed_page[1], removed, stats)
+        else:
+            body = self._decode_body(raw)
+            rows = self._page_rows(row, ev, body, removed, stats)
+            self._write_rows(row, ev, rows, removed, stats)
+
+    def _seen_rows(
+        self, row: JournalRow, ev: ResponseReceived, raw: bytes, stats: dict[str, int]
+    ) -> bool:
+        """The re-seen row shortcut (issue 15): a registration whose JSON bytes are those of the
+        page that last saw it (its ``last_seen_seq``), in the same event, still active and not
+        written since (``source_seq`` not after that page), would merge as unchanged: only its
+        ``last_seen_seq`` moves. The other rows go row by row, as a page of their own; should
+        any of them fail, the whole page is projected row by row instead (so the errors are
+        numbered as in the page). Returns whether it applied (``stats`` filled)."""
+        tp = row.timing_partner_id
+        race_id = row.race_id if row.race_id is not None else ev.race_id
+        if tp is None or race_id is None:
+            return False
+        rows = typed.raw_rows(raw)
+        if not rows or len({r[0] for r in rows}) != len(rows):
+            return False  # another shape, or a registration twice: the general rules decide
+        stored: dict[int, tuple[Any, ...]] = {}
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i : i + _IN_CHUNK]
+            for r in self.conn.execute(
+                f"SELECT registration_id, event_id, last_seen_seq, source_seq FROM {self._t_part} "
+                "WHERE timing_partner_id = ? AND race_id = ? AND removed_at IS NULL "
+                f"AND registration_id IN ({','.join('?' * len(chunk))})",
+                (tp, race_id, *chunk),
+            ):
+                stored[r[0]] = r[1:]
+        same: list[RawRow] = []
+        other: list[RawRow] = []
+        for r in rows:
+            s = stored.get(r[0])
+            if (
+                s is not None
+                and s[0] == r[1]
+                and s[1] is not None
+                and s[1] < row.seq
+                and s[2] <= s[1]
+                and self._old_rows(s[1], tp, race_id).get(r[0]) == r[1:]
+            ):
+                same.append(r)
+            else:
+                other.append(r)
+        if len(same) * 2 < len(rows):
+            return False  # mostly new rows: no gain
+        if other and not self._other_rows(row, ev, other, stats):
+            return False
+        self._mark_seen(row.seq, tp, [(race_id, r[0]) for r in same])
+        stats["rows"] += len(same)
+        stats["unchanged"] += len(same)
+        self._seen_events.update(r[1] for r in same)
+        return True
+
+    def _mark_seen(self, seq: int, tp: int, keys: list[RegKey]) -> None:
+        """Set ``last_seen_seq = seq`` of these registrations: one ``UPDATE ... IN (...)`` per
+        race and :data:`_IN_CHUNK` ids (half the cost of one statement per row)."""
+        by_race: dict[int, list[int]] = {}
+        for race_id, reg_id in keys:
+            by_race.setdefault(race_id, []).append(reg_id)
+        for race_id, ids in by_race.items():
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                self.conn.execute(
+                    f"UPDATE {self._t_part} SET last_seen_seq = ? WHERE timing_partner_id = ? "
+                    f"AND race_id = ? AND registration_id IN ({','.join('?' * len(chunk))})",
+                    (seq, tp, race_id, *chunk),
+                )
+
+    def _old_rows(self, seq: int, tp: int, race_id: int) -> dict[int, tuple[int, bytes]]:
+        """``registration_id -> (event_id, JSON bytes)`` of the ``/participants`` page at journal
+        ``seq`` of this partner's race (empty for anything else), a few pages cached."""
+        cached = self._old_pages.get(seq)
+        if cached is not None:
+            return cached
+        out: dict[int, tuple[int, bytes]] = {}
+        try:
+            old = self.journal.get(seq)
+        except KeyError:
+            return out
+        ev = old.event
+        if (
+            isinstance(ev, ResponseReceived)
+            and ev.endpoint == "participants"
+            and old.timing_partner_id == tp
+            and (old.race_id if old.race_id is not None else ev.race_id) == race_id
+            and old.body_sha256
+        ):
+            try:
+                rows = typed.raw_rows(self.journal.body(old.body_sha256)) or []
+            except KeyError:
+                rows = []
+            out = {r[0]: (r[1], r[2]) for r in rows}
+            if len(out) != len(rows):
+                out = {}  # a registration twice in that page: no shortcut for its rows
+        if len(self._old_pages) >= _OLD_PAGES:
+            self._old_pages.clear()
+        self._old_pages[seq] = out
+        return out
+
+    def _other_rows(
+        self, row: JournalRow, ev: ResponseReceived, rows: list[RawRow], stats: dict[str, int]
+    ) -> bool:
+        """Project the rows the shortcut could not skip as a page of their own; on any row
+        error roll them back (``stats`` and counters too) and return ``False``."""
+        body = (
+            b"["
+            + b",".join(
+                b'{"event":{"event_id":%d},"participants":[%s]}' % (event_id, blob)
+                for _, event_id, blob in rows
+            )
+            + b"]"
+        )
+        before = (dict(stats), set(self._seen_events), dataclasses.replace(self.counters))
+        self.conn.execute("SAVEPOINT other_rows")
+        try:
+            self._page_body(row, ev, body, False, stats)
+            failed = stats["failed"] > 0
+        except (BadShape, BodyRejected):
+            failed = True
+        if failed:
+            self.conn.execute("ROLLBACK TO SAVEPOINT other_rows")
+            stats.clear()
+            stats.update(before[0])
+            self._seen_events, self.counters = before[1], before[2]
+        self.conn.execute("RELEASE SAVEPOINT other_rows")
+        return not failed
 
     def _page_row(
-        self, seq: int, listing_id: str | None, ok: int, stats: dict[str, int], reason: str | None
+        self,
+        row: JournalRow,
+        ev: ResponseReceived,
+        ok: int,
+        stats: dict[str, int],
+        reason: str | None,
     ) -> None:
-        """The ``projector_pages`` row of one listing page (kept once per seq)."""
+        """The ``projector_pages`` row of one listing page (kept once per seq), with its body
+        and the events of the registrations it marked seen (:meth:`_same_page` reads them)."""
+        events = (
+            ",".join(map(str, sorted(self._seen_events)))
+            if ev.endpoint == "participants" and self._seen_events
+            else None
+        )
         self.conn.execute(
-            f"INSERT INTO {PAGES.name}{self.suffix} (seq, listing_id, ok, rows, rows_failed, "
-            "num_new, num_changed, num_unchanged, num_removed, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+            f"INSERT INTO {PAGES.name}{self.suffix} ({', '.join(PAGES.column_names)}) "
+            f"VALUES ({', '.join('?' * len(PAGES.columns))}) ON CONFLICT (seq) DO NOTHING",
             (
-                seq,
-                listing_id,
+                row.seq,
+                ev.listing_id,
                 ok,
                 *(
                     stats.get(k, 0)
                     for k in ("rows", "failed", "new", "changed", "unchanged", "removed")
                 ),
                 reason,
+                row.timing_partner_id,
+                row.race_id if row.race_id is not None else ev.race_id,
+                row.body_sha256 or None,
+                events,
             ),
         )
+
+    def _same_page(self, row: JournalRow, ev: ResponseReceived, stats: dict[str, int]) -> bool:
+        """The re-seen page shortcut (issue 15): a ``/participants`` page whose body is the same
+        bytes as an earlier page of the partner's race that marked all its ``rows`` seen, when
+        none of those registrations was written or seen since (each still has that page's
+        ``last_seen_seq`` and no ``source_seq`` after it), would merge every row as unchanged.
+        Then only ``last_seen_seq`` moves, in one statement, and the body is not even read.
+        Returns whether it applied (``stats`` filled as the row-by-row merge would)."""
+        tp = row.timing_partner_id
+        race_id = row.race_id if row.race_id is not None else ev.race_id
+        if not row.body_sha256 or tp is None or race_id is None or not 200 <= ev.status < 400:
+            return False
+        prev = self.conn.execute(
+            f"SELECT seq, rows, event_ids FROM {PAGES.name}{self.suffix} WHERE body_sha256 = ? "
+            "AND timing_partner_id = ? AND race_id = ? AND ok = 1 AND rows_failed = 0 "
+            "AND event_ids IS NOT NULL AND seq < ? ORDER BY seq DESC LIMIT 1",
+            (row.body_sha256, tp, race_id, row.seq),
+        ).fetchone()
+        if prev is None or not prev[1]:
+            return False
+        prev_seq, rows, event_ids = prev
+        events = [int(e) for e in event_ids.split(",")]
+        where = (
+            "WHERE timing_partner_id = ? AND race_id = ? "
+            f"AND event_id IN ({','.join('?' * len(events))}) AND last_seen_seq = ?"
+        )
+        params = (tp, race_id, *events, prev_seq)
+        count, newest = self.conn.execute(
+            f"SELECT COUNT(*), MAX(source_seq) FROM {self._t_part} {where}", params
+        ).fetchone()
+        if count != rows or newest is None or newest > prev_seq:
+            return False
+        self.conn.execute(
+            f"UPDATE {self._t_part} SET last_seen_seq = ? {where}", (row.seq, *params)
+        )
+        stats["rows"] = stats["unchanged"] = count
+        self._seen_events = set(events)
+        return True
 
     def _page_rows(
         self,
@@ -829,13 +1039,16 @@ class Applier:
                 continue
             final[(race_id, reg_id)] = (event_id, values)
         upserts: list[tuple[Any, ...]] = []
-        seen: list[tuple[Any, ...]] = []
+        seen: list[RegKey] = []
         moves: list[tuple[Any, ...]] = []
         provenance_new = (seq, None if removed else seq, None, None)
+        seen_events = self._seen_events
         for (race_id, reg_id), (event_id, values) in final.items():
             old_full = existing.get((race_id, reg_id))
             stats["rows"] += 1
             if old_full is None:
+                if not removed:
+                    seen_events.add(event_id)
                 stats["new"] += 1
                 if removed:
                     stats["removed"] += 1
@@ -849,11 +1062,13 @@ class Applier:
                     continue
                 previous_event, changed_at = old_event, _utc_seconds(row.recorded_at)
                 moves.append((tp, race_id, reg_id, old_event, event_id, changed_at, seq))
+            if not removed:
+                seen_events.add(event_id)
             merged = _merge(values, old) if MISSING in values else values
             if merged == old and old_event == event_id:
                 stats["unchanged"] += 1
                 if not removed and last_seen != seq:
-                    seen.append((seq, tp, race_id, reg_id))
+                    seen.append((race_id, reg_id))
                 continue
             stats["changed"] += 1
             if removed and old[_REMOVED_AT] is None:
@@ -866,7 +1081,7 @@ class Applier:
             self.conn.executemany(self._upsert_part, upserts)
             self.counters.rows_upserted += len(upserts)
         if seen:
-            self.conn.executemany(self._seen_update, seen)
+            self._mark_seen(seq, tp, seen)
         if moves:
             self.conn.executemany(self._insert_move, moves)
 

@@ -252,8 +252,12 @@ def project(
     rebuild: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    shortcuts: bool = True,
 ) -> ProjectResult:
     """Project the journal in ``db`` (a file path or an open database) into the tables.
+
+    ``shortcuts=False`` projects every page row by row (see ``Applier.shortcuts``; the tables
+    are the same either way, tests and benchmarks compare them).
 
     Reads journal events after the stored checkpoint in batches of ``batch_size`` events; with
     ``rebuild`` (or when the stored projection version differs from
@@ -304,7 +308,7 @@ def project(
             result.rebuilt = True
             result.new_errors = new_errors + (mismatch is not None)
         else:
-            applier = Applier(conn, journal)
+            applier = Applier(conn, journal, shortcuts=shortcuts)
             checkpoint = _run_batches(conn, journal, applier, batch_size, progress)
             counters = applier.counters
             result.new_errors += counters.new_errors

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 #: recorded (``projection_errors`` and ``sync_history``) instead of stopping the projector.
 #: 4: one row per registration (event changes move it), race access lost, events removed
 #: (issue 13).
-PROJECTION_VERSION = 4
+#: 5: ``projector_pages`` records each page's body and events (issue 15, re-seen page shortcut).
+PROJECTION_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,15 @@ PAGES = Table(
         ("num_unchanged", "INTEGER NOT NULL"),
         ("num_removed", "INTEGER NOT NULL"),
         ("reason", "TEXT"),
+        # issue 15: which body this page was, and the events of the registrations it showed
+        # (comma list; ``NULL`` for removed-participants pages), for the re-seen page shortcut
+        ("timing_partner_id", "INTEGER"),
+        ("race_id", "INTEGER"),
+        ("body_sha256", "TEXT"),
+        ("event_ids", "TEXT"),
     ),
     ("seq",),
+    (("body", ("body_sha256",)),),
 )
 
 PROJECTION_ERRORS = Table(

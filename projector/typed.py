@@ -104,6 +104,56 @@ class Element(msgspec.Struct, gc=False):
 _decoder = msgspec.json.Decoder(list[Element])
 
 
+# -- the rows of a page as raw bytes, for the re-seen row shortcut (issue 15) ---------------------
+
+
+class _HeadRegistration(msgspec.Struct, gc=False):
+    registration_id: _Int64
+    event_id: _Int64 | UnsetType = UNSET
+
+
+class _HeadElement(msgspec.Struct, gc=False):
+    event: ElementEvent | UnsetType | None = UNSET
+    participants: list[_HeadRegistration] | UnsetType | None = UNSET
+
+
+class _RawElement(msgspec.Struct, gc=False):
+    participants: list[msgspec.Raw] | UnsetType | None = UNSET
+
+
+_head_decoder = msgspec.json.Decoder(list[_HeadElement])
+_raw_decoder = msgspec.json.Decoder(list[_RawElement])
+
+#: ``(registration_id, event_id, the registration's JSON bytes as sent)``
+RawRow = tuple[int, int, bytes]
+
+
+def raw_rows(raw: bytes) -> list[RawRow] | None:
+    """Every registration of a ``/participants`` page of the common shape, in page order, with
+    its event (its own ``event_id``, else its element's) and its exact JSON bytes; ``None``
+    when the page has another shape or a registration without a readable event."""
+    try:
+        heads = _head_decoder.decode(raw)
+        raws = _raw_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    out: list[RawRow] = []
+    for head, element in zip(heads, raws, strict=True):
+        regs, blobs = head.participants, element.participants
+        if not regs or not blobs:
+            continue
+        e = head.event
+        el_event = e.event_id if e.__class__ is ElementEvent else None  # type: ignore[union-attr]
+        for reg, blob in zip(regs, blobs, strict=True):  # type: ignore[arg-type]
+            event_id = reg.event_id
+            if event_id is UNSET:
+                if el_event.__class__ is not int:
+                    return None
+                event_id = el_event
+            out.append((reg.registration_id, event_id, bytes(blob)))  # type: ignore[arg-type]
+    return out
+
+
 def decode_page(raw: bytes) -> list[Element] | None:
     """The page as Structs, or ``None`` when it is not of the common shape (or not JSON, or
     nested too deeply to decode)."""
