@@ -130,6 +130,20 @@ def serve(
         help="Paging of a several-event participant listing: per_event (each event paged on "
         "its own) or total (one merged page of results_per_page rows in all).",
     ),
+    participants_shape: str = typer.Option(
+        "array",
+        help="A one-event /participants page as an array (what clients read) or object (the "
+        "bare element of RunSignUp's documentation example).",
+    ),
+    removed_shape: str = typer.Option(
+        "array", help="A one-event /removed-participants page as an array or object."
+    ),
+    max_page_size: int = typer.Option(
+        0,
+        min=0,
+        help="Serve at most this many participants a page, whatever results_per_page asks "
+        "(0: as asked, up to 2500).",
+    ),
 ) -> None:
     """Serve the simulator and print its base URL and the credentials it accepts."""
     world = World.generate(_config(seed, partners, races, events, registrations, start_epoch))
@@ -153,6 +167,9 @@ def serve(
             max_in_flight=max_in_flight,
             in_flight_http_429=in_flight_429,
             multi_event_paging=multi_event_paging,
+            participants_shape=participants_shape,
+            removed_shape=removed_shape,
+            max_page_size=max_page_size,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

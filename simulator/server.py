@@ -374,7 +374,9 @@ class SimulatorServer(LoopbackServer):
     ``require_caller`` makes a call without one fail with HTTP 400 error 17 (a wrong one always
     does); ``max_in_flight`` (default 0: no limit) and ``in_flight_http_429`` set the
     concurrency limit (see the module docstring); ``multi_event_paging`` is ``"per_event"``
-    (default) or ``"total"`` (see :mod:`rsu.simulator.api`).
+    (default) or ``"total"``; ``participants_shape``/``removed_shape`` (``"array"`` or
+    ``"object"``) and ``max_page_size`` (rows a page at most, 0: as asked) are the listing shapes
+    and page cap of :class:`~rsu.simulator.api.SimulatorApp` (see :mod:`rsu.simulator.api`).
     """
 
     def __init__(
@@ -389,6 +391,9 @@ class SimulatorServer(LoopbackServer):
         max_in_flight: int = 0,
         in_flight_http_429: bool = False,
         multi_event_paging: str = "per_event",
+        participants_shape: str = "array",
+        removed_shape: str = "array",
+        max_page_size: int = 0,
     ) -> None:
         self.world = world
         if max_in_flight < 0:
@@ -399,6 +404,9 @@ class SimulatorServer(LoopbackServer):
             caller=caller,
             require_caller=require_caller,
             multi_event_paging=multi_event_paging,
+            participants_shape=participants_shape,
+            removed_shape=removed_shape,
+            max_page_size=max_page_size,
         )
         super().__init__(self.api, faults, host, port)
         self.max_in_flight = max_in_flight

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import requests
 from fetch_helpers import fast_options, seed_credentials
 from project_helpers import (
     Builder,
@@ -26,6 +27,7 @@ from rsu.fetcher.shapes import ApiErrorBody, PageInfo, ShapeError, parse
 from rsu.journal import Journal, ResponseReceived
 from rsu.projector import project
 from rsu.simulator import SimulatorServer, World, WorldConfig
+from rsu.simulator.testing import api_get
 
 RACE, EV = 100, 11
 T0 = 1_700_000_000
@@ -207,3 +209,36 @@ def test_end_to_end_with_the_simulator_sending_bare_objects(
         want_removed.values()
     )
     assert len(removed) >= 8
+
+
+def test_simulator_knobs_shape_and_page_cap():
+    world = World.generate(
+        WorldConfig(seed=3, partners=1, races_per_partner=1, events_per_race=(2, 2))
+    )
+    cred = world.credentials[0]
+    race = world.race_ids(cred.timing_partner_id)[0]
+    one, two = world.event_ids(race)
+    path = f"/Rest/race/{race}/participants"
+    with SimulatorServer(
+        world, participants_shape="object", removed_shape="object", max_page_size=3
+    ) as sim:
+        body = api_get(sim, cred, path, event_id=str(one), results_per_page="50").json()
+        assert isinstance(body, dict) and body["event"]["event_id"] == one
+        assert len(body["participants"]) == 3  # capped below the 50 asked
+        removed = api_get(
+            sim, cred, path.replace("participants", "removed-participants"), event_id=str(one)
+        ).json()
+        assert isinstance(removed, dict) and set(removed) == {"event"}
+        # several events: still one element per event in an array
+        both = api_get(sim, cred, path, event_id=f"{one},{two}").json()
+        assert [e["event"]["event_id"] for e in both] == [one, two]
+        settings = sim.base_url + "/_admin/settings"
+        changed = requests.post(
+            settings, json={"participants_shape": "array", "max_page_size": 0}, timeout=5
+        ).json()
+        assert (changed["participants_shape"], changed["max_page_size"]) == ("array", 0)
+        assert requests.post(settings, json={"removed_shape": "xml"}, timeout=5).status_code == 400
+        again = api_get(sim, cred, path, event_id=str(one), results_per_page="50").json()
+        assert isinstance(again, list) and len(again[0]["participants"]) > 3
+    with pytest.raises(ValueError, match="listing shape"):
+        SimulatorServer(world, removed_shape="xml")
