@@ -160,9 +160,10 @@ def fetch(
         float,
         typer.Option(
             "--deadline",
-            min=0.001,
-            help="Seconds one request attempt may take in all (a server trickling its answer "
-            "is cut off; the attempt is retried like a timeout).",
+            parser=duration("s", minimum=0.001),
+            metavar="DURATION",
+            help="How long one request attempt may take in all: 2m, 120 (seconds); a server "
+            "trickling its answer is cut off and the attempt is retried like a timeout.",
         ),
     ] = 120.0,
     max_body_mb: Annotated[

@@ -133,6 +133,7 @@ def test_status_max_age_takes_units(tmp_path: Path, value: str, seconds: float) 
         ["sync", "--read-timeout", "0"],
         ["fetch", "--overlap", "10 s"],
         ["fetch", "--backoff", "fast"],
+        ["fetch", "--deadline", "0"],
         ["credentials", "test", "--timeout", "0s"],
         ["simulator", "serve", "--duration", "5y"],
     ],
@@ -215,6 +216,7 @@ def test_fetch_durations_reach_the_fetcher_in_seconds(
     db = _empty_db(tmp_path)
     args = ["--full-every", "2", "--overlap", "1m", "--read-timeout", "2m"]
     args += ["--connect-timeout", "1.5", "--retry-after-cap", "1h", "--backoff", "0.5"]
+    args += ["--deadline", "3m"]
     result = runner.invoke(app, ["fetch", "--db", str(db), "--no-progress", *args])
     assert result.exit_code == 2, result.output
     (options,) = seen
@@ -225,7 +227,8 @@ def test_fetch_durations_reach_the_fetcher_in_seconds(
         options.connect_timeout,
         options.retry_after_cap,
         options.backoff_factor,
-    ) == (7200.0, 60, 120.0, 1.5, 3600.0, 0.5)
+        options.deadline,
+    ) == (7200.0, 60, 120.0, 1.5, 3600.0, 0.5, 180.0)
     seen.clear()
     assert runner.invoke(app, ["fetch", "--db", str(db), "--no-progress"]).exit_code == 2
     assert (seen[0].full_every, seen[0].overlap_seconds, seen[0].read_timeout) == (
