@@ -4,8 +4,8 @@ A ``response_received`` body (HTTP 200) belongs to a *listing page*: same timing
 endpoint, race, events asked for, page size, full or incremental, and page (the page number, or
 for keyset paging the page's ordinal within its listing). :func:`listing_key` names it. A new
 body of a page that was stored before is stored as a ``zstd-delta`` against the newest blob of
-that page stored whole (see :mod:`rsu.journal.codecs` for the chain bound); any other body is
-stored whole.
+that page stored whole, or against the newest level-1 delta of that whole blob (see
+:mod:`rsu.journal.codecs` for the rule and the chain bound); any other body is stored whole.
 """
 
 from __future__ import annotations
@@ -84,14 +84,31 @@ def listing_key(
     return "|".join(parts)
 
 
-def newest_whole(conn: sqlite3.Connection, key: str) -> StoredBlob | None:
-    """The newest blob stored whole for listing page ``key``, if any."""
+@dataclass(frozen=True, slots=True)
+class Bases:
+    """What a new body of one listing page may be a delta against: the newest blob stored
+    whole (``whole``) and the newest level-1 delta of it (``level1``), each possibly ``None``."""
+
+    whole: StoredBlob | None = None
+    level1: StoredBlob | None = None
+
+
+def newest_bases(conn: sqlite3.Connection, key: str) -> Bases:
+    """The :class:`Bases` of listing page ``key``."""
     row = conn.execute(
         "SELECT sha256, size, codec, data, base_sha256 FROM journal_blobs "
         "WHERE listing_key = ? AND base_sha256 IS NULL ORDER BY rowid DESC LIMIT 1",
         (key,),
     ).fetchone()
-    return StoredBlob(*row) if row is not None else None
+    if row is None:
+        return Bases()
+    whole = StoredBlob(*row)
+    row = conn.execute(
+        "SELECT sha256, size, codec, data, base_sha256 FROM journal_blobs "
+        "WHERE base_sha256 = ? AND listing_key = ? ORDER BY rowid DESC LIMIT 1",
+        (whole.sha256, key),
+    ).fetchone()
+    return Bases(whole, StoredBlob(*row) if row is not None else None)
 
 
 def load(conn: sqlite3.Connection, sha256: str) -> StoredBlob | None:
@@ -103,45 +120,54 @@ def load(conn: sqlite3.Connection, sha256: str) -> StoredBlob | None:
     return StoredBlob(*row) if row is not None else None
 
 
-def encode(body: bytes, whole_codec: str, base: StoredBlob | None) -> Encoded:
-    """How to store ``body``: a delta against ``base`` (a blob stored whole) when ``whole_codec``
-    is zstd, the base decodes and the delta is small, else ``body`` whole with ``whole_codec``."""
+def encode(body: bytes, whole_codec: str, bases: Bases) -> Encoded:
+    """How to store ``body`` (see :mod:`rsu.journal.codecs`): with ``whole_codec`` zstd, a
+    level-2 delta against ``bases.level1`` when it is at most half the level-1 delta against
+    ``bases.whole``, else that level-1 delta while it is small; otherwise ``body`` whole with
+    ``whole_codec``. A base that does not decode is passed over (verify reports it)."""
+    whole = bases.whole
     if (
-        whole_codec == codecs.ZSTD
-        and base is not None
-        and base.codec in codecs.WHOLE_CODECS
-        and len(body) >= codecs.DELTA_MIN_BODY
+        whole_codec != codecs.ZSTD
+        or whole is None
+        or whole.codec not in codecs.WHOLE_CODECS
+        or len(body) < codecs.DELTA_MIN_BODY
     ):
+        return codecs.encode_whole(body, whole_codec)
+    try:
+        whole_body = codecs.decode(whole.codec, whole.data, whole.sha256)
+    except JournalError:
+        return codecs.encode_whole(body, whole_codec)
+    level1 = codecs.encode_delta(body, whole_body, whole.sha256)
+    if level1 is None or not codecs.delta_is_small(level1, len(body), whole.size, len(whole.data)):
+        return codecs.encode_whole(body, whole_codec)
+    base = bases.level1
+    if base is not None and base.codec == codecs.ZSTD_DELTA and base.base_sha256 == whole.sha256:
         try:
-            base_body = codecs.decode(base.codec, base.data, base.sha256)
+            base_body = codecs.decode(base.codec, base.data, base.sha256, whole_body)
         except JournalError:
-            base_body = None  # a damaged base is verify's business; store this body whole
-        if base_body is not None:
-            delta = codecs.encode_delta(body, base_body, base.sha256)
-            if delta is not None and codecs.delta_is_small(
-                delta, len(body), base.size, len(base.data)
-            ):
-                return delta
-    return codecs.encode_whole(body, whole_codec)
+            return level1
+        level2 = codecs.encode_delta(body, base_body, base.sha256)
+        if level2 is not None and 2 * len(level2.data) <= len(level1.data):
+            return level2
+    return level1
 
 
-def decode(conn: sqlite3.Connection, blob: StoredBlob) -> bytes:
-    """The raw body of ``blob`` (its base first, for a delta). Raises :class:`JournalError` when
-    it or its base does not decode, the base is missing, or the base is itself a delta (the chain
-    bound, :data:`~rsu.journal.codecs.MAX_CHAIN`, is broken). The result is not hash-checked."""
-    base_body = None
-    if blob.codec == codecs.ZSTD_DELTA:
-        if blob.base_sha256 is None:
-            raise JournalError(f"blob {blob.sha256[:12]} is a delta without a base")
-        base = load(conn, blob.base_sha256)
-        if base is None:
-            raise JournalError(
-                f"blob {blob.sha256[:12]}: its base {blob.base_sha256[:12]} is missing"
-            )
-        if base.codec not in codecs.WHOLE_CODECS:
-            raise JournalError(
-                f"blob {blob.sha256[:12]}: its base {base.sha256[:12]} is not stored whole "
-                f"(chain longer than {codecs.MAX_CHAIN})"
-            )
-        base_body = codecs.decode(base.codec, base.data, base.sha256)
+def decode(conn: sqlite3.Connection, blob: StoredBlob, links: int = 0) -> bytes:
+    """The raw body of ``blob`` (its bases first, for a delta; ``links`` is how many base links
+    were followed to reach it). Raises :class:`JournalError` when it or a base does not decode,
+    a base is missing, or reaching a whole blob takes more than
+    :data:`~rsu.journal.codecs.MAX_CHAIN` links. The result is not hash-checked."""
+    if blob.codec != codecs.ZSTD_DELTA:
+        return codecs.decode(blob.codec, blob.data, blob.sha256)
+    if blob.base_sha256 is None:
+        raise JournalError(f"blob {blob.sha256[:12]} is a delta without a base")
+    if links >= codecs.MAX_CHAIN:
+        raise JournalError(
+            f"blob {blob.sha256[:12]}: its base {blob.base_sha256[:12]} is one delta too many "
+            f"(chain longer than {codecs.MAX_CHAIN})"
+        )
+    base = load(conn, blob.base_sha256)
+    if base is None:
+        raise JournalError(f"blob {blob.sha256[:12]}: its base {blob.base_sha256[:12]} is missing")
+    base_body = decode(conn, base, links + 1)
     return codecs.decode(blob.codec, blob.data, blob.sha256, base_body)

@@ -9,11 +9,15 @@ Codecs (the ``journal_blobs.codec`` column):
 * ``zstd-delta`` -- one zstd frame compressed with an earlier raw body of the same listing as a
   raw-content dictionary; ``journal_blobs.base_sha256`` names that earlier body's blob.
 
-Chain bound: the dictionary of a ``zstd-delta`` blob is always a blob stored *whole* (``zlib``,
-``identity`` or ``zstd``), so decoding any blob needs at most :data:`MAX_CHAIN` + 1 = 2 blobs
-(its base, then itself). A delta is kept only while it is small: at most
-:data:`DELTA_MAX_FRACTION` of what the body costs stored whole (estimated from its base's
-stored size); otherwise the body is stored whole and becomes the next base of its listing.
+Chain bound: decoding any blob follows at most :data:`MAX_CHAIN` = 2 base links, i.e. reads at
+most 3 blobs. A delta's base is either a blob stored *whole* (``zlib``, ``identity`` or
+``zstd``: a level-1 delta) or a level-1 delta of that same whole blob (a level-2 delta). Which
+one :mod:`rsu.journal.blobs` picks: a delta against the whole blob is kept only while it is at
+most :data:`DELTA_MAX_FRACTION` of what the body costs stored whole (estimated from the whole
+blob's stored size), otherwise the body is stored whole and becomes the next base of its
+listing; a level-2 delta is taken instead when it is at most half the level-1 delta, so daily
+re-listings cost about one day's changes, and a level-1 delta now and then (when the changes
+since the last one have piled up) keeps the level-2 deltas small.
 
 Measured on simulator pages (3.4 MB of participants JSON, ``benchmarks/journal_storage.py``):
 zstd level 3 is both smaller (~0.56x) and faster (~0.4x the CPU) than zlib level 1, so whole
@@ -46,8 +50,8 @@ WRITE_CODECS = frozenset({ZLIB, ZSTD})
 ZLIB_LEVEL = 1
 #: zstd level of ``zstd`` and ``zstd-delta`` blobs.
 ZSTD_LEVEL = 3
-#: Longest chain of blobs one blob depends on to decode (a delta on a whole blob).
-MAX_CHAIN = 1
+#: Most base links followed to decode a blob (a level-2 delta -> a level-1 delta -> whole).
+MAX_CHAIN = 2
 #: A delta is stored only while it is at most this fraction of the body stored whole.
 DELTA_MAX_FRACTION = 0.2
 #: Bodies smaller than this many bytes are always stored whole (a delta gains nothing).

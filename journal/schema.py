@@ -66,6 +66,15 @@ def m002_blob_codecs(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_blob_bases(db: sqlite_utils.Database) -> None:
+    """Find a whole blob's deltas quickly (the level-1 base of a new level-2 delta)."""
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS journal_blobs_base ON journal_blobs(base_sha256) "
+        "WHERE base_sha256 IS NOT NULL"
+    )
+
+
 def append_only_triggers() -> list[str]:
     """``CREATE TRIGGER`` statements that reject UPDATE and DELETE on the journal tables."""
     return [

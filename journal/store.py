@@ -231,7 +231,7 @@ class Journal:
         encoded: codecs.Encoded | None = None
         key = blobs.listing_key(event, timing_partner_id, race_id, event_id, self._ordinals)
         if body is not None and body_sha is not None and not self.has_body(body_sha):
-            encoded = blobs.encode(body, self.blob_codec, self._newest_whole(key))
+            encoded = blobs.encode(body, self.blob_codec, self._newest_bases(key))
         conn = self.db.conn
         with self._lock:
             try:
@@ -295,12 +295,12 @@ class Journal:
                 raise database_error(exc, f"append {kind} to the journal", conn) from exc
         return seq
 
-    def _newest_whole(self, key: str | None) -> blobs.StoredBlob | None:
+    def _newest_bases(self, key: str | None) -> blobs.Bases:
         if key is None or self.blob_codec != codecs.ZSTD:
-            return None
+            return blobs.Bases()
         try:
             with self._lock:
-                return blobs.newest_whole(self.db.conn, key)
+                return blobs.newest_bases(self.db.conn, key)
         except sqlite3.Error as exc:
             raise database_error(exc, "look up a journal blob", self.db.conn) from exc
 

@@ -136,15 +136,20 @@ def test_a_delta_that_is_no_longer_small_stores_the_body_whole_again() -> None:
     _assert_every_blob_decodes_to_its_hash(journal)
 
 
+def _links(blobs: dict[str, tuple[str, str | None, int]], sha: str) -> int:
+    """Base links from blob ``sha`` to a blob stored whole."""
+    codec, base, _ = blobs[sha]
+    if codec in jc.WHOLE_CODECS:
+        assert base is None
+        return 0
+    assert codec == jc.ZSTD_DELTA and base is not None
+    return 1 + _links(blobs, base)
+
+
 def _assert_chain_bound(journal: Journal) -> None:
     blobs = _blobs(journal)
-    for codec, base, _ in blobs.values():
-        if codec == jc.ZSTD_DELTA:
-            assert base is not None
-            assert blobs[base][0] in jc.WHOLE_CODECS  # chain length 1 = MAX_CHAIN
-        else:
-            assert base is None
-    assert jc.MAX_CHAIN == 1
+    assert jc.MAX_CHAIN == 2
+    assert all(_links(blobs, sha) <= jc.MAX_CHAIN for sha in blobs)
 
 
 # A day of one listing page: which rows exist and their versions.
@@ -217,21 +222,41 @@ def test_old_zlib_blobs_still_read_and_new_ones_are_zstd(tmp_path: Path) -> None
     assert (res.exit_code, res.stdout.strip()) == (0, "OK: 2 events, 2 blobs, chain intact")
 
 
-def test_a_delta_whose_base_is_a_delta_is_refused() -> None:
+def test_daily_relistings_are_level_2_deltas_with_a_level_1_now_and_then() -> None:
     journal = Journal(open_db(":memory:"))
-    a, b = _page(range(1, 101)), _page(range(1, 102))
+    regs = list(range(1, 401))
+    versions: dict[int, int] = {}
+    links = []
+    for day in range(10):
+        regs += range(401 + 8 * day, 409 + 8 * day)  # 8 new registrations a day, 8 edits
+        versions.update({(day * 37 + k * 41) % 400 + 1: day + 1 for k in range(8)})
+        body = _page(regs, versions)
+        _append(journal, body, listing=f"d{day}")
+        links.append(_links(_blobs(journal), sha256_hex(body)))
+    # day 0 whole; day 1 against it; later days against the newest level-1 delta while that
+    # costs at most half a new level-1 delta, else a new level-1 delta; on day 7 the level-1
+    # delta is no longer small (15% of the rows changed): stored whole, and it starts again
+    assert links == [0, 1, 1, 2, 1, 2, 2, 0, 1, 1]
+    _assert_every_blob_decodes_to_its_hash(journal)
+    _assert_chain_bound(journal)
+
+
+def test_a_chain_longer_than_the_bound_is_refused() -> None:
+    journal = Journal(open_db(":memory:"))
+    a, b, c, d = (_page(range(1, n)) for n in (101, 102, 103, 104))
     _append(journal, a, listing="a")
-    _append(journal, b, listing="b")
-    c = _page(range(1, 103))
-    delta = jc.encode_delta(c, b, sha256_hex(b))
-    assert delta is not None
-    journal.db.conn.execute(
-        "INSERT INTO journal_blobs (sha256, size, codec, data, base_sha256) VALUES (?, ?, ?, ?, ?)",
-        (sha256_hex(c), len(c), delta.codec, delta.data, sha256_hex(b)),
-    )
-    with pytest.raises(JournalError, match="chain longer than 1"):
-        journal.body(sha256_hex(c))
-    assert [p[0] for p in journal.verify().problems] == [f"blob {sha256_hex(c)[:12]}"]
+    for body, base in ((b, a), (c, b), (d, c)):  # b -> a, c -> b -> a, d -> c -> b -> a
+        delta = jc.encode_delta(body, base, sha256_hex(base))
+        assert delta is not None
+        journal.db.conn.execute(
+            "INSERT INTO journal_blobs (sha256, size, codec, data, base_sha256) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (sha256_hex(body), len(body), delta.codec, delta.data, sha256_hex(base)),
+        )
+    assert journal.body(sha256_hex(c)) == c  # two links: within the bound
+    with pytest.raises(JournalError, match="chain longer than 2"):
+        journal.body(sha256_hex(d))
+    assert [p[0] for p in journal.verify().problems] == [f"blob {sha256_hex(d)[:12]}"]
 
 
 def test_import_stores_a_similar_file_as_a_delta(tmp_path: Path) -> None:
