@@ -56,8 +56,9 @@ MAX_CHAIN = 2
 DELTA_MAX_FRACTION = 0.2
 #: Bodies smaller than this many bytes are always stored whole (a delta gains nothing).
 DELTA_MIN_BODY = 4096
-#: zstd window limit (log2 bytes) the decoder accepts by default; base + body must fit in it.
-_MAX_WINDOW_LOG = 27
+#: A delta's base and body together must fit in 2**this bytes (64 MiB): what decoding a delta
+#: holds in memory is bounded by it (larger bodies are stored whole).
+_MAX_WINDOW_LOG = 26
 
 
 @dataclass(frozen=True, slots=True)

@@ -331,3 +331,14 @@ def test_relisting_with_deltas_projects_like_zlib_and_rebuilds(tmp_path: Path) -
     res = CliRunner().invoke(app, ["project", "--rebuild", "--db", str(db)])
     assert res.exit_code == 0, res.output
     assert dump(sqlite3.connect(db)) == projected
+
+
+def test_a_pair_too_large_for_the_window_is_stored_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    base, body = _page(range(1, 101)), _page(range(1, 102))  # ~110 KB each
+    assert jc.encode_delta(body, base, sha256_hex(base)) is not None
+    monkeypatch.setattr(jc, "_MAX_WINDOW_LOG", 17)  # 128 KiB: base + body no longer fit
+    assert jc.encode_delta(body, base, sha256_hex(base)) is None
+    journal = Journal(open_db(":memory:"))
+    _append(journal, base, listing="a")
+    _append(journal, body, listing="b")
+    assert _blobs(journal)[sha256_hex(body)][:2] == (jc.ZSTD, None)
