@@ -122,9 +122,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(owner.admin(req))
             return
         over_limit = owner.enter_flight()
+        self._in_flight = True
         try:
             self._answer(owner, req, t0, over_limit)
         finally:
+            self._leave_flight(owner)
+
+    def _leave_flight(self, owner: LoopbackServer) -> None:
+        # Counted out before the answer's first byte is written: once a client has the answer
+        # this request no longer counts, so a client that sends its next request at once is
+        # never seen above its own in-flight count (the handler thread may be slow to finish).
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
             owner.leave_flight()
 
     def _answer(self, owner: LoopbackServer, req: Request, t0: float, over_limit: bool) -> None:
@@ -158,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(resp)
 
     def _send(self, resp: Response) -> None:
+        self._leave_flight(self.server.owner)
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.content_type)
         self.send_header("Content-Length", str(len(resp.body)))
