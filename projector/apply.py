@@ -103,6 +103,8 @@ _REMOVED_AT = PARTICIPANT_DATA_COLUMNS.index("removed_at")
 LOST_UNLISTED = "missing_from_race_listing"
 LOST_DENIED = "permission_denied"
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_KEY = b'"registration_id":'
+_REG_ID = re.compile(rb'"registration_id":\s*(\d{1,18})')
 #: Earlier pages whose raw rows :meth:`Applier._old_rows` keeps.
 _OLD_PAGES = 8
 #: Registration ids per ``IN (...)`` look-up.
@@ -671,7 +673,7 @@ class Applier:
         numbered as in the page). Returns whether it applied (``stats`` filled)."""
         tp = row.timing_partner_id
         race_id = row.race_id if row.race_id is not None else ev.race_id
-        if tp is None or race_id is None:
+        if tp is None or race_id is None or not self._seen_before(tp, race_id, raw):
             return False
         rows = typed.raw_rows(raw)
         if not rows or len({r[0] for r in rows}) != len(rows):
@@ -726,6 +728,22 @@ class Applier:
                     f"AND race_id = ? AND registration_id IN ({','.join('?' * len(chunk))})",
                     (seq, tp, race_id, *chunk),
                 )
+
+    def _seen_before(self, tp: int, race_id: int, raw: bytes) -> bool:
+        """A cheap guess whether :meth:`_seen_rows` can help: the first or last registration of
+        the page (found by a byte search, good enough for a guess) is stored and was seen (a
+        first projection skips the shortcut's decoding at no cost)."""
+        last = _REG_ID.search(raw, max(raw.rfind(_KEY), 0))
+        found = [int(m.group(1)) for m in (_REG_ID.search(raw), last) if m is not None]
+        return bool(found) and (
+            self.conn.execute(
+                f"SELECT 1 FROM {self._t_part} WHERE timing_partner_id = ? AND race_id = ? "
+                f"AND registration_id IN ({','.join('?' * len(found))}) "
+                "AND last_seen_seq IS NOT NULL LIMIT 1",
+                (tp, race_id, *found),
+            ).fetchone()
+            is not None
+        )
 
     def _old_rows(self, seq: int, tp: int, race_id: int) -> dict[int, tuple[int, bytes]]:
         """``registration_id -> (event_id, JSON bytes)`` of the ``/participants`` page at journal
