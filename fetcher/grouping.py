@@ -11,7 +11,8 @@ readings are possible:
 
 RunSignUp may also serve fewer rows per page than ``results_per_page`` asks, so a page is
 "short" only below a page the server is known to serve (``served``: the largest page, or event
-element, of this listing so far; see :class:`~rsu.fetcher.paging.PageProof`). The rule used here
+element, of this listing so far, or RunSignUp's default page size; see
+:class:`~rsu.fetcher.paging.PageProof`). The rule used here
 is right under both readings and any such cap (:func:`next_parts`):
 
 1. The first call asks for every event of the group with no ``after_registration_id``.
@@ -21,15 +22,15 @@ is right under both readings and any such cap (:func:`next_parts`):
    with fewer rows than the largest element of the page (or ``served``) ended, and each other
    event is continued **on its own** (single-event keyset paging, which has one reading) from the
    highest ``registration_id`` the page held for it.
-4. Otherwise the events that may have been cut by a per-event cap (as many rows as the largest
-   element, and at least ``served``) are continued on their own as in 3; the others together,
-   as one several-event call from the page's highest id: in total, every row of theirs up to it
-   was on the page and the merged list goes on from there; per event they ended, and that call
-   comes back empty.
+4. Otherwise the group is asked again, from the lowest of the highest ids of the events that may
+   have been cut by a per-event cap (as many rows as the largest element, and at least
+   ``served``; the page's highest id when none): in total, the merged list goes on from there
+   (rows already read may come again, fewer than a page, and the projector upserts them); per
+   event, each possibly cut event goes on from at most its own highest id, and the others come
+   back with nothing new. Rule 2 then decides again on that page.
 
-So a race costs one call per listing kind when nothing changed, and a few more when something
-did (the page that proves the end); a complete listing costs at most one extra call per event
-that filled the page.
+So a race costs one call per listing kind when nothing changed, and one more when something did
+(the page that proves the end).
 
 Groups (:func:`plan_groups`): events due a complete listing are listed together without a
 cursor; the others together from the oldest of their cursors (re-reading a little more of a
@@ -119,17 +120,14 @@ def next_parts(
     page_max = info.last_id if info.last_id is not None else 0
     # each event's element is at most one page under either reading
     bound = max([served, *(n for n, _ in info.per_event.values())])
-    own: list[tuple[tuple[int, ...], int]] = []
-    together: list[int] = []
+    cut: list[tuple[int, int]] = []  # (event, its highest id): may have been cut by a cap
     for eid in asked:
         rows, last = info.per_event.get(eid, (0, None))
         if rows and rows >= bound:
-            own.append(((eid,), last if last is not None else page_max))
-        else:
-            together.append(eid)
-    if info.rows > page_size or not together:
-        return own  # per event (proven): the others ended
-    return [*own, (tuple(together), page_max)]
+            cut.append((eid, last if last is not None else page_max))
+    if info.rows > page_size:
+        return [((eid,), last) for eid, last in cut]  # per event (proven): the others ended
+    return [(asked, min((last for _, last in cut), default=page_max))]
 
 
 def splittable(failed: Exchange) -> bool:

@@ -28,6 +28,12 @@ def short_page(page_size: int) -> Callable[[Exchange], bool]:
     return stop
 
 
+#: Rows a page RunSignUp is taken to serve whatever it caps: its own documented default
+#: ``results_per_page`` (50). A page with fewer rows (and fewer than asked) ends a listing at once,
+#: so the usual short incremental page costs no extra request; a longer short page needs proof.
+SERVED_AT_LEAST = 50
+
+
 class PageProof:
     """What proves that a page is the last of one listing (one instance per listing).
 
@@ -35,16 +41,19 @@ class PageProof:
     asked. A page shorter than the size *asked* then proves nothing, and ending a complete listing
     there would retire everyone on the later pages. A page ends a listing only when it is empty or
     holds fewer rows than a page the server is known to serve (``served``: the server's cap is one
-    number, so any page it served is a lower bound of it): an earlier page of this listing.
+    number, so any page it served is a lower bound of it): an earlier page of this listing, or
+    ``floor``, a size the server is taken to serve in any case (:data:`SERVED_AT_LEAST`, RunSignUp's
+    own default page size, or the size asked if smaller).
     Until then a listing goes on to the next page, which costs one request that usually comes
     back empty. Only the listing's own pages count: pages of other listings of the run would
     make the requests a run sends depend on the order its worker threads happen to run in, and
     pages of earlier runs prove nothing once RunSignUp lowers its cap.
     """
 
-    def __init__(self) -> None:
-        #: The largest page of this listing so far (rows): a page the server serves.
-        self.served = 0
+    def __init__(self, floor: int = 0) -> None:
+        #: The largest page of this listing so far (rows), or ``floor``: a page size the server
+        #: serves.
+        self.served = floor
         self._decided: dict[int | None, bool] = {}
 
     def observe(self, rows: int) -> None:

@@ -55,7 +55,7 @@ from .client import (
 from .credentials import CallerRegistration, Credential
 from .cursor import race_listing_states
 from .grouping import Group, next_parts, plan_groups, splittable
-from .paging import PageProof, keyset_next, page_number_next, paginate, short_page
+from .paging import SERVED_AT_LEAST, PageProof, keyset_next, page_number_next, paginate, short_page
 from .report import Failure, Progress, log
 from .shapes import RaceTimes
 
@@ -384,7 +384,7 @@ class Walker:
 
             return fetch
 
-        proof = PageProof()
+        proof = PageProof(floor=min(self.s.page_size, SERVED_AT_LEAST))
         stop = proof.stop
         pages = rows = requests = 0
         page_seqs: list[int] = []

@@ -357,9 +357,6 @@ class Applier:
         tp = row.timing_partner_id
         try:
             body = self._load_body(row, ev)
-        except BodyRejected:
-            return
-        try:
             if tp is None:
                 raise BadShape("no timing_partner_id on the journal row")
             if ev.endpoint == "races":
@@ -370,6 +367,8 @@ class Applier:
                 if not isinstance(body, dict) or not isinstance(body.get("race"), dict):
                     raise BadShape('race body is not {"race": {...}}')
                 races = [body["race"]]
+        except BodyRejected:
+            return
         except (BadShape, ValueError) as exc:
             self._error(row, -1, str(exc), ev.endpoint)
             self._projection_failed(row, ev.endpoint, str(exc)[:500])

@@ -26,12 +26,15 @@ def test_a_page_ends_a_listing_only_when_empty_or_shorter_than_one_served():
     assert [proof.ends(n) for n in (10, 10, 10, 4)] == [False, False, False, True]
     assert proof.served == 10
     assert PageProof().ends(0) is True  # empty always ends
+    # fewer rows than RunSignUp's own default page size (50) end a listing at once
+    assert PageProof(floor=50).ends(37) is True
+    assert PageProof(floor=50).ends(50) is False
 
 
 def test_several_event_page_is_short_only_below_a_served_page():
     page = PageInfo(rows=12, last_id=40, per_event={1: (7, 40), 2: (5, 33)})
     # asked 2500: under the old rule this page ended both events
-    assert next_parts(page, (1, 2), 2500, served=0) == [((1,), 40), ((2,), 40)]
+    assert next_parts(page, (1, 2), 2500, served=0) == [((1, 2), 40)]
     assert next_parts(page, (1, 2), 2500, served=12) == [((1, 2), 40)]
     assert next_parts(page, (1, 2), 2500, served=13) == []
     assert next_parts(PageInfo(), (1, 2), 2500, served=0) == []
@@ -76,25 +79,25 @@ def test_a_server_capping_pages_below_the_size_asked_retires_nobody(
             partners=1,
             races_per_partner=2,
             events_per_race=(1, 3),
-            registrations_per_event=(25, 70),
+            registrations_per_event=(80, 200),
         )
     )
     db = tmp_path / "rsu.db"
     seed_credentials(db, world.credentials)
-    opts = {"events_per_call": events_per_call, "page_size": 50, "full": True}
+    opts = {"events_per_call": events_per_call, "page_size": 150, "full": True}
     with SimulatorServer(world, multi_event_paging=reading) as sim:
         assert run_fetch(db, fast_options(sim.base_url, tmp_path, **opts)).exit_code == 0
         assert project(db).exit_code == 0
         assert _active(db) == _world_active(world)
         first_run = _last_listings(db)
-        # RunSignUp now serves at most 10 rows a page, though 50 are asked
-        sim.api.max_page_size = 10
+        # RunSignUp now serves at most 60 rows a page, though 150 are asked
+        sim.api.max_page_size = 60
         assert run_fetch(db, fast_options(sim.base_url, tmp_path, **opts)).exit_code == 0
         assert project(db).exit_code == 0
     assert _active(db) == _world_active(world)  # nobody on pages 2.. was retired
     capped = _last_listings(db)
     assert all(ev.complete for ev in capped)
-    # every listing of more than 10 rows needed more pages than under no cap
+    # every listing of more than 60 rows needed more pages than under no cap
     assert sum(ev.pages for ev in capped) > sum(ev.pages for ev in first_run)
     conn = sqlite3.connect(db)
     try:

@@ -114,6 +114,21 @@ def test_json_nested_1000_levels_is_an_event_error_and_the_next_events_are_proje
     ]
 
 
+def test_race_body_nested_1000_levels_is_an_error_row_and_the_next_race_is_projected():
+    jn = new_journal()
+    b = Builder(jn)
+    b.run_started()
+    deep = b.race(b'{"race":{"race_id":5,"events":' + b"[" * 1000 + b"]" * 1000 + b"}}", 5)
+    b.race(j({"race": race_obj(7)}), 7)
+    last = b.run_finished()
+    result = project(jn.db)
+    conn = jn.db.conn
+    assert (result.exit_code, result.checkpoint) == (1, last)
+    assert conn.execute("SELECT race_id FROM runsignup_races").fetchall() == [(7,)]
+    assert _errors(conn) == [(deep, -1, "body is JSON nested too deeply to read")]
+    assert _history(conn) == [("race", "error", 5, "body is JSON nested too deeply to read")]
+
+
 def test_race_body_with_an_id_that_does_not_fit_gets_an_error_row():
     jn = new_journal()
     b = Builder(jn)
