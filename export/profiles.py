@@ -63,14 +63,18 @@ _ALNUM = re.compile(r"[A-Za-z0-9]+")
 
 
 def integer_bib(value: Any) -> str | None:
-    """A bib for an integer bib field: digits without a leading zero (``None``: no bib yet)."""
+    """A bib for an integer bib field: 1 to 9 ASCII digits without a leading zero (``None``: no
+    bib yet); returns why another bib does not fit, or ``None``."""
     if value is None or value == "":
         return None
-    if _INTEGER_BIB.fullmatch(str(value)):
+    text = str(value)
+    if _INTEGER_BIB.fullmatch(text):
         return None
-    if str(value).isdigit():
+    if not (text.isascii() and text.isdigit()):
+        return f"bib {value!r} is not a whole number"
+    if text.startswith("0"):
         return f"bib {value!r} has a leading zero, which a whole-number bib would lose"
-    return f"bib {value!r} is not a whole number"
+    return f"bib {value!r} has more than 9 digits, too many for a whole-number bib"
 
 
 def chip_at_most(limit: int, alnum: bool = False) -> Callable[[Any], str | None]:

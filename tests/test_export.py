@@ -145,6 +145,28 @@ def test_values_raceresult_cannot_take_are_named_and_nothing_is_written(tmp_path
     assert exports_table(db) == []
 
 
+@pytest.mark.parametrize(
+    ("bib", "reason"),
+    [
+        ("123456789", None),
+        ("007", "bib '007' has a leading zero, which a whole-number bib would lose"),
+        (
+            "99999999999999999999999",
+            "bib '99999999999999999999999' has more than 9 digits, too many for a whole-number bib",
+        ),
+        ("\u0661\u0662", "bib '\u0661\u0662' is not a whole number"),
+        ("\u00b2", "bib '\u00b2' is not a whole number"),
+        (" 12 ", "bib ' 12 ' is not a whole number"),
+    ],
+)
+def test_an_integer_bib_refusal_names_the_real_reason(bib: str, reason: str | None) -> None:
+    """A bib of digits that is too long, or of non-ASCII digits, has no leading zero: the
+    message must not claim one."""
+    from rsu.export.profiles import integer_bib
+
+    assert integer_bib(bib) == reason
+
+
 def test_allow_skip_row_and_blank_value(tmp_path: Path) -> None:
     db = make_db(tmp_path / "rsu.db", BAD)
     res = export(db, "--format", "mylaps", "--allow", "skip-row")
