@@ -37,12 +37,20 @@ def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, An
 
 def write_output(data: bytes, path: Path | None) -> None:
     """Write ``data`` to ``path`` atomically (a temporary file beside it, then a rename), or to
-    standard output when ``path`` is ``None``. Raises ``OSError`` when the file cannot be
-    written."""
+    standard output when ``path`` is ``None``. A ``path`` that exists and is no regular file (a
+    device, a FIFO) is written into, never replaced; a symlink's target is replaced, not the
+    link. Raises ``OSError`` when the file cannot be written."""
     if path is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    if path.exists() and not path.resolve().is_file():
+        # A device, FIFO or terminal (``-o /dev/null``, ``-o /dev/stdout``): write into it. A
+        # rename would replace the device node itself (as root, /dev/null became a file).
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return
+    path = path.resolve() if path.is_symlink() else path  # keep the link, replace its target
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
     try:
         with os.fdopen(fd, "wb") as fh:

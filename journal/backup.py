@@ -52,6 +52,8 @@ def check_target(source: Path, target: Path, *, force: bool) -> None:
         raise BackupError(f"{target} is the database itself; choose another file", usage=True)
     if target.is_dir():
         raise BackupError(f"{target} is a directory", usage=True)
+    if target.exists() and not target.resolve().is_file():
+        raise BackupError(f"{target} is not a regular file (a device or a FIFO)", usage=True)
     if target.exists() and not force:
         raise BackupError(f"{target} exists; pass --force to overwrite it", usage=True)
 

@@ -141,3 +141,16 @@ def test_backup_file_of_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="does not exist") as info:
         backup_file(tmp_path / "none.db", tmp_path / "copy.db")
     assert info.value.usage
+
+
+def test_backup_refuses_a_target_that_is_no_regular_file(busy_db: Path, tmp_path: Path) -> None:
+    """``-o /dev/null --force`` must not replace a device node: anything but a regular file is
+    refused (shown with a FIFO, which behaves the same and is safe to make in a test)."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["backup", "--db", str(busy_db), "-o", str(fifo), "--force"])
+    assert result.exit_code == 2
+    assert f"{fifo} is not a regular file" in result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

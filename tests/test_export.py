@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -284,7 +285,7 @@ def test_diff_reasons_deferral_cleared_and_not_selected() -> None:
 
 
 def test_a_webscorer_change_report_keeps_the_target_encoding(clean_db: Path) -> None:
-    assert export(clean_db, "--format", "webscorer", "-o", "/dev/null").exit_code == 0
+    assert export(clean_db, "--format", "webscorer", "-o", os.devnull).exit_code == 0
     set_participant(clean_db, 501, bib_num="14")
     res = CliRunner().invoke(
         app,
@@ -351,9 +352,34 @@ def test_a_projection_behind_the_journal_is_named(clean_db: Path) -> None:
     jn = new_journal(clean_db)
     Builder(jn).run_started()
     jn.close()
-    res = export(clean_db, "--format", "csv", "-o", "/dev/null")
+    res = export(clean_db, "--format", "csv", "-o", os.devnull)
     assert res.exit_code == 0
     assert res.stderr.splitlines()[0] == (
         "warning: the tables reflect journal seq 0 of 1: run `rsu project` to export what was "
         "fetched since"
     )
+
+
+def test_output_into_a_fifo_is_written_into_never_replaced(clean_db: Path, tmp_path: Path) -> None:
+    """``-o /dev/null`` once replaced the device node with a regular file (as root): a path that
+    is no regular file is written into; a symlink keeps pointing at its (replaced) target."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert export(clean_db, "--format", "csv", "-o", str(fifo)).exit_code == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert len(received) == 1 and received[0].count(b"\n") > 1
+
+    real = tmp_path / "real.csv"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    assert export(clean_db, "--format", "csv", "-o", str(link)).exit_code == 0
+    assert link.is_symlink() and link.resolve() == real
+    assert real.read_bytes() != b"old" and real.read_bytes().count(b"\n") > 1
