@@ -292,14 +292,6 @@ class Applier:
             reason=reason,
             endpoint=endpoint,
             listing_id=getattr(ev, "listing_id", None),
-            mode=None,
-            complete=None,
-            error_code=None,
-            http_status=None,
-            counts=(0, 0, 0, 0, 0, 0, 0),
-            pages=0,
-            requests=0,
-            retries=0,
         )
 
     def _dispatch(self, row: JournalRow) -> None:
@@ -414,15 +406,6 @@ class Applier:
             status="warning",
             reason=f"race {race_id} lists no events: no participants to fetch",
             endpoint="race",
-            listing_id=None,
-            mode=None,
-            complete=None,
-            error_code=None,
-            http_status=None,
-            counts=(0, 0, 0, 0, 0, 0, 0),
-            pages=0,
-            requests=0,
-            retries=0,
         )
 
     def _race(self, row: JournalRow, tp: int, race: Any, detail: bool) -> None:
@@ -1227,19 +1210,20 @@ class Applier:
         status: str,
         reason: str | None,
         endpoint: str,
-        listing_id: str | None,
-        mode: str | None,
-        complete: int | None,
-        error_code: int | None,
-        http_status: int | None,
-        counts: tuple[int, int, int, int, int, int, int],
-        pages: int,
-        requests: int,
-        retries: int,
+        listing_id: str | None = None,
+        mode: str | None = None,
+        complete: int | None = None,
+        error_code: int | None = None,
+        http_status: int | None = None,
+        counts: tuple[int, int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0, 0),
+        pages: int = 0,
+        requests: int = 0,
+        retries: int = 0,
         event_ids: str | None = None,
     ) -> None:
         """One ``sync_history`` row (kept once per ``key``); ``event_ids``: the comma list of
-        events a listing of several events covered (``event_id`` is then ``NULL``)."""
+        events a listing of several events covered (``event_id`` is then ``NULL``). Counts
+        default to 0 and the listing columns to ``NULL`` (a row about no listing)."""
         synced, success, failed, new, changed, unchanged, removed = counts
         cur = self.conn.execute(
             f"INSERT INTO {SYNC_HISTORY.name}{self.suffix} "
