@@ -167,7 +167,8 @@ def main() -> None:
         print(f"second run (no-op):       {t_again:.2f}s")
         print(f"rebuild:                  {t_rebuild:.2f}s ({n / t_rebuild:,.0f} rows/s)")
         print(
-            f"peak RSS: {rss_before:.0f} MiB before the last projection, {rss_after:.0f} MiB after"
+            f"peak RSS: {rss_before:.0f} MiB before projecting, "
+            f"{rss_after:.0f} MiB after the first projection"
         )
 
 
