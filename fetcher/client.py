@@ -199,13 +199,19 @@ class RateLimiter:
 class CircuitBreaker:
     """Counts consecutive requests (of every partner of a run: they share the API host) that got
     no HTTP response at all; open (requests are skipped) once ``threshold`` is reached
-    (``threshold <= 0``: never). Any HTTP response closes the count again. Thread-safe."""
+    (``threshold <= 0``: never). Any HTTP response closes the count again. Thread-safe.
+
+    :meth:`interrupt` opens it for good when the run is interrupted (Ctrl-C, SIGTERM): requests
+    not yet sent are skipped, and a retry backoff waiting in :meth:`sleep` ends at once, so the
+    run stops within one request attempt rather than after every retry of the requests in
+    flight."""
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
         self._failures = 0
         self._open = False
         self._halt_reason: str | None = None
+        self._interrupted = threading.Event()
         self._lock = threading.Lock()
 
     @property
@@ -228,9 +234,26 @@ class CircuitBreaker:
             self._open = True
             return True
 
+    def interrupt(self) -> None:
+        """Open the breaker because the run was interrupted; wakes every :meth:`sleep`."""
+        with self._lock:
+            self._open = True
+        self._interrupted.set()
+
+    @property
+    def interrupted(self) -> bool:
+        """True once :meth:`interrupt` was called."""
+        return self._interrupted.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a retry backoff), or less when the run is interrupted meanwhile."""
+        self._interrupted.wait(seconds)
+
     @property
     def message(self) -> str:
         """The ``error_msg`` of a skipped request."""
+        if self._interrupted.is_set():
+            return "skipped: the run was interrupted"
         if self._halt_reason is not None:
             return f"skipped: {self._halt_reason}"
         return (
@@ -548,7 +571,7 @@ class ApiClient:
         limiter: RateLimiter,
         policy: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         breaker: CircuitBreaker | None = None,
         caller: CallerRegistration | None = None,
     ) -> None:
@@ -560,10 +583,11 @@ class ApiClient:
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
-        self.sleep = sleep
         self._secrets = credential.secret_values() + (caller.secret_values() if caller else [])
         self._body_secrets = BodyScrubber(self._secrets)
         self.breaker = breaker or CircuitBreaker(self.policy.unreachable_after)
+        #: The retry backoff (seconds); by default it ends early when the run is interrupted.
+        self.sleep = self.breaker.sleep if sleep is None else sleep
 
     def scrub(self, message: str) -> str:
         """``message`` without query strings or this credential's secrets."""
@@ -652,6 +676,8 @@ class ApiClient:
         while state is not None:
             if state.attempt > 1:
                 self.sleep(state.delay)
+                if self.breaker.interrupted:  # Ctrl-C or SIGTERM: the retry is not sent
+                    return self._skip(call)
                 if self.breaker.open:
                     break  # other requests found the API unreachable meanwhile
                 self.stats.add(retries=1)

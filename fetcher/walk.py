@@ -129,7 +129,9 @@ class Walker:
         """Walk every credential's partner with at most ``concurrency`` requests in flight;
         returns when all tasks are done. A task's unexpected exception fails its scope only
         (:mod:`rsu.fetcher.boundary`); ``JournalError`` is re-raised after cancelling what has
-        not started.
+        not started. A ``KeyboardInterrupt`` (Ctrl-C, SIGTERM) also interrupts the breaker:
+        the tasks in flight send no retry and no further request, so the run ends within one
+        request attempt.
 
         Each partner has its own task queue and up to ``concurrency`` tasks running, taken
         round-robin across partners, so every credential's rate budget is in use at once; the
@@ -173,8 +175,10 @@ class Walker:
                         if not queues[pid] and not running[pid]:
                             self.gate.set_active(pid, False)
                     fill()
-            except BaseException:
+            except BaseException as exc:
                 self.cancelled.set()
+                if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM: no more retries
+                    self.breaker.interrupt()
                 for fut in pending:
                     fut.cancel()
                 raise

@@ -312,3 +312,39 @@ def test_trickling_token_endpoint_does_not_hang_the_refresh(
         conn.conn.close()
     assert kept == creds  # the old token is kept; the run goes on with it
     assert messages == ["partner 5: token refresh failed (DeadlineExceeded)"]
+
+
+@pytest.mark.timeout(30)
+def test_an_interrupt_ends_the_retry_backoff_and_skips_what_is_not_sent() -> None:
+    """Ctrl-C (or SIGTERM) while a request is answered with a 5xx: the backoff before its retry
+    (here 20 s) ends at once, no retry is sent, and a request asked for afterwards is skipped, so
+    an interrupted run stops within one attempt instead of after every retry in flight."""
+    from rsu.fetcher.client import CircuitBreaker, RetryPolicy
+
+    breaker = CircuitBreaker(3)
+    seen: list[str] = []
+
+    def app(req: Request) -> Response:
+        seen.append(req.path)
+        breaker.interrupt()  # the operator presses Ctrl-C while this answer is on its way
+        return Response(503, b"busy")
+
+    policy = RetryPolicy(max_attempts=4, backoff_factor=10.0, backoff_max=20.0, jitter=0.0)
+    with LoopbackServer(app) as api:
+        cred = World.generate(SMALL).credentials[0]
+        client = ApiClient(
+            api.base_url,
+            Credential(cred.timing_partner_id, cred.auth, cred.principal, cred.secret),
+            None,
+            SessionPool(),
+            RateLimiter(0),
+            policy,
+            breaker=breaker,
+        )
+        first = client.get("races", "/Rest/races", {})
+        second = client.get("race", "/Rest/race/1", {})
+    assert seen == ["/Rest/races"]
+    # the interrupted request is not failed for its 503: the interrupt cut its retries short
+    interrupted = (False, True, "skipped: the run was interrupted")
+    for ex in (first, second):
+        assert (ex.ok, ex.skipped, ex.error_msg) == interrupted
