@@ -25,6 +25,7 @@ from rsu.fetcher.run import Terminated
 from rsu.journal import DB_ENV, JournalError, database_error
 from rsu.journal.printable import printable
 from rsu.journal.runlock import RunLock, RunLocked
+from rsu.projector.dsn import is_pg_target, mask_dsn
 
 DbOption = Annotated[
     Path,
@@ -82,6 +83,33 @@ def duration(bare_unit: str = "s", minimum: float = 0.0) -> Callable[[str], floa
 
 
 _UNIT_NAMES = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        envvar="RSU_TARGET",
+        help="Project into this PostgreSQL database (postgresql://USER@HOST:PORT/DB; the password "
+        "is best kept in ~/.pgpass or PGPASSWORD) instead of the tables in --db. The journal stays "
+        "in --db; each target keeps its own checkpoint.",
+        show_default=False,
+    ),
+]
+
+
+def target_value(target: str | None) -> str | None:
+    """A ``--target`` value: ``None`` (the SQLite tables) or a ``postgresql://`` URL; anything
+    else is a usage error (exit 2) that shows the value with its password masked."""
+    if target is None or target == "":
+        return None
+    if not is_pg_target(target):
+        fail(
+            f"--target {mask_dsn(target)} is not a PostgreSQL URL "
+            "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME)",
+            2,
+        )
+    return target
 
 
 #: Console for operator messages; errors go to stderr.

@@ -19,6 +19,7 @@ from rsu.cli.common import (
     EXIT_TERMINATED,
     CadenceOption,
     DbOption,
+    TargetOption,
     cadence_value,
     duration,
     err_console,
@@ -28,6 +29,7 @@ from rsu.cli.common import (
     labelled,
     require_db,
     server_text,
+    target_value,
 )
 from rsu.cli.project_cmd import project_or_exit
 from rsu.fetcher import (
@@ -313,13 +315,14 @@ def sync(**values: Any) -> None:
 
     Exit code 0 only when everything synced: the fetch had no failure and the projection
     recorded no new error; 1 otherwise; 2 for usage errors; 75 when another rsu run is using the
-    database.
+    database. With --target, project into that PostgreSQL database instead of the SQLite tables.
     """
     db: Path = values["db"]
     require_db(db)
+    dsn = target_value(values["target"])
     with exclusive_run(db, "rsu sync"):
         fetched = _fetch(values)
-        projected = project_or_exit(db)
+        projected = project_or_exit(db, target=dsn)
     for message in projected.messages:
         err_console.print(server_text(message), soft_wrap=True)
     typer.echo(
@@ -329,8 +332,19 @@ def sync(**values: Any) -> None:
     raise typer.Exit(max(fetched.exit_code, projected.exit_code))
 
 
-# `rsu sync` takes exactly the options of `rsu fetch` (one list, no copy to drift apart).
-sync.__signature__ = inspect.signature(fetch, eval_str=True)  # type: ignore[attr-defined]
+def _sync_target(target: TargetOption = None) -> None:
+    """Holds the ``--target`` option that ``rsu sync`` adds to those of ``rsu fetch``."""
+
+
+# `rsu sync` takes exactly the options of `rsu fetch` (one list, no copy to drift apart), plus
+# `--target`.
+_fetch_signature = inspect.signature(fetch, eval_str=True)
+sync.__signature__ = _fetch_signature.replace(  # type: ignore[attr-defined]
+    parameters=[
+        *_fetch_signature.parameters.values(),
+        *inspect.signature(_sync_target, eval_str=True).parameters.values(),
+    ]
+)
 
 
 def register(app: typer.Typer) -> None:

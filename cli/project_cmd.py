@@ -12,15 +12,17 @@ from rsu.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     DbOption,
+    TargetOption,
     err_console,
     exclusive_run,
     fail,
     require_db,
     server_text,
+    target_value,
 )
 from rsu.fetcher.run import Terminated
 from rsu.journal import JournalError
-from rsu.projector import DEFAULT_BATCH_SIZE, ProjectResult, project
+from rsu.projector import DEFAULT_BATCH_SIZE, ProjectResult, TargetError, project
 
 
 def project_command(
@@ -31,6 +33,7 @@ def project_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Journal events per transaction.")
     ] = DEFAULT_BATCH_SIZE,
+    target: TargetOption = None,
 ) -> None:
     """Project new journal events into runsignup_races/events/participants and sync_history.
 
@@ -38,8 +41,9 @@ def project_command(
     the database.
     """
     require_db(db)
+    dsn = target_value(target)
     with exclusive_run(db, "rsu project --rebuild" if rebuild else "rsu project"):
-        result = project_or_exit(db, rebuild=rebuild, batch_size=batch_size)
+        result = project_or_exit(db, rebuild=rebuild, batch_size=batch_size, target=dsn)
     for message in result.messages:
         err_console.print(server_text(message), soft_wrap=True)
     typer.echo(
@@ -52,14 +56,19 @@ def project_command(
 
 
 def project_or_exit(
-    db: Path, *, rebuild: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
+    db: Path,
+    *,
+    rebuild: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    target: str | None = None,
 ) -> ProjectResult:
-    """:func:`rsu.projector.project`, or one line on stderr and exit: 1 for a database failure
-    (locked, disk full, read-only ...), 130/143 when interrupted (the tables stay at the last
-    committed checkpoint)."""
+    """:func:`rsu.projector.project` (into the PostgreSQL ``target`` when given), or one line on
+    stderr and exit: 1 for a database failure (locked, disk full, read-only, PostgreSQL
+    unreachable ...), 130/143 when interrupted (the tables stay at the last committed
+    checkpoint)."""
     try:
-        return project(db, rebuild=rebuild, batch_size=batch_size, progress=None)
-    except JournalError as exc:
+        return project(db, rebuild=rebuild, batch_size=batch_size, progress=None, target=target)
+    except (JournalError, TargetError) as exc:
         fail(str(exc))
     except Terminated as exc:
         fail(

@@ -6,5 +6,6 @@ HTTP and never imports the fetcher, the CLI or the simulator.
 
 from .runner import DEFAULT_BATCH_SIZE, ProjectResult, project
 from .schema import PROJECTION_VERSION
+from .target import TargetError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "PROJECTION_VERSION", "ProjectResult", "project"]
+__all__ = ["DEFAULT_BATCH_SIZE", "PROJECTION_VERSION", "ProjectResult", "TargetError", "project"]

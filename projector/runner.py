@@ -15,25 +15,15 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
 from rsu.journal import Journal, database_error, open_db
 
-from . import user_objects
 from .apply import Applier, Counters
-from .schema import (
-    NEW_SUFFIX,
-    PROJECTION_ERRORS,
-    PROJECTION_VERSION,
-    STATE,
-    SYNC_HISTORY,
-    TABLES,
-    create_indexes,
-    create_tables,
-    drop_tables,
-    tables_exist,
-)
+from .schema import NEW_SUFFIX, PROJECTION_ERRORS, PROJECTION_VERSION, STATE, SYNC_HISTORY
+from .target import SqliteTarget, Target, TargetError
 
 #: Journal events per transaction (``rsu project --batch-size``).
 DEFAULT_BATCH_SIZE = 200
@@ -67,12 +57,12 @@ class ProjectResult:
         return 1 if self.new_errors else 0
 
 
-def _get_state(conn: sqlite3.Connection, name: str, suffix: str = "") -> int | None:
+def _get_state(conn: Any, name: str, suffix: str = "") -> int | None:
     row = conn.execute(f"SELECT value FROM {STATE.name}{suffix} WHERE name = ?", (name,)).fetchone()
     return None if row is None else int(row[0])
 
 
-def _set_state(conn: sqlite3.Connection, name: str, value: int, suffix: str = "") -> None:
+def _set_state(conn: Any, name: str, value: int, suffix: str = "") -> None:
     conn.execute(
         f"INSERT INTO {STATE.name}{suffix} (name, value) VALUES (?, ?) "
         "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -85,13 +75,13 @@ def _hash_key(row_hash: str) -> int:
     return int(row_hash[:15], 16)
 
 
-def _set_checkpoint(conn: sqlite3.Connection, seq: int, row_hash: str, suffix: str = "") -> None:
+def _set_checkpoint(conn: Any, seq: int, row_hash: str, suffix: str = "") -> None:
     """Store the checkpoint seq and (a prefix of) that journal row's chain hash."""
     _set_state(conn, "checkpoint", seq, suffix)
     _set_state(conn, "checkpoint_hash", _hash_key(row_hash), suffix)
 
 
-def _journal_mismatch(conn: sqlite3.Connection, journal: Journal) -> str | None:
+def _journal_mismatch(conn: Any, journal: Journal) -> str | None:
     """Why the stored checkpoint no longer matches the journal (truncated, rewritten or
     replaced), or ``None`` when the journal still holds the checkpoint row with its hash."""
     stored = _get_state(conn, "checkpoint") or 0
@@ -107,13 +97,8 @@ def _journal_mismatch(conn: sqlite3.Connection, journal: Journal) -> str | None:
     return None
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-
-
 def _run_batches(
-    conn: sqlite3.Connection,
+    target: Target,
     journal: Journal,
     applier: Applier,
     batch_size: int,
@@ -127,12 +112,13 @@ def _run_batches(
     checkpoint. The checkpoint is re-read under the write lock, so two concurrent projectors never
     apply an event twice.
     """
+    conn = target.conn
     suffix = applier.suffix
     checkpoint = _get_state(conn, "checkpoint", suffix) or 0
     last = journal.last_seq()
     for batch in journal.read(checkpoint, batch_size):
         if not in_transaction:
-            conn.execute("BEGIN IMMEDIATE")
+            target.begin()
         try:
             checkpoint = _get_state(conn, "checkpoint", suffix) or 0
             checkpoint_hash = ""
@@ -147,55 +133,53 @@ def _run_batches(
                     and applier.counters.rows_upserted - rows_at_commit >= ROWS_PER_COMMIT
                 ):
                     _set_checkpoint(conn, checkpoint, checkpoint_hash, suffix)
-                    conn.execute("COMMIT")
-                    conn.execute("BEGIN IMMEDIATE")
+                    target.commit()
+                    target.begin()
                     rows_at_commit = applier.counters.rows_upserted
             if checkpoint_hash:
                 _set_checkpoint(conn, checkpoint, checkpoint_hash, suffix)
             if not in_transaction:
-                conn.execute("COMMIT")
+                target.commit()
         except BaseException:
             if not in_transaction:
-                _rollback(conn)
+                target.rollback()
             raise
         if progress is not None:
             progress(f"projected up to seq {checkpoint} of {max(last, checkpoint)}")
     return checkpoint
 
 
-def _init_tables(conn: sqlite3.Connection, suffix: str) -> None:
-    conn.execute("BEGIN IMMEDIATE")
+def _init_tables(target: Target, suffix: str) -> None:
+    conn = target.conn
+    target.begin()
     try:
-        create_tables(conn, suffix)
+        target.create_tables(suffix)
         if suffix == "":
-            create_indexes(conn)
+            target.create_indexes()
         if _get_state(conn, "projection_version", suffix) is None:
             _set_state(conn, "projection_version", PROJECTION_VERSION, suffix)
             _set_state(conn, "checkpoint", 0, suffix)
-        conn.execute("COMMIT")
+        target.commit()
     except BaseException:
-        _rollback(conn)
+        target.rollback()
         raise
 
 
-def _count_new_errors(conn: sqlite3.Connection, have_old: bool) -> int:
+def _count_new_errors(target: Target, have_old: bool) -> int:
     """Error rows of the rebuilt tables that the live tables did not have."""
     pe, sh = PROJECTION_ERRORS.name, SYNC_HISTORY.name
     if have_old:
-        try:
-            return int(
-                conn.execute(
-                    f"SELECT (SELECT COUNT(*) FROM {pe}{NEW_SUFFIX} n WHERE NOT EXISTS "
-                    f"(SELECT 1 FROM {pe} o WHERE o.seq = n.seq AND o.item = n.item)) + "
-                    f"(SELECT COUNT(*) FROM {sh}{NEW_SUFFIX} n WHERE n.status = 'error' AND "
-                    f"NOT EXISTS (SELECT 1 FROM {sh} o WHERE o.sync_key = n.sync_key "
-                    "AND o.status = 'error'))"
-                ).fetchone()[0]
-            )
-        except sqlite3.OperationalError:
-            pass  # the old tables have another shape: count everything
+        row = target.probe(
+            f"SELECT (SELECT COUNT(*) FROM {pe}{NEW_SUFFIX} n WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {pe} o WHERE o.seq = n.seq AND o.item = n.item)) + "
+            f"(SELECT COUNT(*) FROM {sh}{NEW_SUFFIX} n WHERE n.status = 'error' AND "
+            f"NOT EXISTS (SELECT 1 FROM {sh} o WHERE o.sync_key = n.sync_key "
+            "AND o.status = 'error'))"
+        )
+        if row is not None:  # else the old tables have another shape: count everything
+            return int(row[0])
     return int(
-        conn.execute(
+        target.conn.execute(
             f"SELECT (SELECT COUNT(*) FROM {pe}{NEW_SUFFIX}) + "
             f"(SELECT COUNT(*) FROM {sh}{NEW_SUFFIX} WHERE status = 'error')"
         ).fetchone()[0]
@@ -203,7 +187,7 @@ def _count_new_errors(conn: sqlite3.Connection, have_old: bool) -> int:
 
 
 def _rebuild(
-    conn: sqlite3.Connection,
+    target: Target,
     journal: Journal,
     batch_size: int,
     progress: Progress | None,
@@ -211,37 +195,32 @@ def _rebuild(
 ) -> tuple[Counters, int, int]:
     """Build ``*_new`` from seq 0 and swap it in; returns (counters, checkpoint, new errors).
 
-    The user's own views, indexes, triggers and full-text tables over the projection tables are
-    kept (see :mod:`rsu.projector.user_objects`); what no longer fits is named in ``messages``.
+    On SQLite the user's own views, indexes, triggers and full-text tables over the projection
+    tables are kept (see :mod:`rsu.projector.user_objects`); what no longer fits is named in
+    ``messages``.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    target.begin()
     try:
-        drop_tables(conn, NEW_SUFFIX)
-        conn.execute("COMMIT")
+        target.drop_tables(NEW_SUFFIX)
+        target.commit()
     except BaseException:
-        _rollback(conn)
+        target.rollback()
         raise
-    _init_tables(conn, NEW_SUFFIX)
-    applier = Applier(conn, journal, NEW_SUFFIX)
-    _run_batches(conn, journal, applier, batch_size, progress)
-    names = [table.name for table in TABLES]
-    with user_objects.legacy_alter_table(conn):
-        conn.execute("BEGIN IMMEDIATE")
+    _init_tables(target, NEW_SUFFIX)
+    applier = Applier(target.conn, journal, NEW_SUFFIX)
+    _run_batches(target, journal, applier, batch_size, progress)
+    with target.swap_session():
+        target.begin()
         try:
-            checkpoint = _run_batches(conn, journal, applier, batch_size, None, in_transaction=True)
-            have_old = tables_exist(conn)
-            new_errors = _count_new_errors(conn, have_old)
-            saved = user_objects.user_objects(conn, names)
-            drop_tables(conn)
-            for table in TABLES:
-                conn.execute(f"ALTER TABLE {table.name}{NEW_SUFFIX} RENAME TO {table.name}")
-            create_indexes(conn)
-            messages += user_objects.restore(conn, saved)
-            messages += user_objects.refresh_fts(conn, user_objects.content_fts_tables(conn, names))
-            messages += user_objects.broken_views(conn)
-            conn.execute("COMMIT")
+            checkpoint = _run_batches(
+                target, journal, applier, batch_size, None, in_transaction=True
+            )
+            have_old = target.tables_exist()
+            new_errors = _count_new_errors(target, have_old)
+            messages += target.swap_in_new()
+            target.commit()
         except BaseException:
-            _rollback(conn)
+            target.rollback()
             raise
     return applier.counters, checkpoint, new_errors
 
@@ -253,6 +232,7 @@ def project(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
     shortcuts: bool = True,
+    target: str | None = None,
 ) -> ProjectResult:
     """Project the journal in ``db`` (a file path or an open database) into the tables.
 
@@ -262,64 +242,106 @@ def project(
     Reads journal events after the stored checkpoint in batches of ``batch_size`` events; with
     ``rebuild`` (or when the stored projection version differs from
     :data:`~rsu.projector.schema.PROJECTION_VERSION`) replays from seq 0 into new tables and swaps
-    them in. ``progress`` receives short human-readable lines. Never does HTTP. Raises
-    ``rsu.journal.JournalError`` (wrapping any ``sqlite3.Error``: locked, disk full, read-only)
-    only for database failures; bad bodies are
-    recorded in ``projection_errors`` and skipped.
+    them in. ``progress`` receives short human-readable lines. Never does HTTP.
+
+    ``target``: ``None`` for the tables in ``db`` itself, or a ``postgresql://`` DSN; the journal
+    always stays in ``db``, and each target keeps its own checkpoint in its own database.
+
+    Raises ``rsu.journal.JournalError`` (wrapping any ``sqlite3.Error``: locked, disk full,
+    read-only) for SQLite failures,
+    :class:`~rsu.projector.target.TargetError` (DSN masked) when a PostgreSQL target fails, and
+    ``ValueError`` for a ``target`` that is no PostgreSQL URL; bad bodies are recorded in
+    ``projection_errors`` and skipped.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    database = db if isinstance(db, sqlite_utils.Database) else open_db(db)
+    pg: Target | None = None
+    if target is not None:
+        from .dsn import is_pg_target, mask_dsn
+        from .pg import PgTarget
+
+        if not is_pg_target(target):
+            raise ValueError(f"target {mask_dsn(target)} is not a postgresql:// URL")
+        pg = PgTarget(target)
+    try:
+        database = db if isinstance(db, sqlite_utils.Database) else open_db(db)
+    except BaseException:
+        if pg is not None:
+            pg.close()
+        raise
     # Decoded pages are large trees of acyclic dicts: the cyclic GC only slows decoding down.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         journal = Journal(database)
-        conn = database.conn
-        result = ProjectResult()
-        if tables_exist(conn):
-            version = _get_state(conn, "projection_version")
-            if version != PROJECTION_VERSION and not rebuild:
-                rebuild = True
-                result.messages.append(
-                    f"projection version changed ({version} -> {PROJECTION_VERSION}): "
-                    "rebuilding the tables from the journal"
-                )
-                if progress is not None:
-                    progress(result.messages[-1])
-        elif not rebuild:
-            _init_tables(conn, "")
-        mismatch = None if rebuild else _journal_mismatch(conn, journal)
-        if mismatch is not None:
-            # The tables were built from a journal that no longer exists as it was: projecting on
-            # from the checkpoint would skip events and leave source_seq pointing at other
-            # events. The journal is the truth, so rebuild from it, and fail this run loudly.
-            rebuild = True
-            result.messages.append(
-                f"{mismatch}: the journal was truncated, rewritten or replaced. The tables are "
-                "rebuilt from the journal as it is now; check it with `rsu journal verify`."
-            )
-            if progress is not None:
-                progress(result.messages[-1])
-        if rebuild:
-            counters, checkpoint, new_errors = _rebuild(
-                conn, journal, batch_size, progress, result.messages
-            )
-            result.rebuilt = True
-            result.new_errors = new_errors + (mismatch is not None)
-        else:
-            applier = Applier(conn, journal, shortcuts=shortcuts)
-            checkpoint = _run_batches(conn, journal, applier, batch_size, progress)
-            counters = applier.counters
-            result.new_errors += counters.new_errors
-        result.events = counters.events
-        result.rows_upserted = counters.rows_upserted
-        result.checkpoint = checkpoint
-        return result
-    except sqlite3.Error as exc:
-        raise database_error(exc, "project the journal", database.conn) from exc
+        tgt = pg if pg is not None else SqliteTarget(database.conn)
+        try:
+            return _project(tgt, journal, rebuild, batch_size, progress, shortcuts)
+        except TargetError:
+            raise
+        except sqlite3.Error as exc:
+            raise database_error(exc, "project the journal", database.conn) from exc
+        except Exception as exc:
+            wrapped = tgt.wrap_error(exc)
+            if wrapped is None:
+                raise
+            raise wrapped from None
     finally:
         if gc_was_enabled:
             gc.enable()
+        if pg is not None:
+            pg.close()
         if not isinstance(db, sqlite_utils.Database):
             database.conn.close()
+
+
+def _project(
+    target: Target,
+    journal: Journal,
+    rebuild: bool,
+    batch_size: int,
+    progress: Progress | None,
+    shortcuts: bool,
+) -> ProjectResult:
+    """:func:`project` on an open ``target``."""
+    conn = target.conn
+    result = ProjectResult()
+    if target.tables_exist():
+        version = _get_state(conn, "projection_version")
+        if version != PROJECTION_VERSION and not rebuild:
+            rebuild = True
+            result.messages.append(
+                f"projection version changed ({version} -> {PROJECTION_VERSION}): "
+                "rebuilding the tables from the journal"
+            )
+            if progress is not None:
+                progress(result.messages[-1])
+    elif not rebuild:
+        _init_tables(target, "")
+    mismatch = None if rebuild else _journal_mismatch(conn, journal)
+    if mismatch is not None:
+        # The tables were built from a journal that no longer exists as it was: projecting on
+        # from the checkpoint would skip events and leave source_seq pointing at other
+        # events. The journal is the truth, so rebuild from it, and fail this run loudly.
+        rebuild = True
+        result.messages.append(
+            f"{mismatch}: the journal was truncated, rewritten or replaced. The tables are "
+            "rebuilt from the journal as it is now; check it with `rsu journal verify`."
+        )
+        if progress is not None:
+            progress(result.messages[-1])
+    if rebuild:
+        counters, checkpoint, new_errors = _rebuild(
+            target, journal, batch_size, progress, result.messages
+        )
+        result.rebuilt = True
+        result.new_errors = new_errors + (mismatch is not None)
+    else:
+        applier = Applier(conn, journal, shortcuts=shortcuts)
+        checkpoint = _run_batches(target, journal, applier, batch_size, progress)
+        counters = applier.counters
+        result.new_errors += counters.new_errors
+    result.events = counters.events
+    result.rows_upserted = counters.rows_upserted
+    result.checkpoint = checkpoint
+    return result

@@ -1,0 +1,229 @@
+"""The PostgreSQL projection target (``rsu project --target postgresql://...``), psycopg 3.
+
+The same :class:`~rsu.projector.apply.Applier` writes the same tables and columns as into SQLite,
+through :class:`PgConnection`, a thin adapter: ``?`` placeholders become ``%s``; ``executemany``
+runs in psycopg's pipeline mode (one network round trip per batch, not per row). Only the DDL
+differs (:func:`create_sql`): ``INTEGER`` -> ``BIGINT``, ``TEXT`` stays, the JSON columns are
+``JSONB``. The checkpoint lives in the target's own ``projector_state`` table, written in the same
+PostgreSQL transaction as each batch, so every target following one journal has its own.
+
+A DSN holds a password: it never goes into a message, a log or the journal as given; use
+:func:`mask_dsn` for anything shown to an operator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.types.string import StrDumper, StrDumperUnknown
+
+from .dsn import mask_dsn
+from .schema import NEW_SUFFIX, TABLES, Table, create_indexes, drop_tables
+from .target import TargetError
+
+#: Columns holding JSON text in SQLite, ``JSONB`` in PostgreSQL.
+JSON_COLUMNS = frozenset({"sub_event_ids", "registration_periods", "question_responses"})
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def _pg_type(name: str, sql_type: str) -> str:
+    base, _, rest = sql_type.partition(" ")
+    if name in JSON_COLUMNS:
+        base = "JSONB"
+    elif base == "INTEGER":
+        base = "BIGINT"
+    return f"{base} {rest}".strip()
+
+
+def create_sql(table: Table, suffix: str = "") -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of ``table + suffix`` in PostgreSQL types, its primary key
+    named ``<table><suffix>_pkey``."""
+    cols = ",\n  ".join(f"{n} {_pg_type(n, t)}" for n, t in table.columns)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table.name}{suffix} (\n  {cols},\n"
+        f"  CONSTRAINT {table.name}{suffix}_pkey PRIMARY KEY ({', '.join(table.pk)})\n)"
+    )
+
+
+class JsonText(str):
+    """A ``JSONB`` value read back as JSON text. PostgreSQL stores JSONB normalised (keys
+    reordered, spaces added), so equality is by JSON value: the Applier's "unchanged?" check
+    then compares what the row means, as it does on SQLite's verbatim text."""
+
+    def _value(self) -> Any:
+        return msgspec.json.decode(self.encode())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, str):
+            return NotImplemented
+        try:
+            return bool(self._value() == msgspec.json.decode(other.encode()))
+        except msgspec.DecodeError:
+            return False
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(msgspec.json.encode(self._value(), order="sorted"))
+
+
+class _JsonTextLoader(Loader):
+    def load(self, data: Any) -> JsonText:
+        return JsonText(bytes(data).decode())
+
+
+def _nul_safe(obj: str) -> str:
+    """PostgreSQL text and JSONB cannot hold U+0000: it becomes U+FFFD (SQLite keeps it), so an
+    untrusted body can never stop the projection."""
+    if "\x00" in obj or "\\u0000" in obj:
+        return obj.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
+    return obj
+
+
+class _NulSafeStr(StrDumper):
+    def dump(self, obj: str) -> Any:
+        return super().dump(_nul_safe(obj))
+
+
+class _NulSafeStrUnknown(StrDumperUnknown):
+    """The default ``str`` dumper: typed ``unknown``, so the server casts to TEXT or JSONB."""
+
+    def dump(self, obj: str) -> Any:
+        return super().dump(_nul_safe(obj))
+
+
+class PgConnection:
+    """Runs the Applier's ``?``-style SQL on a psycopg connection (autocommit; transactions are
+    opened by :class:`PgTarget`)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+        self._sql: dict[str, str] = {}
+
+    def _translate(self, sql: str) -> str:
+        out = self._sql.get(sql)
+        if out is None:
+            out = self._sql[sql] = _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+        return out
+
+    def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
+        """Execute one statement; the cursor has ``fetchone()``, iteration and ``rowcount``."""
+        if not params:
+            return self.raw.execute(sql.encode())
+        return self.raw.execute(self._translate(sql), tuple(params))  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: Any) -> psycopg.Cursor[Any]:
+        """Execute ``sql`` for every parameter tuple in ``rows``, pipelined."""
+        cur = self.raw.cursor()
+        cur.executemany(self._translate(sql), rows)  # type: ignore[arg-type]
+        return cur
+
+
+class PgTarget:
+    """The projection tables in a PostgreSQL database (schema from the DSN's ``search_path``).
+
+    Raises :class:`TargetError` (with the DSN masked) when the server cannot be reached.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.label = mask_dsn(dsn)
+        self._dsn = dsn
+        try:
+            raw = psycopg.connect(
+                dsn, autocommit=True, connect_timeout=15, application_name="rsu projector"
+            )
+        except psycopg.Error as exc:
+            raise TargetError(f"cannot connect to {self.label}: {scrub(exc, dsn)}") from None
+        raw.adapters.register_loader("jsonb", _JsonTextLoader)
+        raw.adapters.register_dumper(str, _NulSafeStr)
+        raw.adapters.register_dumper(str, _NulSafeStrUnknown)
+        self._pg = PgConnection(raw)
+
+    @property
+    def conn(self) -> PgConnection:
+        return self._pg
+
+    def begin(self) -> None:
+        # One projector per target at a time: an advisory lock per schema, held to COMMIT.
+        self._pg.raw.execute("BEGIN")
+        self._pg.raw.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('rsu projector ' || current_schema()))"
+        )
+
+    def commit(self) -> None:
+        self._pg.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        status = self._pg.raw.info.transaction_status
+        if status != psycopg.pq.TransactionStatus.IDLE and not self._pg.raw.closed:
+            self._pg.raw.execute("ROLLBACK")
+
+    def create_tables(self, suffix: str = "") -> None:
+        for table in TABLES:
+            self._pg.raw.execute(create_sql(table, suffix).encode())
+
+    def create_indexes(self) -> None:
+        create_indexes(self._pg)  # type: ignore[arg-type]
+
+    def drop_tables(self, suffix: str = "") -> None:
+        drop_tables(self._pg, suffix)  # type: ignore[arg-type]
+
+    def tables_exist(self, suffix: str = "") -> bool:
+        row = self._pg.raw.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", ("projector_state" + suffix,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def swap_session(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    def swap_in_new(self) -> list[str]:
+        raw = self._pg.raw
+        for table in TABLES:
+            raw.execute(f"DROP TABLE IF EXISTS {table.name}".encode())
+        for table in TABLES:
+            live, new = table.name, f"{table.name}{NEW_SUFFIX}"
+            raw.execute(f"ALTER TABLE {new} RENAME TO {live}".encode())
+            raw.execute(f"ALTER TABLE {live} RENAME CONSTRAINT {new}_pkey TO {live}_pkey".encode())
+        self.create_indexes()
+        return []
+
+    def probe(self, sql: str) -> tuple[Any, ...] | None:
+        raw = self._pg.raw
+        raw.execute("SAVEPOINT rsu_probe")
+        try:
+            row = self._pg.execute(sql).fetchone()
+        except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable):
+            raw.execute("ROLLBACK TO SAVEPOINT rsu_probe")
+            return None
+        raw.execute("RELEASE SAVEPOINT rsu_probe")
+        return None if row is None else tuple(row)
+
+    def wrap_error(self, exc: BaseException) -> TargetError | None:
+        if isinstance(exc, psycopg.Error):
+            return TargetError(f"PostgreSQL target {self.label}: {scrub(exc, self._dsn)}")
+        return None
+
+    def close(self) -> None:
+        self._pg.raw.close()
+
+
+def scrub(exc: BaseException, dsn: str) -> str:
+    """The text of ``exc`` without the DSN or its password, on one line."""
+    text = " ".join(str(exc).split())
+    try:
+        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        password = None
+    if dsn:
+        text = text.replace(dsn, mask_dsn(dsn))
+    if password:
+        text = text.replace(str(password), "***")
+    return text
