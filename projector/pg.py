@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg.adapt import Loader
-from psycopg.types.string import StrDumper, StrDumperUnknown
 
+from .apply import _upsert_sql
 from .dsn import mask_dsn
 from .schema import NEW_SUFFIX, TABLES, Table, create_indexes, drop_tables
 from .target import TargetError
@@ -79,33 +79,35 @@ class _JsonTextLoader(Loader):
         return JsonText(bytes(data).decode())
 
 
-def _nul_safe(obj: str) -> str:
+def _nul_safe(value: Any) -> Any:
     """PostgreSQL text and JSONB cannot hold U+0000: it becomes U+FFFD (SQLite keeps it), so an
-    untrusted body can never stop the projection."""
-    if "\x00" in obj or "\\u0000" in obj:
-        return obj.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
-    return obj
+    untrusted body can never stop the projection. Other values pass unchanged."""
+    if value.__class__ is str and ("\x00" in value or "\\u0000" in value):
+        return value.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
+    return value
 
 
-class _NulSafeStr(StrDumper):
-    def dump(self, obj: str) -> Any:
-        return super().dump(_nul_safe(obj))
-
-
-class _NulSafeStrUnknown(StrDumperUnknown):
-    """The default ``str`` dumper: typed ``unknown``, so the server casts to TEXT or JSONB."""
-
-    def dump(self, obj: str) -> Any:
-        return super().dump(_nul_safe(obj))
+#: ``executemany`` of at least this many rows of a known upsert goes through COPY.
+COPY_MIN_ROWS = 100
 
 
 class PgConnection:
     """Runs the Applier's ``?``-style SQL on a psycopg connection (autocommit; transactions are
-    opened by :class:`PgTarget`)."""
+    opened by :class:`PgTarget`).
+
+    ``executemany`` of the Applier's upserts (:func:`rsu.projector.apply._upsert_sql`) with many
+    rows COPYs them into a temporary staging table, then runs one ``INSERT ... SELECT ... ON
+    CONFLICT DO UPDATE``; any other ``executemany`` runs in pipeline mode.
+    """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
         self._sql: dict[str, str] = {}
+        self._upserts: dict[str, tuple[Table, str]] = {
+            _upsert_sql(table, suffix): (table, suffix)
+            for table in TABLES
+            for suffix in ("", NEW_SUFFIX)
+        }
 
     def _translate(self, sql: str) -> str:
         out = self._sql.get(sql)
@@ -117,13 +119,53 @@ class PgConnection:
         """Execute one statement; the cursor has ``fetchone()``, iteration and ``rowcount``."""
         if not params:
             return self.raw.execute(sql.encode())
-        return self.raw.execute(self._translate(sql), tuple(params))  # type: ignore[arg-type]
+        return self.raw.execute(
+            self._translate(sql),  # type: ignore[arg-type]
+            tuple(_nul_safe(v) for v in params),
+        )
 
-    def executemany(self, sql: str, rows: Any) -> psycopg.Cursor[Any]:
-        """Execute ``sql`` for every parameter tuple in ``rows``, pipelined."""
-        cur = self.raw.cursor()
-        cur.executemany(self._translate(sql), rows)  # type: ignore[arg-type]
-        return cur
+    def executemany(self, sql: str, rows: Any) -> None:
+        """Execute ``sql`` for every parameter tuple in ``rows`` (staged COPY or pipelined),
+        inside the caller's transaction. A batch PostgreSQL refuses as data (a NUL) is redone
+        from a savepoint with :func:`_nul_safe` values: no per-value check on the fast path."""
+        batch = rows if isinstance(rows, list) else list(rows)
+        raw = self.raw
+        raw.execute(b"SAVEPOINT rsu_batch")
+        try:
+            self._many(sql, batch)
+        except psycopg.DataError:
+            raw.execute(b"ROLLBACK TO SAVEPOINT rsu_batch")
+            self._many(sql, [tuple(_nul_safe(v) for v in row) for row in batch])
+        raw.execute(b"RELEASE SAVEPOINT rsu_batch")
+
+    def _many(self, sql: str, batch: list[tuple[Any, ...]]) -> None:
+        upsert = self._upserts.get(sql)
+        if upsert is not None and len(batch) >= COPY_MIN_ROWS:
+            self._copy_upsert(upsert[0], upsert[1], batch)
+            return
+        with self.raw.cursor() as cur:
+            cur.executemany(self._translate(sql), batch)  # type: ignore[arg-type]
+
+    def _copy_upsert(self, table: Table, suffix: str, rows: list[tuple[Any, ...]]) -> None:
+        cols = ", ".join(table.column_names)
+        stage = f"rsu_stage_{table.name}"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in table.column_names if c not in table.pk)
+        pk_ix = [table.column_names.index(c) for c in table.pk]
+        # executemany semantics: the last row of a key wins (one INSERT may touch a row once)
+        unique = {tuple(row[i] for i in pk_ix): row for row in rows}
+        raw = self.raw
+        raw.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table.name}{suffix}) "
+            "ON COMMIT DELETE ROWS".encode()
+        )
+        with raw.cursor() as cur, cur.copy(f"COPY {stage} ({cols}) FROM STDIN".encode()) as copy:
+            for row in unique.values():
+                copy.write_row(row)
+        raw.execute(
+            f"INSERT INTO {table.name}{suffix} ({cols}) SELECT {cols} FROM {stage} "
+            f"ON CONFLICT ({', '.join(table.pk)}) DO UPDATE SET {updates}".encode()
+        )
+        raw.execute(f"TRUNCATE {stage}".encode())
 
 
 class PgTarget:
@@ -142,8 +184,6 @@ class PgTarget:
         except psycopg.Error as exc:
             raise TargetError(f"cannot connect to {self.label}: {scrub(exc, dsn)}") from None
         raw.adapters.register_loader("jsonb", _JsonTextLoader)
-        raw.adapters.register_dumper(str, _NulSafeStr)
-        raw.adapters.register_dumper(str, _NulSafeStrUnknown)
         self._pg = PgConnection(raw)
 
     @property

@@ -301,20 +301,23 @@ def test_readers_never_see_empty_tables_during_rebuild(pg_dsn):
     assert set(seen) == {expected}
 
 
-def test_nul_characters_never_stop_the_postgresql_projection(pg_dsn):
+@pytest.mark.parametrize("size", [2, 150])  # pipelined executemany, staged COPY
+def test_nul_characters_never_stop_the_postgresql_projection(pg_dsn, size):
     jn = new_journal()
     b = Builder(jn)
     reg = registration(1, 11)
     reg["user"]["first_name"] = "Ann\x00e"
     reg["question_responses"][0]["response"] = "N\x00o"
-    b.listing(1, 11, [participants_body(11, [reg, registration(2, 11)])])
+    others = [registration(r, 11) for r in range(2, size + 1)]
+    b.listing(1, 11, [participants_body(11, [reg, *others])])
     assert project(jn.db, target=pg_dsn).new_errors == 0
     rows = pg_rows(
         pg_dsn,
         "SELECT registration_id, first_name, question_responses->0->>'response' "
-        "FROM runsignup_participants ORDER BY 1",
+        "FROM runsignup_participants ORDER BY 1 LIMIT 2",
     )
     assert rows == [(1, "Ann\ufffde", "N\ufffdo"), (2, "José", "No")]
+    assert pg_rows(pg_dsn, "SELECT COUNT(*) FROM runsignup_participants") == [(size,)]
     assert project(jn.db, target=pg_dsn).rows_upserted == 0
 
 
