@@ -16,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from pg_helpers import pg_rows
+from fetch_helpers import seed_credentials
+from pg_helpers import DSN_ENV, fresh_database, pg_rows
 from project_helpers import (
     Builder,
     j,
@@ -28,6 +29,7 @@ from project_helpers import (
     removed_registration,
 )
 from test_project_properties import build
+from test_replay_e2e import write_manifest
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
@@ -35,6 +37,7 @@ from rsu.projector import TargetError, project
 from rsu.projector.dsn import mask_dsn
 from rsu.projector.pg import JSON_COLUMNS
 from rsu.projector.schema import TABLES, Table
+from rsu.simulator import Credential, ReplayServer
 
 CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 REASONS = ("cleared", "removed", "transferred", "deferred")
@@ -321,6 +324,38 @@ def test_nul_characters_never_stop_the_postgresql_projection(pg_dsn, size):
     assert project(jn.db, target=pg_dsn).rows_upserted == 0
 
 
+def test_sync_target_of_recorded_real_responses_matches_sqlite(pg_dsn, tmp_path):
+    manifest = write_manifest(tmp_path)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, [Credential(4242, "api_key", "recorded-key", "recorded-secret")])
+    with ReplayServer(manifest) as replay:
+        result = CliRunner().invoke(
+            app,
+            [
+                *("sync", "--db", str(db), "--base-url", replay.base_url, "--target", pg_dsn),
+                *("--race", "1649", "--race", "85675", "--race", "16404"),
+                *("--max-rps", "0", "--backoff", "0", "--log-file", str(tmp_path / "sync.log")),
+                *("--summary-file", str(tmp_path / "summary.json")),
+            ],
+        )
+    assert result.exit_code == 1, result.output  # RunSignUp errors were recorded
+    assert "project: " in result.stdout and _password(pg_dsn) not in result.output
+    # the SQLite tables were not written by the sync; project them now from the same journal
+    assert project(db).events == _pg_checkpoint(pg_dsn) > 0
+    conn = sqlite3.connect(db)
+    expected = sqlite_tables(conn)
+    conn.close()
+    assert pg_tables(pg_dsn) == expected
+    races = {r[1]: r for r in expected["runsignup_races"]}
+    assert set(races) == {16404, 32827, 29128, 1649, 85675}
+    assert pg_rows(pg_dsn, "SELECT name, zipcode FROM runsignup_races WHERE race_id = 1649") == [
+        ("10k Turkey Trek & 2k Turkey Toddle", "80007")
+    ]
+    errors = {r[15] for r in expected["sync_history"] if r[6] == "error"}  # error_code
+    assert {7, 201, 301} <= errors
+    assert len(expected["runsignup_events"]) >= 5
+
+
 # -- the CLI and the password rule -------------------------------------------------------------
 
 
@@ -394,3 +429,19 @@ def test_mask_dsn():
     assert mask_dsn("postgresql://u:a:b@c@h/db") == "postgresql://u:***@h/db"
     assert mask_dsn("host=h password='a b' user=u") == "host=h password=*** user=u"
     assert mask_dsn("postgresql://u:p@[::1") == "postgresql://***"
+
+
+def test_a_set_but_unreachable_test_server_fails_instead_of_skipping(monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(DSN_ENV, f"postgresql://rsu:S3cret@127.0.0.1:{port}/postgres")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        next(fresh_database())
+    assert "is set (postgresql://rsu:***@127.0.0.1" in str(failed.value)
+    assert "S3cret" not in str(failed.value)
+    monkeypatch.delenv(DSN_ENV)
+    with pytest.raises(pytest.skip.Exception):
+        next(fresh_database())

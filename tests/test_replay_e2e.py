@@ -37,6 +37,11 @@ def _empty_removed(event_id: int) -> str:
 
 @pytest.fixture
 def manifest(tmp_path: Path) -> Path:
+    return write_manifest(tmp_path)
+
+
+def write_manifest(tmp_path: Path) -> Path:
+    """A ReplayServer manifest of the recorded responses (skips the test when they are absent)."""
     if not REAL.is_dir():
         pytest.skip(f"recorded RunSignUp responses not found at {REAL} (../shared is absent)")
     exchanges = [
