@@ -252,6 +252,19 @@ def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
         assert cp == before + (n - 1) // batch_size * batch_size, (before, batch_size, n)
         checkpoints.append(cp)
     assert 0 < checkpoints[-1] < last and checkpoints == sorted(checkpoints)
+    # a rebuild killed mid-way leaves the live tables as they were (the *_new ones are dropped by
+    # the next rebuild)
+    live = pg_tables(pg_dsn)
+    killed_rebuild = subprocess.run(
+        [
+            *(sys.executable, CRASH_RUNNER, "apply:9", "project", "--db", str(path)),
+            *("--rebuild", "--target", pg_dsn, "--batch-size", "2"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert killed_rebuild.returncode == -signal.SIGKILL, killed_rebuild.stderr
+    assert pg_tables(pg_dsn) == live and _pg_checkpoint(pg_dsn) == checkpoints[-1]
     done = subprocess.run(
         [
             sys.executable,
@@ -269,6 +282,9 @@ def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
     assert done.returncode in (0, 1), done.stderr
     assert _pg_checkpoint(pg_dsn) == last
     assert pg_tables(pg_dsn) == expected
+    assert project(path, rebuild=True, target=pg_dsn).rebuilt
+    assert pg_tables(pg_dsn) == expected
+    assert pg_rows(pg_dsn, "SELECT COUNT(*) FROM pg_class WHERE relname LIKE '%\\_new%'") == [(0,)]
 
 
 def test_readers_never_see_empty_tables_during_rebuild(pg_dsn):
