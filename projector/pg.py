@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import zlib
 from typing import Any
 
 import msgspec
@@ -87,8 +88,11 @@ def _nul_safe(value: Any) -> Any:
     return value
 
 
-#: ``executemany`` of at least this many rows of a known upsert goes through COPY.
+#: ``executemany`` of at least this many rows of an upsert or update by key goes through COPY.
 COPY_MIN_ROWS = 100
+#: ``UPDATE t SET c = ? WHERE k1 = ? AND k2 = ? ...``: one column set by a key (last_seen_seq).
+_UPDATE_BY_KEY = re.compile(r"UPDATE (\w+) SET (\w+) = \? WHERE (\w+ = \?(?: AND \w+ = \?)*)")
+_KEY_COLUMN = re.compile(r"(\w+) = \?")
 
 
 class PgConnection:
@@ -97,7 +101,8 @@ class PgConnection:
 
     ``executemany`` of the Applier's upserts (:func:`rsu.projector.apply._upsert_sql`) with many
     rows COPYs them into a temporary staging table, then runs one ``INSERT ... SELECT ... ON
-    CONFLICT DO UPDATE``; any other ``executemany`` runs in pipeline mode.
+    CONFLICT DO UPDATE``; an update of one column by key (``last_seen_seq`` of unchanged rows)
+    likewise runs as one ``UPDATE ... FROM``; any other ``executemany`` runs in pipeline mode.
     """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
@@ -139,10 +144,15 @@ class PgConnection:
         raw.execute(b"RELEASE SAVEPOINT rsu_batch")
 
     def _many(self, sql: str, batch: list[tuple[Any, ...]]) -> None:
-        upsert = self._upserts.get(sql)
-        if upsert is not None and len(batch) >= COPY_MIN_ROWS:
-            self._copy_upsert(upsert[0], upsert[1], batch)
-            return
+        if len(batch) >= COPY_MIN_ROWS:
+            upsert = self._upserts.get(sql)
+            if upsert is not None:
+                self._copy_upsert(upsert[0], upsert[1], batch)
+                return
+            update = _UPDATE_BY_KEY.fullmatch(sql)
+            if update is not None:
+                self._copy_update(update[1], update[2], _KEY_COLUMN.findall(update[3]), batch)
+                return
         with self.raw.cursor() as cur:
             cur.executemany(self._translate(sql), batch)  # type: ignore[arg-type]
 
@@ -164,6 +174,29 @@ class PgConnection:
         raw.execute(
             f"INSERT INTO {table.name}{suffix} ({cols}) SELECT {cols} FROM {stage} "
             f"ON CONFLICT ({', '.join(table.pk)}) DO UPDATE SET {updates}".encode()
+        )
+        raw.execute(f"TRUNCATE {stage}".encode())
+
+    def _copy_update(
+        self, table: str, column: str, keys: list[str], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """``UPDATE table SET column = ? WHERE key1 = ? AND ...`` for many rows: COPY the rows
+        into a staging table, then one ``UPDATE ... FROM`` (the last row of a key wins)."""
+        stage = f"rsu_stage_{zlib.crc32(f'{table}:{column}:{keys}'.encode()):08x}"
+        unique = {row[1:]: row for row in rows}
+        raw = self.raw
+        raw.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+            f"SELECT {column} AS rsu_value, {', '.join(keys)} FROM {table} WITH NO DATA".encode()
+        )
+        copy_sql = f"COPY {stage} (rsu_value, {', '.join(keys)}) FROM STDIN"
+        with raw.cursor() as cur, cur.copy(copy_sql.encode()) as copy:
+            for row in unique.values():
+                copy.write_row(row)
+        match = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        raw.execute(
+            f"UPDATE {table} AS t SET {column} = s.rsu_value FROM {stage} AS s "
+            f"WHERE {match}".encode()
         )
         raw.execute(f"TRUNCATE {stage}".encode())
 

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 
 from rsu.cli.main import app
 from rsu.projector import TargetError, project
+from rsu.projector import pg as pg_module
 from rsu.projector.dsn import mask_dsn
 from rsu.projector.pg import JSON_COLUMNS
 from rsu.projector.schema import TABLES, Table
@@ -107,7 +108,10 @@ def _summary(result) -> tuple[int, int, int, int]:
     return (result.events, result.rows_upserted, result.new_errors, result.checkpoint)
 
 
-def test_golden_sqlite_and_postgresql_hold_the_same_rows(pg_dsn):
+#: every batch staged through COPY, or every batch pipelined
+@pytest.mark.parametrize("copy_min_rows", [1, 10**9])
+def test_golden_sqlite_and_postgresql_hold_the_same_rows(pg_dsn, copy_min_rows, monkeypatch):
+    monkeypatch.setattr(pg_module, "COPY_MIN_ROWS", copy_min_rows)
     jn = _golden_journal()
     on_sqlite = project(jn.db, batch_size=5)
     on_pg = project(jn.db, batch_size=5, target=pg_dsn)
