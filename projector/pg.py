@@ -217,6 +217,9 @@ class PgTarget:
         except psycopg.Error as exc:
             raise TargetError(f"cannot connect to {self.label}: {scrub(exc, dsn)}") from None
         raw.adapters.register_loader("jsonb", _JsonTextLoader)
+        # A generic plan, made while a table is still small and never analysed, would scan the
+        # whole table for each page's existence query; a plan per execution uses the index.
+        raw.execute(b"SET plan_cache_mode = force_custom_plan")
         self._pg = PgConnection(raw)
 
     @property
