@@ -43,11 +43,15 @@ from rsu.simulator import Credential, ReplayServer
 CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 REASONS = ("cleared", "removed", "transferred", "deferred")
 
-#: Every kind of step twice over two timing partners: races, full and incremental listings,
-#: refunds/transfers/deferrals, a failed listing (502), a bad body, an abandoned request.
+#: Every kind of step over two timing partners: races, a race listing, full and incremental
+#: listings, refunds/transfers/deferrals, a failed listing (502), a bad body, abandoned and
+#: denied requests.
 GOLDEN_STEPS = [
-    (("race", 0), 1),
-    (("race", 1), 1),
+    (("race", 0, (11, 12)), 1),
+    (("race", 1, (11, 12)), 1),
+    (("races", True, True), 1),
+    (("denied",), 1),
+    (("race", 3, (11,)), 1),
     (("full", 11, {i: i % 3 for i in range(1, 26)}, 7), 1),
     (("full", 12, {i: 0 for i in range(1, 21)}, 6), 2),
     (("incremental", 11, {2: 2, 3: 1, 30: 0}, 2), 1),
@@ -58,7 +62,7 @@ GOLDEN_STEPS = [
     (("full", 12, {i: 2 for i in range(1, 25)}, 8), 1),
     (("removed", 11, {3: "transferred", 4: "deferred", 5: "cleared", 6: "removed"}), 1),
     (("removed", 12, {7: "transferred"}), 1),
-    (("race", 2), 1),
+    (("race", 2, (11, 12)), 1),
 ]
 
 
@@ -124,10 +128,10 @@ def test_golden_sqlite_and_postgresql_hold_the_same_rows(pg_dsn, copy_min_rows, 
     reasons = {r[reason_ix] for r in participants}
     assert reasons == {None, *REASONS, "missing_from_listing"}
     statuses = [r[6] for r in expected["sync_history"]]
-    assert (statuses.count("error"), statuses.count("success")) == (3, 7)
+    assert (statuses.count("error"), statuses.count("success")) == (4, 7)
     assert len(participants) == 26 + 24
     assert len(expected["projection_errors"]) == 1
-    assert on_sqlite.new_errors == 4 and on_sqlite.checkpoint == jn.last_seq() == 42
+    assert on_sqlite.new_errors == 5 and on_sqlite.checkpoint == jn.last_seq() == 46
     # JSONB: question responses kept as sent, registration periods as JSON values
     qr = [c for c, _ in TABLES[2].columns].index("question_responses")
     assert participants[0][qr] == [
