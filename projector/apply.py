@@ -148,14 +148,22 @@ def _merge(new: tuple[Any, ...], old: tuple[Any, ...] | None) -> tuple[Any, ...]
     return tuple(o if v is MISSING else v for v, o in zip(new, old, strict=True))
 
 
+#: Per database driver: its error base class, and the errors among them that a value of the
+#: event caused (NOT NULL, a type); the PostgreSQL target adds psycopg's (``pg.py``).
+DATABASE_ERRORS: list[tuple[type[Exception], tuple[type[Exception], ...]]] = [
+    (sqlite3.DatabaseError, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError))
+]
+
+
 def _is_event_fault(exc: Exception) -> bool:
     """True when ``exc`` raised while applying one event is that event's fault (its data does not
     fit), false for failures of the database or the journal, which must stop the run."""
     if isinstance(exc, JournalError | MemoryError):
         return False
-    if isinstance(exc, sqlite3.DatabaseError):
-        # a value the database refused (NOT NULL, a type); anything else is the database's
-        return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError)
+    for base, values in DATABASE_ERRORS:
+        if isinstance(exc, base):
+            # a value the database refused; anything else is the database's
+            return isinstance(exc, values)
     return True
 
 

@@ -22,10 +22,14 @@ import msgspec
 import psycopg
 from psycopg.adapt import Loader
 
-from .apply import _upsert_sql
+from .apply import DATABASE_ERRORS, _upsert_sql
 from .dsn import mask_dsn
 from .schema import NEW_SUFFIX, TABLES, Table, create_indexes, drop_tables
 from .target import TargetError
+
+# A PostgreSQL failure (connection lost, disk full, read-only, a timeout) stops the run like a
+# SQLite one; only a value PostgreSQL refuses is the event's fault.
+DATABASE_ERRORS.append((psycopg.Error, (psycopg.DataError, psycopg.IntegrityError)))
 
 #: Columns holding JSON text in SQLite, ``JSONB`` in PostgreSQL.
 JSON_COLUMNS = frozenset({"sub_event_ids", "registration_periods", "question_responses"})

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 
 from rsu.cli.main import app
 from rsu.projector import TargetError, project
+from rsu.projector import apply as apply_module
 from rsu.projector import pg as pg_module
 from rsu.projector.dsn import mask_dsn
 from rsu.projector.pg import JSON_COLUMNS
@@ -378,6 +379,34 @@ def test_sync_target_of_recorded_real_responses_matches_sqlite(pg_dsn, tmp_path)
     errors = {r[15] for r in expected["sync_history"] if r[6] == "error"}  # error_code
     assert {7, 201, 301} <= errors
     assert len(expected["runsignup_events"]) >= 5
+
+
+def test_a_postgresql_failure_stops_the_run_and_a_refused_value_is_the_events_fault(
+    pg_dsn, monkeypatch
+):
+    jn = new_journal()
+    b = Builder(jn)
+    b.run_started()
+    b.race(j({"race": race_obj(3)}), 3)
+    b.run_finished()
+    fail_with: list[Exception] = [psycopg.errors.AdminShutdown("terminating connection")]
+
+    def failing(self, *args):
+        raise fail_with[0]
+
+    monkeypatch.setattr(apply_module.Applier, "_race", failing)
+    with pytest.raises(TargetError) as raised:
+        project(jn.db, batch_size=1, target=pg_dsn)
+    assert "terminating connection" in str(raised.value) and ":***@" in str(raised.value)
+    assert _pg_checkpoint(pg_dsn) == 1  # not past the event
+    assert pg_rows(pg_dsn, "SELECT COUNT(*) FROM projection_errors") == [(0,)]
+    # a value PostgreSQL refuses is recorded against the event, and the run goes on
+    fail_with[0] = psycopg.errors.NumericValueOutOfRange("bigint out of range")
+    result = project(jn.db, batch_size=1, target=pg_dsn)
+    assert (result.checkpoint, result.new_errors) == (jn.last_seq(), 2)
+    reason = "could not be projected (NumericValueOutOfRange): bigint out of range"
+    assert pg_rows(pg_dsn, "SELECT seq, item, reason FROM projection_errors") == [(2, -1, reason)]
+    assert pg_rows(pg_dsn, "SELECT status, reason FROM sync_history") == [("error", reason)]
 
 
 # -- the CLI and the password rule -------------------------------------------------------------
