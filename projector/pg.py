@@ -1,8 +1,10 @@
 """The PostgreSQL projection target (``rsu project --target postgresql://...``), psycopg 3.
 
 The same :class:`~rsu.projector.apply.Applier` writes the same tables and columns as into SQLite,
-through :class:`PgConnection`, a thin adapter: ``?`` placeholders become ``%s``; ``executemany``
-runs in psycopg's pipeline mode (one network round trip per batch, not per row). Only the DDL
+through :class:`PgConnection`, a thin adapter: ``?`` placeholders become ``%s``; a large
+``executemany`` of an upsert or a one-column update goes through COPY into a temporary staging
+table and one ``INSERT ... ON CONFLICT`` / ``UPDATE ... FROM``, a small one runs in psycopg's
+pipeline mode (one network round trip per batch, not per row). Only the DDL
 differs (:func:`create_sql`): ``INTEGER`` -> ``BIGINT``, ``TEXT`` stays, the JSON columns are
 ``JSONB``. The checkpoint lives in the target's own ``projector_state`` table, written in the same
 PostgreSQL transaction as each batch, so every target following one journal has its own.

@@ -1,6 +1,8 @@
 """The checkpoint loop and the rebuild: read journal events after the checkpoint, apply, commit.
 
-Each batch's writes and its new checkpoint commit in one ``BEGIN IMMEDIATE`` transaction, so a
+The tables live in a :class:`~rsu.projector.target.Target`: the SQLite file of the journal, or a
+PostgreSQL database. Each batch's writes and its new checkpoint commit in one transaction
+(``BEGIN IMMEDIATE`` on SQLite), so a
 crash (even SIGKILL) leaves the tables exactly at some checkpoint and a restart resumes from there.
 A rebuild projects from seq 0 into ``*_new`` tables (committed batch by batch, invisible to
 readers), then in one transaction catches up, drops the live tables, renames the new ones and
