@@ -365,6 +365,9 @@ def test_sync_target_of_recorded_real_responses_matches_sqlite(pg_dsn, tmp_path)
         )
     assert result.exit_code == 1, result.output  # RunSignUp errors were recorded
     assert "project: " in result.stdout and _password(pg_dsn) not in result.output
+    written = [*tmp_path.glob("rsu.db*"), tmp_path / "sync.log", tmp_path / "summary.json"]
+    for path in written:  # the journal (with its WAL and secrets file), the log, the summary
+        assert _password(pg_dsn).encode() not in path.read_bytes(), path
     # the SQLite tables were not written by the sync; project them now from the same journal
     assert project(db).events == _pg_checkpoint(pg_dsn) > 0
     conn = sqlite3.connect(db)
