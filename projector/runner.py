@@ -303,7 +303,7 @@ def _project(
     rebuild: bool,
     batch_size: int,
     progress: Progress | None,
-    shortcuts: bool = True,
+    shortcuts: bool,
 ) -> ProjectResult:
     """:func:`project` on an open ``target``."""
     conn = target.conn
