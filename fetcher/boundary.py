@@ -79,6 +79,7 @@ def guarded(
                     error_msg=message,
                     attempts=0,
                     race_id=race_id,
+                    internal=True,
                 ),
                 run_id=context.run_id,
                 timing_partner_id=scope.timing_partner_id,

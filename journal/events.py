@@ -188,7 +188,9 @@ class FetchFailed(_Event, tag="fetch_failed", frozen=True):
     name the request; ``error_code`` is the RunSignUp code when the body was an error object
     (e.g. 6, 7, 14, 201, 301), else ``None``; ``http_status`` the last HTTP status (``None`` when no
     response arrived); ``error_msg`` a secret-free message; ``attempts`` the number of tries;
-    ``last_seq`` the journal seq of the last attempt's event; ``race_id``/``event_id`` the scope.
+    ``last_seq`` the journal seq of the last attempt's event; ``race_id``/``event_id`` the scope;
+    ``internal``: the scope's work stopped on an unexpected error in rsu itself (``attempts`` 0,
+    no ``listing_completed`` follows), so the projector records it whatever the endpoint.
     """
 
     endpoint: str
@@ -201,6 +203,7 @@ class FetchFailed(_Event, tag="fetch_failed", frozen=True):
     last_seq: int | None = None
     race_id: int | None = None
     event_id: int | None = None
+    internal: bool = False
 
 
 class RunFinished(_Event, tag="run_finished", frozen=True):

@@ -304,7 +304,9 @@ class Applier:
                 self._races_body(row, ev)
         elif isinstance(ev, ListingCompleted):
             self._listing_completed(row, ev)
-        elif isinstance(ev, FetchFailed) and ev.endpoint in _FAILED_FETCH_ENDPOINTS:
+        elif isinstance(ev, FetchFailed) and (
+            ev.endpoint in _FAILED_FETCH_ENDPOINTS or ev.internal
+        ):
             self._fetch_failed(row, ev)
 
     # -- helpers ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ run always ends with ``run_finished`` and a summary (issue 9)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from fetch_helpers import SMALL, fast_options, journaled_ids, non_empty, seed_cr
 from rsu.fetcher import run_fetch
 from rsu.fetcher.shapes import PageInfo, ShapeError, parse
 from rsu.journal import FetchFailed, Journal, RunFinished
+from rsu.projector import project
 from rsu.simulator import LoopbackServer, World
 from rsu.simulator.api import SimulatorApp
 from rsu.simulator.wire import Request, Response
@@ -175,3 +177,14 @@ def test_unexpected_exception_in_one_scope_is_a_failed_scope(
     assert "\n" not in ev.error_msg and cred.secret not in ev.error_msg
     expected = {k: v for k, v in non_empty(world_ids(world)).items() if k[0] != bad_race}
     assert {k: v for k, v in journaled_ids(db).items() if k[0] != bad_race} == expected
+    # the projection records the failed scope in sync_history, like any failed request
+    assert ev.internal
+    assert project(db).new_errors == 1
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT timing_partner_id, race_id, endpoint, status, reason FROM sync_history "
+        "WHERE status = 'error'"
+    ).fetchall()
+    conn.close()
+    assert [r[:4] for r in rows] == [(victim, bad_race, "participants", "error")]
+    assert rows[0][4] == ev.error_msg
