@@ -138,7 +138,9 @@ def fetch(
     ] = False,
     max_rps: Annotated[
         float,
-        typer.Option("--max-rps", help="Requests per second per credential (0: unlimited)."),
+        typer.Option(
+            "--max-rps", min=0.0, help="Requests per second per credential (0: unlimited)."
+        ),
     ] = 5.0,
     connect_timeout: Annotated[
         float,

@@ -44,6 +44,16 @@ def test_bad_base_url(db: Path, tmp_path: Path, base_url: str, message: str) -> 
         assert j.last_seq() == 0
 
 
+@pytest.mark.parametrize("cmd", ["fetch", "sync"])
+def test_a_negative_max_rps_is_a_usage_error(db: Path, cmd: str) -> None:
+    """``--max-rps -1`` used to run unlimited, as ``0`` does, without a word."""
+    result = runner.invoke(app, [cmd, "--db", str(db), "--max-rps", "-1"])
+    assert result.exit_code == 2
+    assert "--max-rps" in result.output and "-1" in result.output
+    with Journal.open(db) as j:
+        assert j.last_seq() == 0
+
+
 @pytest.mark.parametrize("option", ["--log-file", "--summary-file"])
 def test_output_file_in_a_missing_folder(db: Path, tmp_path: Path, option: str) -> None:
     target = tmp_path / "no" / "such" / "x.txt"
