@@ -156,10 +156,13 @@ def _person(row: StartRow) -> list[Finding]:
 
 
 def _duplicates(rows: list[StartRow]) -> list[Finding]:
+    """Bibs held by several registrations; ``" 12 "`` and ``"12"`` are one bib (timing software
+    trims what it imports)."""
     by_bib: dict[str, list[StartRow]] = defaultdict(list)
     for r in rows:
-        if r.bib_num not in (None, ""):
-            by_bib[str(r.bib_num)].append(r)
+        bib = "" if r.bib_num is None else str(r.bib_num).strip()
+        if bib:
+            by_bib[bib].append(r)
     out = []
     for bib, holders in by_bib.items():
         teams = {h.team_id for h in holders}

@@ -97,6 +97,30 @@ def test_each_problem_class_is_found(tmp_path: Path) -> None:
     assert details[("team_bib_missing", 707)] == "relay team 'Bolt' has no team bib"
 
 
+def test_a_bib_with_surrounding_spaces_is_the_same_bib(tmp_path: Path) -> None:
+    """RunSignUp sent ``" 12 "`` on one registration and ``"12"`` on another: timing software
+    trims both to bib 12, so they are a duplicate; a blank bib is no bib."""
+    rows = [
+        person(801, MARATHON, bib_num=" 12 "),
+        person(802, MARATHON, bib_num="12"),
+        person(803, MARATHON, bib_num=" "),
+        person(804, MARATHON, bib_num="  "),
+    ]
+    db = make_db(tmp_path / "rsu.db", rows)
+    res = check(db, "--json")
+    doc = json.loads(res.stdout)
+    dupes = sorted(
+        (f["registration_id"], f["detail"])
+        for f in doc["findings"]
+        if f["problem"] == "duplicate_bib"
+    )
+    assert dupes == [
+        (801, "bib 12 is also on registration(s) 802"),
+        (802, "bib 12 is also on registration(s) 801"),
+    ]
+    assert res.exit_code == 1
+
+
 def test_registrations_added_and_removed_after_the_last_export(tmp_path: Path) -> None:
     db = make_db(tmp_path / "rsu.db", CLEAN)
     res = CliRunner().invoke(
