@@ -412,6 +412,11 @@ def run_fetch(
             ),
             run_id=run_id,
         )
+        # an interrupted run synced only the partners whose walk ended before the interrupt
+        partner_ids = {c.timing_partner_id for c in creds}
+        synced_partners = (walker.finished_partners if interrupted else partner_ids) - {
+            f.timing_partner_id for f in stats.failures
+        }
         summary = build_summary(
             SummaryInputs(
                 run_id=run_id,
@@ -419,7 +424,7 @@ def run_fetch(
                 duration_seconds=duration,
                 mode=mode,
                 base_url=options.base_url,
-                timing_partners_synced=len(creds) - counts["failed_partners"],
+                timing_partners_synced=len(synced_partners),
                 status=status,
                 exit_code=exit_code,
                 # the head (seq, hash) kept outside the database: rsu journal verify --expect-head

@@ -118,6 +118,8 @@ class Walker:
         #: Races walked (by any partner) and partners whose race list could not be read fully.
         self.walked_races: set[int] = set()
         self.unlisted_partners: set[int] = set()
+        #: Partners whose every task ran to its end (an interrupted run leaves the others out).
+        self.finished_partners: set[int] = set()
         #: When races were last synced, from the journal (for the cadence).
         self.sync_clock = SyncClock(context.journal)
         #: Requests in flight and each credential's rate (set up again by :meth:`run`).
@@ -174,6 +176,7 @@ class Walker:
                         queues[pid].extend(fut.result())
                         if not queues[pid] and not running[pid]:
                             self.gate.set_active(pid, False)
+                            self.finished_partners.add(pid)
                     fill()
             except BaseException as exc:
                 self.cancelled.set()

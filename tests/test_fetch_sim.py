@@ -420,6 +420,8 @@ def test_ctrl_c_is_journaled_and_summarised_as_interrupted(tmp_path: Path) -> No
         130,
         True,
     )
+    # interrupted in the first partner's race listing: no partner synced (was: every partner)
+    assert summary["timing_partners_synced"] == 0
     with Journal.open(db) as j:
         assert j.verify().ok
         finished = j.find(kind="run_finished")[-1].event
