@@ -183,8 +183,12 @@ def last_export(
     event_ids: Sequence[int] | None = None,
 ) -> ExportRecord | None:
     """The newest export of the race (of format ``fmt`` and exactly ``event_ids`` when given;
-    ``()`` means every event), or ``None``."""
-    sql = f"SELECT {_COLUMNS} FROM exports WHERE timing_partner_id = ? AND race_id = ?"
+    ``()`` means every event), or ``None``. An ``--as-of`` export is never the last one: it
+    shows the past, not the start list handed to the timing software."""
+    sql = (
+        f"SELECT {_COLUMNS} FROM exports "
+        "WHERE timing_partner_id = ? AND race_id = ? AND as_of IS NULL"
+    )
     params: list[Any] = [timing_partner_id, race_id]
     if fmt is not None:
         sql += " AND format = ?"

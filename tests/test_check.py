@@ -140,6 +140,33 @@ def test_registrations_added_and_removed_after_the_last_export(tmp_path: Path) -
     assert check(db, "--for", "raceresult").exit_code == 0
 
 
+def test_an_as_of_export_is_not_the_last_export(tmp_path: Path) -> None:
+    """``rsu export --as-of T`` replays the past (here: before any registration); it is not what
+    the timing software holds, so ``check`` and ``--since last`` keep comparing with the export
+    before it (was: every registration "added after export")."""
+    import sqlite3
+    from dataclasses import replace
+
+    from rsu.export import record
+
+    db = make_db(tmp_path / "rsu.db", CLEAN)
+    out = tmp_path / "start.csv"
+    res = CliRunner().invoke(
+        app, ["export", "--db", str(db), "--race", str(RACE), "--format", "csv", "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    conn = sqlite3.connect(db)
+    first = record.last_export(conn, 7, RACE)
+    assert first is not None
+    past = replace(first, as_of="2020-01-01T00:00:00Z", journal_seq=0, row_count=0)
+    record.save_export(conn, past, [])
+    assert record.last_export(conn, 7, RACE) == first
+    assert record.last_export(conn, 7, RACE, "csv", ()) == first
+    conn.close()
+    res = check(db, "--json")
+    assert (res.exit_code, json.loads(res.stdout)["last_export_id"]) == (0, first.export_id)
+
+
 def test_the_table_shows_data_as_text_never_markup(tmp_path: Path) -> None:
     db = make_db(
         tmp_path / "rsu.db", [person(801, MARATHON, gender=None, first_name="[bold red]X[/]")]
