@@ -217,6 +217,8 @@ class _PrivateFileHandler(logging.FileHandler):
 
     def _open(self) -> Any:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):  # e.g. a log someone else owns: appended to as is
+            os.fchmod(fd, 0o600)  # a log an older version left readable by all becomes private
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def handleError(self, record: logging.LogRecord) -> None:

@@ -276,3 +276,18 @@ def test_echoed_secrets_are_scrubbed_before_the_body_is_stored(
     assert "secret value(s) in this body; they were replaced by *** before it was stored" in (
         shown.stderr
     )
+
+
+def test_a_log_left_readable_by_all_becomes_private(tmp_path: Path) -> None:
+    """The log names partners: one an older version (or a ``touch``) left mode 0644 is appended
+    to with mode 0600 from now on, its lines kept."""
+    from rsu.fetcher.report import log_file
+
+    path = tmp_path / "runsignup_sync.log"
+    path.write_text("old line\n")
+    path.chmod(0o644)
+    with log_file(path) as status:
+        pass
+    assert status.error is None
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text() == "old line\n"
