@@ -329,6 +329,32 @@ def test_readers_never_see_empty_tables_during_rebuild(pg_dsn):
     assert set(seen) == {expected}
 
 
+def test_two_projectors_on_one_target_apply_each_event_once(pg_dsn, tmp_path):
+    path = tmp_path / "rsu.db"
+    _golden_journal(path).close()
+    reference = _golden_journal()
+    project(reference.db)
+    expected = sqlite_tables(reference.db.conn)
+    results: list[Any] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(project(path, batch_size=2, target=pg_dsn))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    # the advisory lock serialises batches: together they applied every event exactly once
+    assert sum(r.events for r in results) == reference.last_seq()
+    assert pg_tables(pg_dsn) == expected
+
+
 @pytest.mark.parametrize("size", [2, 150])  # pipelined executemany, staged COPY
 def test_nul_characters_never_stop_the_postgresql_projection(pg_dsn, size):
     jn = new_journal()
