@@ -113,10 +113,11 @@ def _summary(result) -> tuple[int, int, int, int]:
     return (result.events, result.rows_upserted, result.new_errors, result.checkpoint)
 
 
-#: every batch staged through COPY, or every batch pipelined
+#: every batch staged through COPY (and ANALYZEd), or every batch pipelined
 @pytest.mark.parametrize("copy_min_rows", [1, 10**9])
 def test_golden_sqlite_and_postgresql_hold_the_same_rows(pg_dsn, copy_min_rows, monkeypatch):
     monkeypatch.setattr(pg_module, "COPY_MIN_ROWS", copy_min_rows)
+    monkeypatch.setattr(pg_module, "ANALYZE_MIN_ROWS", copy_min_rows)
     jn = _golden_journal()
     on_sqlite = project(jn.db, batch_size=5)
     on_pg = project(jn.db, batch_size=5, target=pg_dsn)
