@@ -94,6 +94,8 @@ def _nul_safe(value: Any) -> Any:
     return value
 
 
+#: Rows a session writes into a table before its first ``ANALYZE`` (see ``_maybe_analyze``).
+ANALYZE_MIN_ROWS = 10_000
 #: ``executemany`` of at least this many rows of an upsert or update by key goes through COPY.
 COPY_MIN_ROWS = 100
 #: ``UPDATE t SET c = ? WHERE k1 = ? AND k2 = ? ...``: one column set by a key (last_seen_seq).
@@ -114,6 +116,8 @@ class PgConnection:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
         self._sql: dict[str, str] = {}
+        #: table -> (rows written since its last ANALYZE, rows it had then), this session
+        self._analyze: dict[str, tuple[int, int]] = {}
         self._upserts: dict[str, tuple[Table, str]] = {
             _upsert_sql(table, suffix): (table, suffix)
             for table in TABLES
@@ -182,6 +186,20 @@ class PgConnection:
             f"ON CONFLICT ({', '.join(table.pk)}) DO UPDATE SET {updates}".encode()
         )
         raw.execute(f"TRUNCATE {stage}".encode())
+        self._maybe_analyze(f"{table.name}{suffix}", len(unique))
+
+    def _maybe_analyze(self, table: str, written: int) -> None:
+        """``ANALYZE`` a table each time this session has written as many rows into it as it had
+        at its last analysis (at least :data:`ANALYZE_MIN_ROWS`). A big first projection runs in
+        few transactions that autovacuum cannot see into: without statistics the planner answers
+        each page's existence query by scanning an event's rows (5x slower at 50,000 rows).
+        ``ANALYZE`` counts this transaction's own rows and blocks no reader."""
+        since, at = self._analyze.get(table, (0, 0))
+        since += written
+        if since >= max(ANALYZE_MIN_ROWS, at):
+            self.raw.execute(f"ANALYZE {table}".encode())
+            since, at = 0, at + since
+        self._analyze[table] = (since, at)
 
     def _copy_update(
         self, table: str, column: str, keys: list[str], rows: list[tuple[Any, ...]]

@@ -113,10 +113,11 @@ def _summary(result) -> tuple[int, int, int, int]:
     return (result.events, result.rows_upserted, result.new_errors, result.checkpoint)
 
 
-#: every batch staged through COPY, or every batch pipelined
+#: every batch staged through COPY (and ANALYZEd), or every batch pipelined
 @pytest.mark.parametrize("copy_min_rows", [1, 10**9])
 def test_golden_sqlite_and_postgresql_hold_the_same_rows(pg_dsn, copy_min_rows, monkeypatch):
     monkeypatch.setattr(pg_module, "COPY_MIN_ROWS", copy_min_rows)
+    monkeypatch.setattr(pg_module, "ANALYZE_MIN_ROWS", copy_min_rows)
     jn = _golden_journal()
     on_sqlite = project(jn.db, batch_size=5)
     on_pg = project(jn.db, batch_size=5, target=pg_dsn)
@@ -327,6 +328,32 @@ def test_readers_never_see_empty_tables_during_rebuild(pg_dsn):
         t.join()
     assert not failures
     assert set(seen) == {expected}
+
+
+def test_two_projectors_on_one_target_apply_each_event_once(pg_dsn, tmp_path):
+    path = tmp_path / "rsu.db"
+    _golden_journal(path).close()
+    reference = _golden_journal()
+    project(reference.db)
+    expected = sqlite_tables(reference.db.conn)
+    results: list[Any] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(project(path, batch_size=2, target=pg_dsn))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    # the advisory lock serialises batches: together they applied every event exactly once
+    assert sum(r.events for r in results) == reference.last_seq()
+    assert pg_tables(pg_dsn) == expected
 
 
 @pytest.mark.parametrize("size", [2, 150])  # pipelined executemany, staged COPY
