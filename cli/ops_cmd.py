@@ -107,6 +107,17 @@ def race_next_due(race: RaceStatus, cadence: Cadence, now: str) -> str:
     return utc_iso(datetime.fromtimestamp(due, UTC))
 
 
+def race_due_since(race: RaceStatus, cadence: Cadence) -> float | None:
+    """When ``race`` became due for its next sync by ``cadence`` (epoch seconds, UTC): the first
+    moment after its last success at which :func:`rsu.fetcher.cadence.next_due` calls it due;
+    ``None`` when it has no successful newest sync (staleness then counts from the last success)."""
+    starts = [parse_utc(t).timestamp() for t in (race.last_event_utc, race.next_event_utc) if t]
+    if race.last_success is None or race.last_attempt_ok is False:
+        return None
+    last = parse_utc(race.last_success).timestamp()
+    return next_due(starts, last, last, cadence)
+
+
 def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None:
     title = f"Sync status at {report.now[:16]} UTC, max age {_age(report.max_age_seconds)}"
     table = Table(title=title)
@@ -190,8 +201,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Per partner and race: last successful sync, counts and age.
 
-        Exits 1 when a partner's newest sync failed, or a race with an upcoming event has no
-        successful sync within --max-age (for monitoring: a sync that silently stopped).
+        Exits 1 when a partner's newest sync failed, or a race with an upcoming event has been
+        due by --cadence for longer than --max-age without a successful sync (for monitoring: a
+        sync that silently stopped).
         Warns (without changing the exit code) about a bearer token that expires within 7 days
         and cannot be refreshed, or that expired without being refreshed, and when no caller
         registration is set (RunSignUp requires one from 2027-01-01).
@@ -200,7 +212,12 @@ def register(app: typer.Typer) -> None:
         database = _open_existing(db)
         try:
             with database_errors(db):
-                report = sync_status(database.conn, max_age_seconds=max_age, strict=strict)
+                report = sync_status(
+                    database.conn,
+                    max_age_seconds=max_age,
+                    strict=strict,
+                    due_since=lambda race: race_due_since(race, table),
+                )
                 token_warnings = expiry_warnings(
                     database, datetime.now(UTC).timestamp(), warn_within_s=DEFAULT_WARN_S
                 )

@@ -8,6 +8,7 @@ Everything here only reads ``runsignup_*`` and ``sync_history`` (as written by
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -289,12 +290,19 @@ def sync_status(
     max_age_seconds: float,
     now: datetime | None = None,
     strict: bool = False,
+    due_since: Callable[[RaceStatus], float | None] | None = None,
 ) -> StatusReport:
     """Per partner and race: last successful sync, its counts and age (see :class:`RaceStatus`).
 
     Partners come from ``sync_history`` and ``runsignup_races``; a database never projected gives
     an empty report. ``now`` defaults to the current UTC time. With ``strict`` a race whose newest
     sync failed makes the report not ok even within ``max_age_seconds``.
+
+    ``due_since(race)``: when the race became due for its next sync by the fetcher's cadence
+    (epoch seconds, UTC), or ``None`` when that is not known (never synced, newest sync failed).
+    With it, a race is stale only once it has been due for longer than ``max_age_seconds`` (a
+    race synced once a day is not stale an hour after its sync); without it, or when it gives
+    ``None``, once its last success is older than ``max_age_seconds``.
     """
     now = now or datetime.now(UTC)
     now_iso = utc_iso(now)
@@ -378,7 +386,12 @@ def sync_status(
         if good:
             rs.last_success, rs.counts = good["time"], good["counts"]
         rs.age_seconds = age(rs.last_success)
-        rs.stale = next_start is not None and not fresh(rs.last_success) and lost_at is None
+        became_due = due_since(rs) if due_since is not None else None
+        if became_due is None:
+            overdue = not fresh(rs.last_success)
+        else:
+            overdue = now.timestamp() - became_due > max_age_seconds
+        rs.stale = next_start is not None and overdue and lost_at is None
         partners.setdefault(tp, PartnerStatus(timing_partner_id=tp)).races.append(rs)
     report.partners = [partners[k] for k in sorted(partners)]
     if _has_table(conn, "journal") and _has_table(conn, "projector_state"):
