@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import stat
 import sys
 import threading
 from collections.abc import Iterator
@@ -158,7 +159,7 @@ def _write_private(path: Path, data: bytes) -> None:
     following a symlink there). Raises ``OSError`` (e.g. ``ENOSPC``: the disk is full)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, 0o600)
+        _make_private(fd)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -166,14 +167,28 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _make_private(fd: int) -> None:
+    """Mode 0600 for the open file ``fd`` if it is a regular file: a device such as
+    ``/dev/null`` given as a log or summary path is never chmod-ed (as root that would lock every
+    other user out of it)."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.fchmod(fd, 0o600)
+
+
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     """Write ``summary`` as indented JSON to ``path``, mode 0600 (it names partners), atomically
-    (temp file + rename). Raises ``OSError`` when it cannot (a full disk, a read-only folder);
-    then ``path`` is left as it was."""
+    (temp file + rename). A ``path`` that exists and is no regular file (``/dev/null``, a FIFO)
+    is written into, never replaced. Raises ``OSError`` when it cannot (a full disk, a read-only
+    folder); then ``path`` is left as it was."""
+    text = (json.dumps(summary, indent=2, sort_keys=False) + "\n").encode()
+    if path.exists() and not path.resolve().is_file():
+        with open(path, "wb") as fh:
+            fh.write(text)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        _write_private(tmp, (json.dumps(summary, indent=2, sort_keys=False) + "\n").encode())
+        _write_private(tmp, text)
         tmp.replace(path)
     except OSError:
         with contextlib.suppress(OSError):
@@ -218,7 +233,7 @@ class _PrivateFileHandler(logging.FileHandler):
     def _open(self) -> Any:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with contextlib.suppress(OSError):  # e.g. a log someone else owns: appended to as is
-            os.fchmod(fd, 0o600)  # a log an older version left readable by all becomes private
+            _make_private(fd)  # a log an older version left readable by all becomes private
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def handleError(self, record: logging.LogRecord) -> None:

@@ -291,3 +291,42 @@ def test_a_log_left_readable_by_all_becomes_private(tmp_path: Path) -> None:
     assert status.error is None
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.read_text() == "old line\n"
+
+
+def test_a_log_or_summary_path_that_is_no_regular_file_is_written_into_never_chmodded(
+    tmp_path: Path,
+) -> None:
+    """``--log-file /dev/null`` / ``--summary-file /dev/null`` made /dev/null mode 0600 (root
+    only) or replaced it with a file. Shown with FIFOs, which behave the same and are safe to
+    make in a test: each keeps its kind and mode, and the summary is written through it."""
+    import os
+    import stat
+    import threading
+
+    from rsu.fetcher.report import log_file, write_summary
+
+    log_fifo, summary_fifo = tmp_path / "log", tmp_path / "summary"
+    for fifo in (log_fifo, summary_fifo):
+        os.mkfifo(fifo, 0o644)
+        fifo.chmod(0o644)
+    got: dict[str, bytes] = {}
+
+    def drain(name: str, fifo: Path) -> None:
+        got[name] = fifo.read_bytes()
+
+    readers = [
+        threading.Thread(target=drain, args=("log", log_fifo)),
+        threading.Thread(target=drain, args=("summary", summary_fifo)),
+    ]
+    for reader in readers:
+        reader.start()
+    with log_file(log_fifo) as status:
+        pass
+    write_summary(summary_fifo, {"status": "ok"})
+    for reader in readers:
+        reader.join(timeout=30)
+    assert status.error is None
+    for fifo in (log_fifo, summary_fifo):
+        mode = fifo.stat().st_mode
+        assert stat.S_ISFIFO(mode) and stat.S_IMODE(mode) == 0o644
+    assert got["summary"] == b'{\n  "status": "ok"\n}\n'
