@@ -8,9 +8,10 @@ from typing import Any
 
 import msgspec
 
-from rsu.fetcher import FetchOptions
+from rsu.fetcher import FetchOptions, run_fetch
 from rsu.fetcher.credentials import add_credential
 from rsu.journal import Journal, ResponseReceived, open_db
+from rsu.projector import project
 from rsu.simulator import Credential, World, WorldConfig
 
 SMALL = WorldConfig(
@@ -104,6 +105,31 @@ def world_ids(world: World, removed: bool = False) -> dict[tuple[int, int], set[
                 )
                 out[(rid, eid)] = set(rows)
     return out
+
+
+def world_registrations(
+    world: World, removed: bool = False
+) -> dict[tuple[int, int, int], dict[str, Any]]:
+    """``(race_id, event_id, registration_id) -> row`` of every registration the simulator holds
+    active (or, with ``removed``, removed), over all partners: the oracle of end-to-end tests."""
+    out: dict[tuple[int, int, int], dict[str, Any]] = {}
+    for pid in world.partner_ids:
+        for rid in world.race_ids(pid):
+            for eid in world.event_ids(rid):
+                held = (
+                    world.removed_registrations(rid, eid)
+                    if removed
+                    else world.active_registrations(rid, eid)
+                )
+                out.update({(rid, eid, reg): row for reg, row in held.items()})
+    return out
+
+
+def fetch_and_project(db_path: Path, base_url: str, tmp_path: Path, **opts: Any) -> tuple[int, int]:
+    """One sync as ``rsu sync`` runs it: fetch from ``base_url`` with :func:`fast_options`
+    (``opts`` override them), then project; returns both exit codes."""
+    fetched = run_fetch(db_path, fast_options(base_url, tmp_path, **opts))
+    return fetched.exit_code, project(db_path).exit_code
 
 
 def non_empty(d: dict[tuple[int, int], set[int]]) -> dict[tuple[int, int], set[int]]:

@@ -395,5 +395,25 @@ def rows(conn: sqlite3.Connection, sql: str, *params: Any) -> list[dict[str, Any
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+def participant_rows(
+    db_path: Path, *columns: str, removed: bool = False
+) -> dict[tuple[int, int, int], tuple[Any, ...]]:
+    """``(race_id, event_id, registration_id) -> (values of columns)`` of every active (or, with
+    ``removed``, removed) row of ``runsignup_participants`` in the SQLite file ``db_path``."""
+    wanted = "".join(f", {c}" for c in columns)
+    where = "IS NOT NULL" if removed else "IS NULL"
+    conn = sqlite3.connect(db_path)
+    try:
+        return {
+            tuple(r[:3]): tuple(r[3:])
+            for r in conn.execute(
+                f"SELECT race_id, event_id, registration_id{wanted} "
+                f"FROM runsignup_participants WHERE removed_at {where}"
+            )
+        }
+    finally:
+        conn.close()
+
+
 def new_listing_id() -> str:
     return uuid.uuid4().hex
