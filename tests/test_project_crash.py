@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from crash_helpers import killed_at
 from project_helpers import (
     Builder,
     copy_db,
@@ -22,13 +22,6 @@ from project_helpers import (
 )
 
 from rsu.projector import project
-
-CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
-
-
-def _killed_at(point: str, n: int) -> list[str]:
-    """``rsu`` as a subprocess that SIGKILLs itself at the ``n``-th ``point`` (tests only)."""
-    return [sys.executable, CRASH_RUNNER, f"{point}:{n}"]
 
 
 def _journal(path: Path) -> None:
@@ -85,7 +78,7 @@ def test_sigkill_mid_batch_then_restart(tmp_path):
         before = _checkpoint(path)
         args = ["project", "--db", str(path), "--batch-size", str(batch_size)]
         proc = subprocess.run(
-            [*_killed_at("apply", n), *args], env=env, capture_output=True, text=True
+            [*killed_at("apply", n), *args], env=env, capture_output=True, text=True
         )
         assert proc.returncode == -signal.SIGKILL, (before, batch_size, n, proc.stderr)
         # The kill landed on event before + n, in the middle of a batch that started at a multiple
@@ -96,7 +89,7 @@ def test_sigkill_mid_batch_then_restart(tmp_path):
     assert 0 < checkpoints[-1] < last, "every kill must land mid-way through the journal"
     assert checkpoints == sorted(checkpoints)
     done = subprocess.run(
-        [*_killed_at("apply", 10**9), "project", "--db", str(path)],
+        [*killed_at("apply", 10**9), "project", "--db", str(path)],
         env=env,
         capture_output=True,
         text=True,

@@ -8,7 +8,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from crash_helpers import killed_at
 from fetch_helpers import seed_credentials
 from pg_helpers import DSN_ENV, fresh_database, pg_rows
 from project_helpers import (
@@ -41,7 +41,6 @@ from rsu.projector.pg import JSON_COLUMNS
 from rsu.projector.schema import TABLES, Table
 from rsu.simulator import Credential, ReplayServer
 
-CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 REASONS = ("cleared", "removed", "transferred", "deferred")
 
 #: Every kind of step over two timing partners: races, a race listing, full and incremental
@@ -243,16 +242,8 @@ def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
         before = _pg_checkpoint(pg_dsn)
         proc = subprocess.run(
             [
-                sys.executable,
-                CRASH_RUNNER,
-                f"apply:{n}",
-                "project",
-                "--db",
-                str(path),
-                "--target",
-                pg_dsn,
-                "--batch-size",
-                str(batch_size),
+                *killed_at("apply", n, "project", "--db", str(path), "--target", pg_dsn),
+                *("--batch-size", str(batch_size)),
             ],
             capture_output=True,
             text=True,
@@ -267,7 +258,7 @@ def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
     live = pg_tables(pg_dsn)
     killed_rebuild = subprocess.run(
         [
-            *(sys.executable, CRASH_RUNNER, "apply:9", "project", "--db", str(path)),
+            *killed_at("apply", 9, "project", "--db", str(path)),
             *("--rebuild", "--target", pg_dsn, "--batch-size", "2"),
         ],
         capture_output=True,
@@ -276,16 +267,7 @@ def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
     assert killed_rebuild.returncode == -signal.SIGKILL, killed_rebuild.stderr
     assert pg_tables(pg_dsn) == live and _pg_checkpoint(pg_dsn) == checkpoints[-1]
     done = subprocess.run(
-        [
-            sys.executable,
-            CRASH_RUNNER,
-            "apply:1000000000",
-            "project",
-            "--db",
-            str(path),
-            "--target",
-            pg_dsn,
-        ],
+        killed_at("apply", 10**9, "project", "--db", str(path), "--target", pg_dsn),
         capture_output=True,
         text=True,
     )
