@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -83,6 +83,17 @@ def duration(bare_unit: str = "s", minimum: float = 0.0) -> Callable[[str], floa
 
 
 _UNIT_NAMES = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration_option(
+    flag: str, *, help: str, bare_unit: str = "s", minimum: float = 0.0, **kwargs: Any
+) -> Any:
+    """A ``typer.Option`` named ``flag`` for a duration, for use in ``Annotated[float, ...]``:
+    parsed by :func:`duration` (``bare_unit``, ``minimum``) into seconds (float) and shown as
+    ``DURATION`` in the help; ``kwargs`` go on to ``typer.Option`` (e.g. ``show_default``)."""
+    return typer.Option(
+        flag, parser=duration(bare_unit, minimum), metavar="DURATION", help=help, **kwargs
+    )
 
 
 TargetOption = Annotated[

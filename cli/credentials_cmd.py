@@ -27,7 +27,7 @@ from rsu.cli.common import (
     DEFAULT_DB,
     DbOption,
     database_errors,
-    duration,
+    duration_option,
     err_console,
     fail,
     fail_database,
@@ -160,10 +160,9 @@ def add(
     ] = None,
     expires_in: Annotated[
         float | None,
-        typer.Option(
+        duration_option(
             "--expires-in",
-            parser=duration("s", minimum=1),
-            metavar="DURATION",
+            minimum=1,
             help="With --bearer-token: how long until the access token expires: 2592000 "
             "(seconds, the expires_in RunSignUp returned), 30d, 1h.",
         ),
@@ -269,10 +268,9 @@ def test(
     ] = DEFAULT_BASE_URL,
     timeout: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--timeout",
-            parser=duration("s", minimum=0.001),
-            metavar="DURATION",
+            minimum=0.001,
             help="How long to wait for each answer: 15s, 1m, 15 (seconds).",
         ),
     ] = 15.0,

@@ -23,7 +23,7 @@ from rsu.cli.common import (
     DbOption,
     TargetOption,
     cadence_value,
-    duration,
+    duration_option,
     err_console,
     exclusive_run,
     fail,
@@ -99,10 +99,9 @@ def fetch_run(
     ] = False,
     full_every: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--full-every",
-            parser=duration("h"),
-            metavar="DURATION",
+            bare_unit="h",
             show_default="24h",
             help="After how long an event's listing is read completely again: 24h, 90m, 2d "
             "(a bare number means hours).",
@@ -163,28 +162,25 @@ def fetch_run(
     ] = 5.0,
     connect_timeout: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--connect-timeout",
-            parser=duration("s", minimum=0.001),
-            metavar="DURATION",
+            minimum=0.001,
             help="How long to wait for a connection: 10s, 1m, 10 (seconds).",
         ),
     ] = 10.0,
     read_timeout: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--read-timeout",
-            parser=duration("s", minimum=0.001),
-            metavar="DURATION",
+            minimum=0.001,
             help="How long to wait for data: 60s, 2m, 60 (seconds).",
         ),
     ] = 60.0,
     deadline: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--deadline",
-            parser=duration("s", minimum=0.001),
-            metavar="DURATION",
+            minimum=0.001,
             help="How long one request attempt may take in all: 2m, 120 (seconds); a server "
             "trickling its answer is cut off and the attempt is retried like a timeout.",
         ),
@@ -203,28 +199,22 @@ def fetch_run(
     ] = 6,
     backoff: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--backoff",
-            parser=duration("s"),
-            metavar="DURATION",
             help="Backoff factor, doubling per retry: 0.25, 1s (a bare number means seconds).",
         ),
     ] = 0.25,
     retry_after_cap: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--retry-after-cap",
-            parser=duration("s"),
-            metavar="DURATION",
             help="Longest Retry-After honoured: 30s, 1m, 30 (seconds).",
         ),
     ] = 30.0,
     overlap: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--overlap",
-            parser=duration("s"),
-            metavar="DURATION",
             help="How much is re-read before an incremental cursor: 10s, 1m, 10 (seconds).",
         ),
     ] = 10.0,
