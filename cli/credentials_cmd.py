@@ -12,7 +12,6 @@ Help texts use no square brackets: rich would take ``[env RSU_API_SECRET]`` for 
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,12 +29,11 @@ from rsu.cli.common import (
     duration_option,
     err_console,
     fail,
-    fail_database,
+    fetcher_errors,
     require_db,
 )
 from rsu.fetcher import (
     DEFAULT_BASE_URL,
-    FetchUsageError,
     RetryPolicy,
     Timeouts,
     check_credentials,
@@ -53,7 +51,7 @@ from rsu.fetcher.credentials import (
     set_caller_registration,
 )
 from rsu.fetcher.run import CALLER_WARNING, load_caller
-from rsu.journal import JournalError, open_db
+from rsu.journal import open_db
 from rsu.journal.printable import printable
 
 app = typer.Typer(help="Manage timing partner API credentials.", no_args_is_help=True)
@@ -280,7 +278,7 @@ def test(
 ) -> None:
     """Check each partner's access (GET /Rest/races?results_per_page=1). Exit 1 if any fails."""
     require_db(db)
-    try:
+    with fetcher_errors(db):
         results = check_credentials(
             db,
             base_url,
@@ -288,12 +286,6 @@ def test(
             timeouts=Timeouts(timeout, timeout),
             policy=RetryPolicy(max_attempts=max_attempts, backoff_factor=0.1, jitter=0.1),
         )
-    except FetchUsageError as exc:
-        fail(str(exc), 2)
-    except CredentialError as exc:  # e.g. an unreadable secrets file
-        fail(str(exc), 1)
-    except (JournalError, sqlite3.Error) as exc:
-        fail_database(db, exc)
     if load_caller(db) is None:
         typer.echo(f"warning: {CALLER_WARNING}", err=True)
     for r in results:

@@ -4,7 +4,6 @@ sync, :func:`rsu.projector.project` after it)."""
 from __future__ import annotations
 
 import inspect
-import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from rsu.cli.common import (
     err_console,
     exclusive_run,
     fail,
-    fail_database,
+    fetcher_errors,
     labelled,
     require_db,
     server_text,
@@ -36,15 +35,12 @@ from rsu.cli.common import (
 from rsu.cli.project_cmd import project_or_exit
 from rsu.fetcher import (
     DEFAULT_BASE_URL,
-    CredentialError,
     FetchOptions,
     FetchResult,
-    FetchUsageError,
     run_fetch,
 )
 from rsu.fetcher.report import PlainProgress, RichProgress
 from rsu.fetcher.run import CALLER_WARNING, Terminated, load_caller
-from rsu.journal import JournalError
 
 
 def _date(value: str | None, option: str) -> date | None:
@@ -302,17 +298,12 @@ def _fetch(run: FetchRun) -> FetchResult:
     error, 1 on a credential or database failure, 143/130 when stopped."""
     db = run.db
     try:
-        if run.show_bars:
-            with RichProgress() as bars:
-                result = run_fetch(db, run.options, bars)
-        else:
-            result = run_fetch(db, run.options, PlainProgress())
-    except FetchUsageError as exc:
-        fail(str(exc), 2)
-    except CredentialError as exc:  # e.g. an unreadable secrets file
-        fail(str(exc), 1)
-    except (JournalError, sqlite3.Error) as exc:
-        fail_database(db, exc)
+        with fetcher_errors(db):
+            if run.show_bars:
+                with RichProgress() as bars:
+                    result = run_fetch(db, run.options, bars)
+            else:
+                result = run_fetch(db, run.options, PlainProgress())
     except Terminated as exc:
         fail(f"stopped by {exc}; the journal holds everything fetched so far", EXIT_TERMINATED)
     except KeyboardInterrupt:
