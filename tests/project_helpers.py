@@ -352,6 +352,32 @@ class Builder:
         return self.append(ev, times=times, race_id=race_id)
 
 
+def big_listing_run(b: Builder, registrations: int, per_page: int, changed: int) -> None:
+    """Append the run the crash tests kill the projection in: race 1 with events 11 and 12,
+    each listed in full (registrations ``1..registrations``, pages of ``per_page``), then a
+    removal (registration 5 deferred), an incremental listing of event 11 changing
+    registrations ``1..changed``, and a failed race 2 (error 201)."""
+    b.run_started()
+    b.race(j({"race": race_obj(1, event_ids=(11, 12))}), 1)
+    for ev in (11, 12):
+        pages = [
+            participants_body(ev, [registration(r, ev) for r in range(k, k + per_page)])
+            for k in range(1, registrations + 1, per_page)
+        ]
+        b.listing(1, ev, pages)
+    b.listing(
+        1,
+        11,
+        [removed_body(11, [removed_registration(5, 11, "deferred", None, 1)])],
+        endpoint="removed_participants",
+    )
+    b.listing(
+        1, 11, [participants_body(11, [registration(r, 11, 1) for r in range(1, changed + 1)])]
+    )
+    b.fetch_failed("race", 2, code=201, msg="Race not found.")
+    b.run_finished()
+
+
 def new_journal(path: str | Path = ":memory:") -> Journal:
     return Journal(open_db(path))
 

@@ -10,15 +10,10 @@ from pathlib import Path
 from crash_helpers import killed_at
 from project_helpers import (
     Builder,
+    big_listing_run,
     copy_db,
     dump,
-    j,
     new_journal,
-    participants_body,
-    race_obj,
-    registration,
-    removed_body,
-    removed_registration,
 )
 
 from rsu.projector import project
@@ -26,24 +21,7 @@ from rsu.projector import project
 
 def _journal(path: Path) -> None:
     jn = new_journal(path)
-    b = Builder(jn)
-    b.run_started()
-    b.race(j({"race": race_obj(1, event_ids=(11, 12))}), 1)
-    for ev in (11, 12):
-        pages = [
-            participants_body(ev, [registration(r, ev) for r in range(k, k + 250)])
-            for k in range(1, 10_001, 250)
-        ]
-        b.listing(1, ev, pages)
-    b.listing(
-        1,
-        11,
-        [removed_body(11, [removed_registration(5, 11, "deferred", None, 1)])],
-        endpoint="removed_participants",
-    )
-    b.listing(1, 11, [participants_body(11, [registration(r, 11, 1) for r in range(1, 200)])])
-    b.fetch_failed("race", 2, code=201, msg="Race not found.")
-    b.run_finished()
+    big_listing_run(Builder(jn), registrations=10_000, per_page=250, changed=199)
     jn.close()
 
 

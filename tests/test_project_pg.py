@@ -20,6 +20,7 @@ from fetch_helpers import seed_credentials
 from pg_helpers import DSN_ENV, fresh_database, pg_rows
 from project_helpers import (
     Builder,
+    big_listing_run,
     j,
     new_journal,
     participants_body,
@@ -214,24 +215,7 @@ def test_each_target_keeps_its_own_checkpoint(pg_dsn):
 def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
     path = tmp_path / "rsu.db"
     jn = new_journal(path)
-    b = Builder(jn)
-    b.run_started()
-    b.race(j({"race": race_obj(1, event_ids=(11, 12))}), 1)
-    for ev in (11, 12):
-        pages = [
-            participants_body(ev, [registration(r, ev) for r in range(k, k + 100)])
-            for k in range(1, 1001, 100)
-        ]
-        b.listing(1, ev, pages)
-    b.listing(
-        1,
-        11,
-        [removed_body(11, [removed_registration(5, 11, "deferred", None, 1)])],
-        endpoint="removed_participants",
-    )
-    b.listing(1, 11, [participants_body(11, [registration(r, 11, 1) for r in range(1, 90)])])
-    b.fetch_failed("race", 2, code=201, msg="Race not found.")
-    b.run_finished()
+    big_listing_run(Builder(jn), registrations=1000, per_page=100, changed=89)
     last = jn.last_seq()
     project(jn.db)
     expected = sqlite_tables(jn.db.conn)
