@@ -364,6 +364,6 @@ _takes_options_of(sync, "target")  # `rsu sync` adds --target
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``rsu fetch`` to the root app."""
+    """Add ``rsu fetch`` and ``rsu sync`` to the root app."""
     app.command("fetch")(fetch)
     app.command("sync")(sync)
