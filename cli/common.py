@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,7 +21,8 @@ from rsu.fetcher.cadence import (
     parse_cadence,
     parse_duration,
 )
-from rsu.fetcher.run import Terminated
+from rsu.fetcher.run import FetchUsageError, Terminated
+from rsu.fetcher.secret_store import CredentialError
 from rsu.journal import DB_ENV, JournalError, database_error
 from rsu.journal.printable import printable
 from rsu.journal.runlock import RunLock, RunLocked
@@ -85,6 +86,17 @@ def duration(bare_unit: str = "s", minimum: float = 0.0) -> Callable[[str], floa
 _UNIT_NAMES = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+def duration_option(
+    flag: str, *, help: str, bare_unit: str = "s", minimum: float = 0.0, **kwargs: Any
+) -> Any:
+    """A ``typer.Option`` named ``flag`` for a duration, for use in ``Annotated[float, ...]``:
+    parsed by :func:`duration` (``bare_unit``, ``minimum``) into seconds (float) and shown as
+    ``DURATION`` in the help; ``kwargs`` go on to ``typer.Option`` (e.g. ``show_default``)."""
+    return typer.Option(
+        flag, parser=duration(bare_unit, minimum), metavar="DURATION", help=help, **kwargs
+    )
+
+
 TargetOption = Annotated[
     str | None,
     typer.Option(
@@ -144,6 +156,21 @@ def database_errors(db: Path) -> Iterator[None]:
         yield
     except (JournalError, sqlite3.Error) as exc:
         fail_database(db, exc)
+
+
+@contextmanager
+def fetcher_errors(db: Path) -> Iterator[None]:
+    """Turn a failure of the fetcher inside the block into one clean line on stderr: a
+    :class:`~rsu.fetcher.FetchUsageError` (e.g. no credentials configured) exits 2, a
+    :class:`~rsu.fetcher.CredentialError` (e.g. an unreadable secrets file) exits 1, and a
+    database failure exits 1 as in :func:`database_errors`."""
+    try:
+        with database_errors(db):
+            yield
+    except FetchUsageError as exc:
+        fail(str(exc), 2)
+    except CredentialError as exc:
+        fail(str(exc), 1)
 
 
 def fail_database(db: Path, exc: JournalError | sqlite3.Error) -> NoReturn:

@@ -12,25 +12,28 @@ Help texts use no square brackets: rich would take ``[env RSU_API_SECRET]`` for 
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
+import sqlite_utils
 import typer
 
 from rsu.cli.common import (
     DEFAULT_DB,
     DbOption,
-    duration,
+    database_errors,
+    duration_option,
     err_console,
     fail,
-    fail_database,
+    fetcher_errors,
     require_db,
 )
 from rsu.fetcher import (
     DEFAULT_BASE_URL,
-    FetchUsageError,
     RetryPolicy,
     Timeouts,
     check_credentials,
@@ -48,10 +51,30 @@ from rsu.fetcher.credentials import (
     set_caller_registration,
 )
 from rsu.fetcher.run import CALLER_WARNING, load_caller
-from rsu.journal import JournalError, open_db
+from rsu.journal import open_db
 from rsu.journal.printable import printable
 
 app = typer.Typer(help="Manage timing partner API credentials.", no_args_is_help=True)
+
+
+@contextmanager
+def _credentials_db(db: Path, credential_exit: int) -> Iterator[sqlite_utils.Database]:
+    """The database ``db`` opened (created when missing) for the block and closed after it.
+
+    A :class:`CredentialError` inside the block (a bad value, an unreadable secrets file) exits
+    ``credential_exit`` with its one line; a database failure exits 1 naming the file and the
+    cause (:func:`~rsu.cli.common.database_errors`); never a traceback.
+    """
+    try:
+        with database_errors(db):
+            conn = open_db(db)
+            try:
+                yield conn
+            finally:
+                conn.conn.close()
+    except CredentialError as exc:
+        fail(str(exc), credential_exit)
+
 
 PartnerOption = Annotated[int, typer.Option("--partner", min=1, help="Timing partner id.")]
 
@@ -135,10 +158,9 @@ def add(
     ] = None,
     expires_in: Annotated[
         float | None,
-        typer.Option(
+        duration_option(
             "--expires-in",
-            parser=duration("s", minimum=1),
-            metavar="DURATION",
+            minimum=1,
             help="With --bearer-token: how long until the access token expires: 2592000 "
             "(seconds, the expires_in RunSignUp returned), 30d, 1h.",
         ),
@@ -179,26 +201,18 @@ def add(
             fail("--refresh-token needs --client-id (the OAuth2 client that issued it)", 2)
         if client_secret is not None:
             client = _secret(client_secret, "RSU_CLIENT_SECRET", "OAuth2 client secret")
-    try:
-        conn = open_db(db)
-        try:
-            cred, replaced = add_credential(
-                conn,
-                partner,
-                kind,
-                secret,
-                principal,
-                refresh_token=refresh,
-                client_id=client_id or "",
-                client_secret=client,
-                expires_in=expires_in,
-            )
-        finally:
-            conn.conn.close()
-    except CredentialError as exc:
-        fail(str(exc), 2)
-    except (JournalError, sqlite3.Error) as exc:
-        fail_database(db, exc)
+    with _credentials_db(db, credential_exit=2) as conn:
+        cred, replaced = add_credential(
+            conn,
+            partner,
+            kind,
+            secret,
+            principal,
+            refresh_token=refresh,
+            client_id=client_id or "",
+            client_secret=client,
+            expires_in=expires_in,
+        )
     verb = "replaced" if replaced else "added"
     extra = ", refreshable" if cred.oauth is not None else ""
     typer.echo(
@@ -212,17 +226,9 @@ def list_(db: DbOption = DEFAULT_DB) -> None:
     """List credentials: partner, kind, key and secret fingerprints (never the secrets), token
     expiry, and whether the API caller registration is set (its id only)."""
     require_db(db)
-    try:
-        conn = open_db(db)
-        try:
-            creds = list_credentials(conn)
-            caller = load_caller_registration(conn)
-        finally:
-            conn.conn.close()
-    except CredentialError as exc:
-        fail(str(exc), 1)
-    except (JournalError, sqlite3.Error) as exc:
-        fail_database(db, exc)
+    with _credentials_db(db, credential_exit=1) as conn:
+        creds = list_credentials(conn)
+        caller = load_caller_registration(conn)
     if not creds:
         typer.echo("no credentials; add one with: rsu credentials add --partner ID --api-key KEY")
     else:
@@ -260,10 +266,9 @@ def test(
     ] = DEFAULT_BASE_URL,
     timeout: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--timeout",
-            parser=duration("s", minimum=0.001),
-            metavar="DURATION",
+            minimum=0.001,
             help="How long to wait for each answer: 15s, 1m, 15 (seconds).",
         ),
     ] = 15.0,
@@ -273,7 +278,7 @@ def test(
 ) -> None:
     """Check each partner's access (GET /Rest/races?results_per_page=1). Exit 1 if any fails."""
     require_db(db)
-    try:
+    with fetcher_errors(db):
         results = check_credentials(
             db,
             base_url,
@@ -281,12 +286,6 @@ def test(
             timeouts=Timeouts(timeout, timeout),
             policy=RetryPolicy(max_attempts=max_attempts, backoff_factor=0.1, jitter=0.1),
         )
-    except FetchUsageError as exc:
-        fail(str(exc), 2)
-    except CredentialError as exc:  # e.g. an unreadable secrets file
-        fail(str(exc), 1)
-    except (JournalError, sqlite3.Error) as exc:
-        fail_database(db, exc)
     if load_caller(db) is None:
         typer.echo(f"warning: {CALLER_WARNING}", err=True)
     for r in results:
@@ -306,14 +305,8 @@ def test(
 def remove(partner: PartnerOption, db: DbOption = DEFAULT_DB) -> None:
     """Delete the RunSignUp credential of one timing partner."""
     require_db(db)
-    try:
-        conn = open_db(db)
-        try:
-            removed = remove_credential(conn, partner)
-        finally:
-            conn.conn.close()
-    except (JournalError, sqlite3.Error) as exc:
-        fail_database(db, exc)
+    with _credentials_db(db, credential_exit=1) as conn:
+        removed = remove_credential(conn, partner)
     if not removed:
         fail(f"no credentials for partner {partner}", 1)
     typer.echo(f"removed the credential of partner {partner}")
@@ -342,23 +335,15 @@ def caller(
     require_db(db)
     if remove == (token is not None):
         fail("give either --token ID.TOKEN or --remove", 2)
-    try:
-        conn = open_db(db)
-        try:
-            if remove:
-                removed = remove_caller_registration(conn)
-            else:
-                assert token is not None
-                value = _secret(token, "RSU_API_REG", "caller registration ID.TOKEN")
-                reg_id, reg_token = parse_caller_token(value)
-                secret = _secret(None, "RSU_API_REG_SECRET", "caller registration secret")
-                reg, replaced = set_caller_registration(conn, reg_id, reg_token, secret)
-        finally:
-            conn.conn.close()
-    except CredentialError as exc:
-        fail(str(exc), 2)
-    except (JournalError, sqlite3.Error) as exc:
-        fail_database(db, exc)
+    with _credentials_db(db, credential_exit=2) as conn:
+        if remove:
+            removed = remove_caller_registration(conn)
+        else:
+            assert token is not None
+            value = _secret(token, "RSU_API_REG", "caller registration ID.TOKEN")
+            reg_id, reg_token = parse_caller_token(value)
+            secret = _secret(None, "RSU_API_REG_SECRET", "caller registration secret")
+            reg, replaced = set_caller_registration(conn, reg_id, reg_token, secret)
     if remove:
         if not removed:
             fail("no caller registration is stored", 1)

@@ -4,8 +4,9 @@ sync, :func:`rsu.projector.project` after it)."""
 from __future__ import annotations
 
 import inspect
-import sqlite3
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,11 +22,11 @@ from rsu.cli.common import (
     DbOption,
     TargetOption,
     cadence_value,
-    duration,
+    duration_option,
     err_console,
     exclusive_run,
     fail,
-    fail_database,
+    fetcher_errors,
     labelled,
     require_db,
     server_text,
@@ -34,15 +35,12 @@ from rsu.cli.common import (
 from rsu.cli.project_cmd import project_or_exit
 from rsu.fetcher import (
     DEFAULT_BASE_URL,
-    CredentialError,
     FetchOptions,
     FetchResult,
-    FetchUsageError,
     run_fetch,
 )
 from rsu.fetcher.report import PlainProgress, RichProgress
 from rsu.fetcher.run import CALLER_WARNING, Terminated, load_caller
-from rsu.journal import JournalError
 
 
 def _date(value: str | None, option: str) -> date | None:
@@ -54,7 +52,24 @@ def _date(value: str | None, option: str) -> date | None:
         raise typer.BadParameter(f"{value!r} is not a YYYY-MM-DD date", param_hint=option) from None
 
 
-def fetch(
+@dataclass(frozen=True)
+class FetchRun:
+    """One fetch as ``rsu fetch`` (and the first half of ``rsu sync``) runs it, built by
+    :func:`fetch_run` from the command's options: the database file ``db``, the fetcher's
+    :class:`~rsu.fetcher.FetchOptions`, and ``progress`` (``True``/``False`` from
+    ``--progress/--no-progress``; ``None``: bars only when standard output is a terminal)."""
+
+    db: Path
+    options: FetchOptions
+    progress: bool | None = None
+
+    @property
+    def show_bars(self) -> bool:
+        """Whether to draw progress bars (rich) rather than plain progress lines."""
+        return sys.stdout.isatty() if self.progress is None else self.progress
+
+
+def fetch_run(
     db: DbOption = DEFAULT_DB,
     base_url: Annotated[
         str,
@@ -80,10 +95,9 @@ def fetch(
     ] = False,
     full_every: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--full-every",
-            parser=duration("h"),
-            metavar="DURATION",
+            bare_unit="h",
             show_default="24h",
             help="After how long an event's listing is read completely again: 24h, 90m, 2d "
             "(a bare number means hours).",
@@ -144,28 +158,25 @@ def fetch(
     ] = 5.0,
     connect_timeout: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--connect-timeout",
-            parser=duration("s", minimum=0.001),
-            metavar="DURATION",
+            minimum=0.001,
             help="How long to wait for a connection: 10s, 1m, 10 (seconds).",
         ),
     ] = 10.0,
     read_timeout: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--read-timeout",
-            parser=duration("s", minimum=0.001),
-            metavar="DURATION",
+            minimum=0.001,
             help="How long to wait for data: 60s, 2m, 60 (seconds).",
         ),
     ] = 60.0,
     deadline: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--deadline",
-            parser=duration("s", minimum=0.001),
-            metavar="DURATION",
+            minimum=0.001,
             help="How long one request attempt may take in all: 2m, 120 (seconds); a server "
             "trickling its answer is cut off and the attempt is retried like a timeout.",
         ),
@@ -184,28 +195,22 @@ def fetch(
     ] = 6,
     backoff: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--backoff",
-            parser=duration("s"),
-            metavar="DURATION",
             help="Backoff factor, doubling per retry: 0.25, 1s (a bare number means seconds).",
         ),
     ] = 0.25,
     retry_after_cap: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--retry-after-cap",
-            parser=duration("s"),
-            metavar="DURATION",
             help="Longest Retry-After honoured: 30s, 1m, 30 (seconds).",
         ),
     ] = 30.0,
     overlap: Annotated[
         float,
-        typer.Option(
+        duration_option(
             "--overlap",
-            parser=duration("s"),
-            metavar="DURATION",
             help="How much is re-read before an incremental cursor: 10s, 1m, 10 (seconds).",
         ),
     ] = 10.0,
@@ -232,65 +237,73 @@ def fetch(
             "--progress/--no-progress", help="Progress bars (default: only on a terminal)."
         ),
     ] = None,
-) -> None:
+) -> FetchRun:
+    """The options of ``rsu fetch`` as a :class:`FetchRun`: the one list of them, which
+    ``rsu fetch`` and ``rsu sync`` both take (see :func:`_takes_options_of`).
+
+    Durations arrive in seconds (their ``parser=`` converted them); ``--max-body-mb`` becomes
+    bytes. A bad ``--cadence``, ``--start-date`` or ``--end-date`` raises ``typer.BadParameter``
+    (usage error, exit 2) naming the option.
+    """
+    return FetchRun(
+        db=db,
+        options=FetchOptions(
+            base_url=base_url,
+            partner_ids=tuple(partner or ()),
+            race_ids=tuple(race or ()),
+            test=test,
+            full=full,
+            full_every=full_every,
+            all_races=all_races,
+            cadence=cadence_value(cadence),
+            ignore_cadence=all_due,
+            start_date=_date(start_date, "--start-date"),
+            end_date=_date(end_date, "--end-date"),
+            concurrency=concurrency,
+            beyond_caller_limit=beyond_caller_limit,
+            events_per_call=events_per_call,
+            max_rps=max_rps,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            deadline=deadline,
+            max_body_bytes=max_body_mb * 2**20,
+            max_attempts=max_attempts,
+            backoff_factor=backoff,
+            retry_after_cap=retry_after_cap,
+            overlap_seconds=int(overlap),
+            unreachable_after=unreachable_after,
+            page_size=page_size,
+            log_file=log_file,
+            summary_file=summary_file,
+        ),
+        progress=progress,
+    )
+
+
+def fetch(**params: Any) -> None:
     """Fetch races, events, participants and removals of your timing partners into the journal.
 
     Exit code 0 when all went well, 1 when any partner, race or event failed, 2 for usage
     errors (e.g. no credentials configured), 75 when another rsu run is using the database.
     """
-    values = locals()
-    require_db(db)
-    with exclusive_run(db, "rsu fetch"):
-        result = _fetch(values)
+    run = fetch_run(**params)
+    require_db(run.db)
+    with exclusive_run(run.db, "rsu fetch"):
+        result = _fetch(run)
     raise typer.Exit(result.exit_code)
 
 
-def _fetch(values: dict[str, Any]) -> FetchResult:
-    """Run one fetch from the parsed options of :func:`fetch` and print its one-line summary."""
-    db: Path = values["db"]
-    options = FetchOptions(
-        base_url=values["base_url"],
-        partner_ids=tuple(values["partner"] or ()),
-        race_ids=tuple(values["race"] or ()),
-        test=values["test"],
-        full=values["full"],
-        full_every=values["full_every"],
-        all_races=values["all_races"],
-        cadence=cadence_value(values["cadence"]),
-        ignore_cadence=values["all_due"],
-        start_date=_date(values["start_date"], "--start-date"),
-        end_date=_date(values["end_date"], "--end-date"),
-        concurrency=values["concurrency"],
-        beyond_caller_limit=values["beyond_caller_limit"],
-        events_per_call=values["events_per_call"],
-        max_rps=values["max_rps"],
-        connect_timeout=values["connect_timeout"],
-        read_timeout=values["read_timeout"],
-        deadline=values["deadline"],
-        max_body_bytes=values["max_body_mb"] * 2**20,
-        max_attempts=values["max_attempts"],
-        backoff_factor=values["backoff"],
-        retry_after_cap=values["retry_after_cap"],
-        overlap_seconds=int(values["overlap"]),
-        unreachable_after=values["unreachable_after"],
-        page_size=values["page_size"],
-        log_file=values["log_file"],
-        summary_file=values["summary_file"],
-    )
-    progress = values["progress"]
-    show_bars = sys.stdout.isatty() if progress is None else progress
+def _fetch(run: FetchRun) -> FetchResult:
+    """Run one fetch and print its one-line summary, failures and warnings; exits 2 on a usage
+    error, 1 on a credential or database failure, 143/130 when stopped."""
+    db = run.db
     try:
-        if show_bars:
-            with RichProgress() as bars:
-                result = run_fetch(db, options, bars)
-        else:
-            result = run_fetch(db, options, PlainProgress())
-    except FetchUsageError as exc:
-        fail(str(exc), 2)
-    except CredentialError as exc:  # e.g. an unreadable secrets file
-        fail(str(exc), 1)
-    except (JournalError, sqlite3.Error) as exc:
-        fail_database(db, exc)
+        with fetcher_errors(db):
+            if run.show_bars:
+                with RichProgress() as bars:
+                    result = run_fetch(db, run.options, bars)
+            else:
+                result = run_fetch(db, run.options, PlainProgress())
     except Terminated as exc:
         fail(f"stopped by {exc}; the journal holds everything fetched so far", EXIT_TERMINATED)
     except KeyboardInterrupt:
@@ -312,19 +325,19 @@ def _fetch(values: dict[str, Any]) -> FetchResult:
     return result
 
 
-def sync(**values: Any) -> None:
+def sync(target: TargetOption = None, **params: Any) -> None:
     """Fetch, then project: the command for cron. Takes every option of `rsu fetch`.
 
     Exit code 0 only when everything synced: the fetch had no failure and the projection
     recorded no new error; 1 otherwise; 2 for usage errors; 75 when another rsu run is using the
     database. With --target, project into that PostgreSQL database instead of the SQLite tables.
     """
-    db: Path = values["db"]
-    require_db(db)
-    dsn = target_value(values["target"])
-    with exclusive_run(db, "rsu sync"):
-        fetched = _fetch(values)
-        projected = project_or_exit(db, target=dsn)
+    run = fetch_run(**params)
+    require_db(run.db)
+    dsn = target_value(target)
+    with exclusive_run(run.db, "rsu sync"):
+        fetched = _fetch(run)
+        projected = project_or_exit(run.db, target=dsn)
     for message in projected.messages:
         err_console.print(server_text(message), soft_wrap=True)
     typer.echo(
@@ -334,22 +347,23 @@ def sync(**values: Any) -> None:
     raise typer.Exit(max(fetched.exit_code, projected.exit_code))
 
 
-def _sync_target(target: TargetOption = None) -> None:
-    """Holds the ``--target`` option that ``rsu sync`` adds to those of ``rsu fetch``."""
+def _takes_options_of(command: Callable[..., None], *extra: str) -> None:
+    """Give ``command`` (which takes ``**params`` and passes them to :func:`fetch_run`) the
+    options of :func:`fetch_run`, then its own parameters named in ``extra``: typer reads the
+    command's options from this signature, so ``rsu fetch`` and ``rsu sync`` share one list of
+    options that cannot drift apart."""
+    own = inspect.signature(command, eval_str=True).parameters
+    shared = inspect.signature(fetch_run, eval_str=True).parameters.values()
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [*shared, *(own[name] for name in extra)], return_annotation=None
+    )
 
 
-# `rsu sync` takes exactly the options of `rsu fetch` (one list, no copy to drift apart), plus
-# `--target`.
-_fetch_signature = inspect.signature(fetch, eval_str=True)
-sync.__signature__ = _fetch_signature.replace(  # type: ignore[attr-defined]
-    parameters=[
-        *_fetch_signature.parameters.values(),
-        *inspect.signature(_sync_target, eval_str=True).parameters.values(),
-    ]
-)
+_takes_options_of(fetch)
+_takes_options_of(sync, "target")  # `rsu sync` adds --target
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``rsu fetch`` to the root app."""
+    """Add ``rsu fetch`` and ``rsu sync`` to the root app."""
     app.command("fetch")(fetch)
     app.command("sync")(sync)

@@ -21,7 +21,7 @@ from rsu.cli.common import (
     DbOption,
     cadence_value,
     database_errors,
-    duration,
+    duration_option,
     require_db,
     server_text,
 )
@@ -181,10 +181,8 @@ def register(app: typer.Typer) -> None:
         db: DbOption = DEFAULT_DB,
         max_age: Annotated[
             float,
-            typer.Option(
+            duration_option(
                 "--max-age",
-                parser=duration("s"),
-                metavar="DURATION",
                 show_default="1h",
                 help="How recently a race with an upcoming event must have synced: 1h, 90m, "
                 "3600 (seconds).",

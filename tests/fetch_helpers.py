@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from rsu.fetcher import FetchOptions
+from rsu.fetcher import FetchOptions, run_fetch
 from rsu.fetcher.credentials import add_credential
 from rsu.journal import Journal, ResponseReceived, open_db
+from rsu.projector import project
 from rsu.simulator import Credential, World, WorldConfig
 
 SMALL = WorldConfig(
@@ -91,19 +93,41 @@ def journaled_ids(
     return dict(out)
 
 
-def world_ids(world: World, removed: bool = False) -> dict[tuple[int, int], set[int]]:
-    """``(race_id, event_id) -> registration ids`` the simulator holds (active or removed)."""
-    out = {}
+def _held(world: World, removed: bool) -> Iterator[tuple[int, int, dict[int, dict[str, Any]]]]:
+    """``(race_id, event_id, registration_id -> row)`` of every event of every partner of the
+    simulator's world, its active (or, with ``removed``, removed) registrations."""
     for pid in world.partner_ids:
         for rid in world.race_ids(pid):
             for eid in world.event_ids(rid):
-                rows = (
-                    world.removed_registrations(rid, eid)
-                    if removed
-                    else world.active_registrations(rid, eid)
-                )
-                out[(rid, eid)] = set(rows)
-    return out
+                if removed:
+                    yield rid, eid, world.removed_registrations(rid, eid)
+                else:
+                    yield rid, eid, world.active_registrations(rid, eid)
+
+
+def world_ids(world: World, removed: bool = False) -> dict[tuple[int, int], set[int]]:
+    """``(race_id, event_id) -> registration ids`` the simulator holds (active or removed); an
+    event without any has an empty set."""
+    return {(rid, eid): set(rows) for rid, eid, rows in _held(world, removed)}
+
+
+def world_registrations(
+    world: World, removed: bool = False
+) -> dict[tuple[int, int, int], dict[str, Any]]:
+    """``(race_id, event_id, registration_id) -> row`` of every registration the simulator holds
+    active (or, with ``removed``, removed), over all partners: the oracle of end-to-end tests."""
+    return {
+        (rid, eid, reg): row
+        for rid, eid, rows in _held(world, removed)
+        for reg, row in rows.items()
+    }
+
+
+def fetch_and_project(db_path: Path, base_url: str, tmp_path: Path, **opts: Any) -> tuple[int, int]:
+    """One sync as ``rsu sync`` runs it: fetch from ``base_url`` with :func:`fast_options`
+    (``opts`` override them), then project; returns both exit codes."""
+    fetched = run_fetch(db_path, fast_options(base_url, tmp_path, **opts))
+    return fetched.exit_code, project(db_path).exit_code
 
 
 def non_empty(d: dict[tuple[int, int], set[int]]) -> dict[tuple[int, int], set[int]]:

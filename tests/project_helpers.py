@@ -352,6 +352,32 @@ class Builder:
         return self.append(ev, times=times, race_id=race_id)
 
 
+def big_listing_run(b: Builder, registrations: int, per_page: int, changed: int) -> None:
+    """Append the run the crash tests kill the projection in: race 1 with events 11 and 12,
+    each listed in full (registrations ``1..registrations``, pages of ``per_page``), then a
+    removal (registration 5 deferred), an incremental listing of event 11 changing
+    registrations ``1..changed``, and a failed race 2 (error 201)."""
+    b.run_started()
+    b.race(j({"race": race_obj(1, event_ids=(11, 12))}), 1)
+    for ev in (11, 12):
+        pages = [
+            participants_body(ev, [registration(r, ev) for r in range(k, k + per_page)])
+            for k in range(1, registrations + 1, per_page)
+        ]
+        b.listing(1, ev, pages)
+    b.listing(
+        1,
+        11,
+        [removed_body(11, [removed_registration(5, 11, "deferred", None, 1)])],
+        endpoint="removed_participants",
+    )
+    b.listing(
+        1, 11, [participants_body(11, [registration(r, 11, 1) for r in range(1, changed + 1)])]
+    )
+    b.fetch_failed("race", 2, code=201, msg="Race not found.")
+    b.run_finished()
+
+
 def new_journal(path: str | Path = ":memory:") -> Journal:
     return Journal(open_db(path))
 
@@ -393,6 +419,26 @@ def rows(conn: sqlite3.Connection, sql: str, *params: Any) -> list[dict[str, Any
     cur = conn.execute(sql, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def participant_rows(
+    db_path: Path, *columns: str, removed: bool = False
+) -> dict[tuple[int, int, int], tuple[Any, ...]]:
+    """``(race_id, event_id, registration_id) -> (values of columns)`` of every active (or, with
+    ``removed``, removed) row of ``runsignup_participants`` in the SQLite file ``db_path``."""
+    wanted = "".join(f", {c}" for c in columns)
+    where = "IS NOT NULL" if removed else "IS NULL"
+    conn = sqlite3.connect(db_path)
+    try:
+        return {
+            tuple(r[:3]): tuple(r[3:])
+            for r in conn.execute(
+                f"SELECT race_id, event_id, registration_id{wanted} "
+                f"FROM runsignup_participants WHERE removed_at {where}"
+            )
+        }
+    finally:
+        conn.close()
 
 
 def new_listing_id() -> str:

@@ -308,3 +308,34 @@ def test_secret_from_piped_stdin_and_empty_secret(tmp_path: Path) -> None:
         app, ["credentials", "add", "--db", db, "--partner", "8", "--api-key", "K"], input="\n"
     )
     assert r.exit_code == 2 and "the API secret is empty" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["credentials", "remove", "--partner", "8"], 1),
+        (["credentials", "list"], 1),
+        (["credentials", "caller", "--remove"], 2),
+        (["credentials", "test", "--base-url", "http://127.0.0.1:9"], 1),
+        (["fetch", "--base-url", "http://127.0.0.1:9", "--no-progress"], 1),
+    ],
+)
+def test_unopenable_secrets_file_is_one_clean_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int
+) -> None:
+    monkeypatch.chdir(tmp_path)  # rsu fetch writes its log and summary files here
+    db = tmp_path / "rsu.db"
+    env = {"RSU_API_SECRET": "s3cret", "COLUMNS": "400"}
+    r = runner.invoke(
+        app, ["credentials", "add", "--db", str(db), "--partner", "8", "--api-key", "k"], env=env
+    )
+    assert r.exit_code == 0, r.output
+    secrets = Path(f"{db}.secrets")
+    secrets.unlink()
+    secrets.mkdir()  # a directory where the secrets file should be: it cannot be opened
+    r = runner.invoke(app, [*args, "--db", str(db)], env=env)
+    assert (r.exit_code, r.stderr.splitlines()[0].split(":")[:2]) == (
+        code,
+        ["error", " cannot open the secrets file " + str(secrets)],
+    )
+    assert "Traceback" not in r.output

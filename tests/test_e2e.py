@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fetch_helpers import fast_options, seed_credentials
+from fetch_helpers import fast_options, fetch_and_project, seed_credentials, world_registrations
+from project_helpers import participant_rows
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
@@ -41,52 +42,30 @@ def _world() -> World:
 
 def _table_state(db: Path) -> tuple[dict[tuple[int, int, int], tuple], dict]:
     """(active: (race, event, reg) -> (bib, first, last), removed: key -> (reason, new_id))."""
-    conn = sqlite3.connect(db)
-    try:
-        active = {
-            (r[0], r[1], r[2]): (r[3], r[4], r[5])
-            for r in conn.execute(
-                "SELECT race_id, event_id, registration_id, bib_num, first_name, last_name "
-                "FROM runsignup_participants WHERE removed_at IS NULL"
-            )
-        }
-        removed = {
-            (r[0], r[1], r[2]): (r[3], r[4])
-            for r in conn.execute(
-                "SELECT race_id, event_id, registration_id, removed_reason, new_registration_id "
-                "FROM runsignup_participants WHERE removed_at IS NOT NULL"
-            )
-        }
-    finally:
-        conn.close()
+    active = participant_rows(db, "bib_num", "first_name", "last_name")
+    removed = participant_rows(db, "removed_reason", "new_registration_id", removed=True)
     return active, removed
 
 
 def _world_state(world: World) -> tuple[dict[tuple[int, int, int], tuple], dict]:
-    active, removed = {}, {}
-    for pid in world.partner_ids:
-        for rid in world.race_ids(pid):
-            for eid in world.event_ids(rid):
-                for reg, row in world.active_registrations(rid, eid).items():
-                    bib = row.get("bib_num")
-                    user = row.get("user") or {}
-                    active[(rid, eid, reg)] = (
-                        None if bib is None else str(bib),
-                        user.get("first_name"),
-                        user.get("last_name"),
-                    )
-                for reg, row in world.removed_registrations(rid, eid).items():
-                    removed[(rid, eid, reg)] = (
-                        row["removed_reason"],
-                        row.get("new_registration_id"),
-                    )
+    active = {}
+    for key, row in world_registrations(world).items():
+        bib = row.get("bib_num")
+        user = row.get("user") or {}
+        active[key] = (
+            None if bib is None else str(bib),
+            user.get("first_name"),
+            user.get("last_name"),
+        )
+    removed = {
+        key: (row["removed_reason"], row.get("new_registration_id"))
+        for key, row in world_registrations(world, removed=True).items()
+    }
     return active, removed
 
 
 def _sync(db: Path, sim: SimulatorServer, tmp_path: Path, **opts: object) -> tuple[int, int]:
-    fetched = run_fetch(db, fast_options(sim.base_url, tmp_path, **opts))
-    projected = project(db)
-    return fetched.exit_code, projected.exit_code
+    return fetch_and_project(db, sim.base_url, tmp_path, **opts)
 
 
 @dataclass

@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fetch_helpers import fast_options, seed_credentials
+from fetch_helpers import fetch_and_project, seed_credentials, world_registrations
+from project_helpers import participant_rows
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
-from rsu.fetcher import run_fetch
-from rsu.projector import project
 from rsu.projector.reports import RaceStatus, sync_status
 from rsu.simulator import SimulatorServer, World, WorldConfig
 
@@ -33,33 +32,18 @@ class Sim:
     tmp: Path
 
     def sync(self, **opts: object) -> tuple[int, int]:
-        fetched = run_fetch(self.db, fast_options(self.sim.base_url, self.tmp, **opts))
-        return fetched.exit_code, project(self.db).exit_code
+        return fetch_and_project(self.db, self.sim.base_url, self.tmp, **opts)
 
     def active(self) -> dict[tuple[int, int, int], str | None]:
         """(race, event, registration) -> last_name of every active row."""
-        conn = sqlite3.connect(self.db)
-        try:
-            return {
-                (r[0], r[1], r[2]): r[3]
-                for r in conn.execute(
-                    "SELECT race_id, event_id, registration_id, last_name "
-                    "FROM runsignup_participants WHERE removed_at IS NULL"
-                )
-            }
-        finally:
-            conn.close()
+        return {key: last for key, (last,) in participant_rows(self.db, "last_name").items()}
 
     def world_active(self, skip_races: tuple[int, ...] = ()) -> dict[tuple[int, int, int], str]:
-        out = {}
-        for pid in self.world.partner_ids:
-            for rid in self.world.race_ids(pid):
-                if rid in skip_races:
-                    continue
-                for eid in self.world.event_ids(rid):
-                    for reg, row in self.world.active_registrations(rid, eid).items():
-                        out[(rid, eid, reg)] = (row.get("user") or {}).get("last_name")
-        return out
+        return {
+            key: (row.get("user") or {}).get("last_name")
+            for key, row in world_registrations(self.world).items()
+            if key[0] not in skip_races
+        }
 
     def race_status(self, race_id: int) -> RaceStatus:
         conn = sqlite3.connect(self.db)

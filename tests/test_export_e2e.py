@@ -10,13 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fetch_helpers import fast_options, seed_credentials
+from fetch_helpers import fetch_and_project, seed_credentials
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
 from rsu.export.diff import REASONS
 from rsu.export.record import TRACKED
-from rsu.fetcher import run_fetch
 from rsu.projector import project
 from rsu.simulator import SimulatorServer, World, WorldConfig
 
@@ -79,8 +78,7 @@ def _expected(before: dict, after: dict, removed: dict) -> list[tuple]:
 
 
 def _sync(db: Path, sim: SimulatorServer, tmp: Path) -> None:
-    assert run_fetch(db, fast_options(sim.base_url, tmp)).exit_code == 0
-    assert project(db).exit_code == 0
+    assert fetch_and_project(db, sim.base_url, tmp) == (0, 0)
 
 
 def _export(db: Path, race: int, *args: str) -> Any:

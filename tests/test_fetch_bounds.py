@@ -14,6 +14,7 @@ import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -244,6 +245,15 @@ def test_gzip_bomb_stops_at_the_cap_with_bounded_memory(tmp_path: Path) -> None:
 BODY = b'{"races": [' + b'{"race": {"race_id": 1}}, ' * 2000 + b'{"race": {"race_id": 2}}]}'
 
 
+def _client(base_url: str, *args: Any, **kwargs: Any) -> ApiClient:
+    """An :class:`ApiClient` of the first partner of the ``SMALL`` world against ``base_url``,
+    without a journal or rate limit; ``args``/``kwargs`` go on to ``ApiClient`` after its rate
+    limiter (the retry policy, ``breaker=`` ...)."""
+    cred = World.generate(SMALL).credentials[0]
+    credential = Credential(cred.timing_partner_id, cred.auth, cred.principal, cred.secret)
+    return ApiClient(base_url, credential, None, SessionPool(), RateLimiter(0), *args, **kwargs)
+
+
 def _raw_deflate(data: bytes) -> bytes:
     z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     return z.compress(data) + z.flush()
@@ -271,14 +281,7 @@ def test_content_encodings_are_decoded_within_the_cap(
 ) -> None:
     headers = {"Content-Encoding": encoding} if encoding else {}
     with LoopbackServer(lambda req: Response(200, sent, headers=headers)) as api:
-        cred = World.generate(SMALL).credentials[0]
-        client = ApiClient(
-            api.base_url,
-            Credential(cred.timing_partner_id, cred.auth, cred.principal, cred.secret),
-            None,
-            SessionPool(),
-            RateLimiter(0),
-        )
+        client = _client(api.base_url)
         call = client.call("races", "/Rest/races", {})
         if isinstance(expected, bytes):
             assert client._send(call).body == expected
@@ -331,16 +334,7 @@ def test_an_interrupt_ends_the_retry_backoff_and_skips_what_is_not_sent() -> Non
 
     policy = RetryPolicy(max_attempts=4, backoff_factor=10.0, backoff_max=20.0, jitter=0.0)
     with LoopbackServer(app) as api:
-        cred = World.generate(SMALL).credentials[0]
-        client = ApiClient(
-            api.base_url,
-            Credential(cred.timing_partner_id, cred.auth, cred.principal, cred.secret),
-            None,
-            SessionPool(),
-            RateLimiter(0),
-            policy,
-            breaker=breaker,
-        )
+        client = _client(api.base_url, policy, breaker=breaker)
         first = client.get("races", "/Rest/races", {})
         second = client.get("race", "/Rest/race/1", {})
     assert seen == ["/Rest/races"]

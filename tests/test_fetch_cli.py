@@ -115,3 +115,51 @@ def test_help_lists_every_option() -> None:
         "--summary-file",
     ):
         assert option in r.output
+
+
+def _options(command: str) -> list[tuple[object, ...]]:
+    """Each option of ``rsu COMMAND`` as typer builds it: flags, default, envvar, help."""
+    import typer.main
+
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return [
+        (tuple(p.opts), tuple(p.secondary_opts), p.default, p.envvar, getattr(p, "help", None))
+        for p in click_command.params
+    ]
+
+
+def test_sync_takes_exactly_the_options_of_fetch_plus_target() -> None:
+    fetch, sync = _options("fetch"), _options("sync")
+    assert [o[:2] for o in fetch] == [
+        (("--db",), ()),
+        (("--base-url",), ()),
+        (("--partner",), ()),
+        (("--race",), ()),
+        (("--test",), ()),
+        (("--full",), ()),
+        (("--full-every",), ()),
+        (("--all-races",), ()),
+        (("--all",), ()),
+        (("--cadence",), ()),
+        (("--start-date",), ()),
+        (("--end-date",), ()),
+        (("--concurrency",), ()),
+        (("--events-per-call",), ()),
+        (("--beyond-caller-limit",), ()),
+        (("--max-rps",), ()),
+        (("--connect-timeout",), ()),
+        (("--read-timeout",), ()),
+        (("--deadline",), ()),
+        (("--max-body-mb",), ()),
+        (("--max-attempts",), ()),
+        (("--backoff",), ()),
+        (("--retry-after-cap",), ()),
+        (("--overlap",), ()),
+        (("--unreachable-after",), ()),
+        (("--page-size",), ()),
+        (("--log-file",), ()),
+        (("--summary-file",), ()),
+        (("--progress",), ("--no-progress",)),
+    ]
+    assert sync[:-1] == fetch
+    assert sync[-1][:4] == (("--target",), (), None, "RSU_TARGET")

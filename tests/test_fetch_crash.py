@@ -6,17 +6,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from crash_helpers import killed_at
 from fetch_helpers import fast_options, journaled_ids, non_empty, seed_credentials, world_ids
 
 from rsu.fetcher import run_fetch
 from rsu.journal import Journal
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
 
-CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 CONFIG = WorldConfig(
     seed=11,
     partners=2,
@@ -58,7 +57,7 @@ def _fetch_args(db: Path, base_url: str) -> list[str]:
 def _run(tmp_path: Path, point: str, n: int, args: list[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "120"}
     return subprocess.run(
-        [sys.executable, CRASH_RUNNER, f"{point}:{n}", *args],
+        killed_at(point, n, *args),
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -5,17 +5,17 @@ simulator sending either form."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import msgspec
 import pytest
 import requests
-from fetch_helpers import fast_options, seed_credentials
+from fetch_helpers import fast_options, seed_credentials, world_registrations
 from project_helpers import (
     Builder,
     j,
     new_journal,
+    participant_rows,
     participants_body,
     registration,
     removed_registration,
@@ -132,36 +132,13 @@ def test_projector_reads_the_bare_object_forms():
 
 
 def _state(db: Path) -> tuple[set[tuple[int, int, int]], dict[tuple[int, int, int], str]]:
-    conn = sqlite3.connect(db)
-    try:
-        active = {
-            r
-            for r in conn.execute(
-                "SELECT race_id, event_id, registration_id FROM runsignup_participants "
-                "WHERE removed_at IS NULL"
-            )
-        }
-        removed = {
-            (r[0], r[1], r[2]): r[3]
-            for r in conn.execute(
-                "SELECT race_id, event_id, registration_id, removed_reason "
-                "FROM runsignup_participants WHERE removed_at IS NOT NULL"
-            )
-        }
-    finally:
-        conn.close()
-    return active, removed
+    removed = participant_rows(db, "removed_reason", removed=True)
+    return set(participant_rows(db)), {key: reason for key, (reason,) in removed.items()}
 
 
 def _world_state(world: World) -> tuple[set[tuple[int, int, int]], dict]:
-    active, removed = set(), {}
-    for pid in world.partner_ids:
-        for rid in world.race_ids(pid):
-            for eid in world.event_ids(rid):
-                active |= {(rid, eid, reg) for reg in world.active_registrations(rid, eid)}
-                for reg, row in world.removed_registrations(rid, eid).items():
-                    removed[(rid, eid, reg)] = row["removed_reason"]
-    return active, removed
+    removed = world_registrations(world, removed=True)
+    return set(world_registrations(world)), {k: row["removed_reason"] for k, row in removed.items()}
 
 
 @pytest.mark.parametrize(

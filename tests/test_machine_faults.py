@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_helpers import killed_at
 from fetch_helpers import seed_credentials
 from project_helpers import Builder, j, participants_body, race_obj, registration
 from typer.testing import CliRunner, Result
@@ -30,7 +31,6 @@ from rsu.journal.runlock import RunLock, lock_path
 from rsu.projector import project
 from rsu.simulator import Credential, ReplayServer, SimulatorServer, World, WorldConfig
 
-CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 WORLD = WorldConfig(
     seed=4, partners=1, races_per_partner=2, events_per_race=(1, 2), registrations_per_event=(5, 30)
 )
@@ -426,7 +426,7 @@ def test_sigterm_is_journaled_and_summarised_as_interrupted(tmp_path: Path) -> N
     with SimulatorServer(world) as sim:
         done = subprocess.run(
             [
-                *(sys.executable, CRASH_RUNNER, "term-append:3", "fetch", "--db", str(db)),
+                *killed_at("term-append", 3, "fetch", "--db", str(db)),
                 *("--base-url", sim.base_url, "--all-races", "--max-rps", "0"),
                 *("--concurrency", "1", "--no-progress"),
             ],
@@ -458,15 +458,7 @@ def test_sigterm_during_projection_rolls_the_batch_back_and_exits_143(tmp_path: 
     db = tmp_path / "rsu.db"
     _journal(db, names=("A", "B", "C"))
     done = subprocess.run(
-        [
-            sys.executable,
-            CRASH_RUNNER,
-            "term-apply:5",
-            "project",
-            "--db",
-            str(db),
-            "--batch-size=3",
-        ],
+        killed_at("term-apply", 5, "project", "--db", str(db), "--batch-size=3"),
         cwd=tmp_path,
         capture_output=True,
         text=True,

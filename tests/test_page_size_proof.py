@@ -9,7 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from fetch_helpers import fast_options, seed_credentials
+from fetch_helpers import fast_options, seed_credentials, world_registrations
+from project_helpers import participant_rows
 
 from rsu.fetcher import run_fetch
 from rsu.fetcher.grouping import next_parts
@@ -45,26 +46,11 @@ def test_several_event_page_is_short_only_below_a_served_page():
 
 
 def _active(db: Path) -> set[tuple[int, int, int]]:
-    conn = sqlite3.connect(db)
-    try:
-        return set(
-            conn.execute(
-                "SELECT race_id, event_id, registration_id FROM runsignup_participants "
-                "WHERE removed_at IS NULL"
-            )
-        )
-    finally:
-        conn.close()
+    return set(participant_rows(db))
 
 
 def _world_active(world: World) -> set[tuple[int, int, int]]:
-    return {
-        (rid, eid, reg)
-        for pid in world.partner_ids
-        for rid in world.race_ids(pid)
-        for eid in world.event_ids(rid)
-        for reg in world.active_registrations(rid, eid)
-    }
+    return set(world_registrations(world))
 
 
 @pytest.mark.parametrize(

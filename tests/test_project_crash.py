@@ -5,52 +5,23 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from crash_helpers import killed_at
 from project_helpers import (
     Builder,
+    big_listing_run,
     copy_db,
     dump,
-    j,
     new_journal,
-    participants_body,
-    race_obj,
-    registration,
-    removed_body,
-    removed_registration,
 )
 
 from rsu.projector import project
 
-CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
-
-
-def _killed_at(point: str, n: int) -> list[str]:
-    """``rsu`` as a subprocess that SIGKILLs itself at the ``n``-th ``point`` (tests only)."""
-    return [sys.executable, CRASH_RUNNER, f"{point}:{n}"]
-
 
 def _journal(path: Path) -> None:
     jn = new_journal(path)
-    b = Builder(jn)
-    b.run_started()
-    b.race(j({"race": race_obj(1, event_ids=(11, 12))}), 1)
-    for ev in (11, 12):
-        pages = [
-            participants_body(ev, [registration(r, ev) for r in range(k, k + 250)])
-            for k in range(1, 10_001, 250)
-        ]
-        b.listing(1, ev, pages)
-    b.listing(
-        1,
-        11,
-        [removed_body(11, [removed_registration(5, 11, "deferred", None, 1)])],
-        endpoint="removed_participants",
-    )
-    b.listing(1, 11, [participants_body(11, [registration(r, 11, 1) for r in range(1, 200)])])
-    b.fetch_failed("race", 2, code=201, msg="Race not found.")
-    b.run_finished()
+    big_listing_run(Builder(jn), registrations=10_000, per_page=250, changed=199)
     jn.close()
 
 
@@ -85,7 +56,7 @@ def test_sigkill_mid_batch_then_restart(tmp_path):
         before = _checkpoint(path)
         args = ["project", "--db", str(path), "--batch-size", str(batch_size)]
         proc = subprocess.run(
-            [*_killed_at("apply", n), *args], env=env, capture_output=True, text=True
+            [*killed_at("apply", n), *args], env=env, capture_output=True, text=True
         )
         assert proc.returncode == -signal.SIGKILL, (before, batch_size, n, proc.stderr)
         # The kill landed on event before + n, in the middle of a batch that started at a multiple
@@ -96,7 +67,7 @@ def test_sigkill_mid_batch_then_restart(tmp_path):
     assert 0 < checkpoints[-1] < last, "every kill must land mid-way through the journal"
     assert checkpoints == sorted(checkpoints)
     done = subprocess.run(
-        [*_killed_at("apply", 10**9), "project", "--db", str(path)],
+        [*killed_at("apply", 10**9), "project", "--db", str(path)],
         env=env,
         capture_output=True,
         text=True,

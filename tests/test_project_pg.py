@@ -8,7 +8,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from crash_helpers import killed_at
 from fetch_helpers import seed_credentials
 from pg_helpers import DSN_ENV, fresh_database, pg_rows
 from project_helpers import (
     Builder,
+    big_listing_run,
     j,
     new_journal,
     participants_body,
@@ -41,7 +42,6 @@ from rsu.projector.pg import JSON_COLUMNS
 from rsu.projector.schema import TABLES, Table
 from rsu.simulator import Credential, ReplayServer
 
-CRASH_RUNNER = str(Path(__file__).with_name("crash_runner.py"))
 REASONS = ("cleared", "removed", "transferred", "deferred")
 
 #: Every kind of step over two timing partners: races, a race listing, full and incremental
@@ -215,24 +215,7 @@ def test_each_target_keeps_its_own_checkpoint(pg_dsn):
 def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
     path = tmp_path / "rsu.db"
     jn = new_journal(path)
-    b = Builder(jn)
-    b.run_started()
-    b.race(j({"race": race_obj(1, event_ids=(11, 12))}), 1)
-    for ev in (11, 12):
-        pages = [
-            participants_body(ev, [registration(r, ev) for r in range(k, k + 100)])
-            for k in range(1, 1001, 100)
-        ]
-        b.listing(1, ev, pages)
-    b.listing(
-        1,
-        11,
-        [removed_body(11, [removed_registration(5, 11, "deferred", None, 1)])],
-        endpoint="removed_participants",
-    )
-    b.listing(1, 11, [participants_body(11, [registration(r, 11, 1) for r in range(1, 90)])])
-    b.fetch_failed("race", 2, code=201, msg="Race not found.")
-    b.run_finished()
+    big_listing_run(Builder(jn), registrations=1000, per_page=100, changed=89)
     last = jn.last_seq()
     project(jn.db)
     expected = sqlite_tables(jn.db.conn)
@@ -243,16 +226,8 @@ def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
         before = _pg_checkpoint(pg_dsn)
         proc = subprocess.run(
             [
-                sys.executable,
-                CRASH_RUNNER,
-                f"apply:{n}",
-                "project",
-                "--db",
-                str(path),
-                "--target",
-                pg_dsn,
-                "--batch-size",
-                str(batch_size),
+                *killed_at("apply", n, "project", "--db", str(path), "--target", pg_dsn),
+                *("--batch-size", str(batch_size)),
             ],
             capture_output=True,
             text=True,
@@ -267,7 +242,7 @@ def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
     live = pg_tables(pg_dsn)
     killed_rebuild = subprocess.run(
         [
-            *(sys.executable, CRASH_RUNNER, "apply:9", "project", "--db", str(path)),
+            *killed_at("apply", 9, "project", "--db", str(path)),
             *("--rebuild", "--target", pg_dsn, "--batch-size", "2"),
         ],
         capture_output=True,
@@ -276,16 +251,7 @@ def test_sigkill_during_postgresql_projection_then_rerun(pg_dsn, tmp_path):
     assert killed_rebuild.returncode == -signal.SIGKILL, killed_rebuild.stderr
     assert pg_tables(pg_dsn) == live and _pg_checkpoint(pg_dsn) == checkpoints[-1]
     done = subprocess.run(
-        [
-            sys.executable,
-            CRASH_RUNNER,
-            "apply:1000000000",
-            "project",
-            "--db",
-            str(path),
-            "--target",
-            pg_dsn,
-        ],
+        killed_at("apply", 10**9, "project", "--db", str(path), "--target", pg_dsn),
         capture_output=True,
         text=True,
     )
