@@ -15,7 +15,14 @@ from typing import Annotated
 
 import typer
 
-from rsu.cli.common import DEFAULT_DB, DbOption, database_errors, fail, require_db
+from rsu.cli.common import (
+    DEFAULT_DB,
+    DbOption,
+    database_errors,
+    exclusive_run,
+    fail,
+    require_db,
+)
 from rsu.journal import Journal, JournalError, parse_head
 from rsu.journal.audit import (
     IMPORT_PATHS,
@@ -216,18 +223,22 @@ def import_cmd(
         int | None, typer.Option(help="race_id (race, participants, removed).")
     ] = None,
     event_id: Annotated[int | None, typer.Option(help="event_id (participants, removed).")] = None,
-    partner: Annotated[int | None, typer.Option(help="timing_partner_id of the rows.")] = None,
+    partner: Annotated[
+        int | None,
+        typer.Option(help="timing_partner_id the files were fetched for (required)."),
+    ] = None,
 ) -> None:
-    """Append raw API responses saved elsewhere as response_received events (HTTP 200)."""
+    """Append raw API responses saved elsewhere as response_received events (HTTP 200). Takes
+    the run lock like rsu sync: exits 75 having done nothing while another run uses the db."""
     try:
-        import_path(endpoint, race_id, event_id)
+        import_path(endpoint, race_id, event_id, partner)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     try:
         tool_version = version("rsu")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         tool_version = ""
-    with _open(db, create=True) as journal:
+    with exclusive_run(db, "rsu journal import"), _open(db, create=True) as journal:
         try:
             result = import_files(
                 journal,

@@ -33,6 +33,8 @@ IMPORT_PATHS: dict[str, str] = {
 }
 _NEEDS_RACE = frozenset({"race", "participants", "removed_participants"})
 _NEEDS_EVENT = frozenset({"participants", "removed_participants"})
+#: Endpoints whose journal rows the projector files under a timing partner (every one today).
+_NEEDS_PARTNER = frozenset({"races", "race", "participants", "removed_participants"})
 
 #: Every event kind, sorted (for validating ``--kind``).
 KINDS: tuple[str, ...] = tuple(sorted(EVENT_TYPES))
@@ -183,10 +185,16 @@ class ImportResult:
     files: list[ImportedFile] = field(default_factory=list)
 
 
-def import_path(endpoint: str, race_id: int | None, event_id: int | None) -> str:
+def import_path(
+    endpoint: str,
+    race_id: int | None,
+    event_id: int | None,
+    timing_partner_id: int | None = None,
+) -> str:
     """Check the options of an import and return the URL path of ``endpoint``.
 
-    Raises ``ValueError`` (a usage error) for an unknown endpoint, a missing ``race_id`` (race,
+    Raises ``ValueError`` (a usage error) for an unknown endpoint, a missing ``timing_partner_id``
+    (every endpoint: the projector files each row under its timing partner), ``race_id`` (race,
     participants, removed_participants) or ``event_id`` (participants, removed_participants), or
     an id given to an endpoint that does not take it.
     """
@@ -200,6 +208,11 @@ def import_path(endpoint: str, race_id: int | None, event_id: int | None) -> str
         raise ValueError(f"endpoint {endpoint} takes no --race-id")
     if endpoint not in _NEEDS_EVENT and event_id is not None:
         raise ValueError(f"endpoint {endpoint} takes no --event-id")
+    if endpoint in _NEEDS_PARTNER and timing_partner_id is None:
+        raise ValueError(
+            f"endpoint {endpoint} needs --partner (the timing_partner_id the files were "
+            "fetched for; rsu project files every row under its timing partner)"
+        )
     return IMPORT_PATHS[endpoint].format(race_id=race_id)
 
 
@@ -221,7 +234,7 @@ def import_files(
     error object, is still imported and carries a ``warning``. Raises ``ValueError`` for bad
     options (see :func:`import_path`).
     """
-    path = import_path(endpoint, race_id, event_id)
+    path = import_path(endpoint, race_id, event_id, timing_partner_id)
     if not files:
         raise ValueError("no files to import")
     bodies = [(Path(f), Path(f).read_bytes()) for f in files]

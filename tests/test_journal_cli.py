@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from rsu.cli.main import app
 from rsu.journal import Journal, ResponseReceived, RunFinished, RunStarted, sha256_hex
+from rsu.journal.runlock import RunLock
 
 runner = CliRunner()
 
@@ -300,7 +301,7 @@ def test_import_paths(tmp_path: Path, endpoint: str, ids: list[str], path: str) 
     f = tmp_path / "r.json"
     f.write_bytes(ERROR)
     db = tmp_path / "rsu.db"
-    res = rsu("journal", "import", f, "--endpoint", endpoint, *ids, "--db", db)
+    res = rsu("journal", "import", f, "--endpoint", endpoint, *ids, "--partner", "3", "--db", db)
     assert res.exit_code == 0, res.output
     assert "RunSignUp error (code 201: Race not found.)" in res.stderr
     with Journal.open(db) as j:
@@ -313,12 +314,25 @@ def test_import_paths(tmp_path: Path, endpoint: str, ids: list[str], path: str) 
     ("args", "message"),
     [
         (["--endpoint", "events"], "unknown endpoint"),
-        (["--endpoint", "race"], "needs --race-id"),
-        (["--endpoint", "participants", "--race-id", "1"], "needs --event-id"),
-        (["--endpoint", "removed_participants", "--event-id", "1"], "needs --race-id"),
+        (["--endpoint", "race", "--partner", "3"], "needs --race-id"),
+        (["--endpoint", "participants", "--race-id", "1", "--partner", "3"], "needs --event-id"),
+        (
+            ["--endpoint", "removed_participants", "--event-id", "1", "--partner", "3"],
+            "needs --race-id",
+        ),
         (["--endpoint", "races", "--race-id", "1"], "takes no --race-id"),
         (["--endpoint", "race", "--race-id", "1", "--event-id", "2"], "takes no --event-id"),
         ([], "--endpoint"),
+        (["--endpoint", "races"], "endpoint races needs --partner"),
+        (["--endpoint", "race", "--race-id", "1"], "endpoint race needs --partner"),
+        (
+            ["--endpoint", "participants", "--race-id", "1", "--event-id", "2"],
+            "endpoint participants needs --partner",
+        ),
+        (
+            ["--endpoint", "removed_participants", "--race-id", "1", "--event-id", "2"],
+            "endpoint removed_participants needs --partner",
+        ),
     ],
 )
 def test_import_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -329,6 +343,25 @@ def test_import_usage_errors(tmp_path: Path, args: list[str], message: str) -> N
     assert res.exit_code == 2
     assert message in res.stderr
     assert not db.exists()
+
+
+def test_import_waits_for_no_run_and_exits_75_while_one_holds_the_db(tmp_path: Path) -> None:
+    f = tmp_path / "r.json"
+    f.write_bytes(ERROR)
+    db = tmp_path / "rsu.db"
+    args = ("journal", "import", f, "--endpoint", "races", "--partner", "3", "--db", db)
+    with RunLock.acquire(db, "rsu sync"):
+        res = rsu(*args)
+    assert res.exit_code == 75, res.output
+    assert "another rsu run" in res.stderr
+    assert not db.exists()  # nothing imported, no database created
+    assert rsu(*args).exit_code == 0  # the lock is free again
+    with Journal.open(db) as j:
+        assert [r.kind for b in j.read() for r in b] == [
+            "run_started",
+            "response_received",
+            "run_finished",
+        ]
 
 
 def test_import_missing_file_is_a_usage_error(tmp_path: Path) -> None:

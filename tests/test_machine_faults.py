@@ -270,7 +270,7 @@ def test_writing_to_a_read_only_database_is_one_line_and_exit_1(read_only: Path)
         ["project", "--rebuild"],
         ["credentials", "add", "--partner", "5", "--api-key", "k"],
         ["credentials", "list"],
-        ["journal", "import", str(saved), "--endpoint", "race", "--race-id", "1"],
+        ["journal", "import", str(saved), "--endpoint", "race", "--race-id", "1", "--partner", "5"],
     ]
     argv = [[*args, "--db", str(read_only)] for args in commands]
     done = subprocess.run(
