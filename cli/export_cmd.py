@@ -28,7 +28,7 @@ from rsu.cli.common import (
 from rsu.export import PROFILES, Allow, ExportError, ExportOptions, run_export
 from rsu.export.check import ERROR, CheckReport, run_check
 from rsu.export.selection import SelectionError
-from rsu.export.writing import write_output
+from rsu.export.writing import output_problem, write_output
 from rsu.journal import JournalError, open_db
 
 _FORMATS = ", ".join(PROFILES)
@@ -92,10 +92,13 @@ def export_command(
     webscorer, mylaps) and record it in the exports table.
 
     Exit 1 when a row holds a value the target cannot take (each is named on stderr; nothing is
-    written unless --allow says how to handle them); 2 for a usage error.
+    written unless --allow says how to handle them); 2 for a usage error (also an --output that
+    is a directory or in a folder that does not exist).
     """
     if fmt not in PROFILES:
         raise typer.BadParameter(f"{fmt!r} is not one of {_FORMATS}", param_hint="--format")
+    if (problem := output_problem(output)) is not None:
+        fail(problem, 2)
     database = _open(db, readonly=False)
     opts = ExportOptions(
         race_id=race,

@@ -35,6 +35,19 @@ def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, An
     return profile.bom + buf.getvalue().encode(profile.encoding)
 
 
+def output_problem(path: Path | None) -> str | None:
+    """Why ``path`` cannot be an export's output file (a directory, or a folder that does not
+    exist), as a message naming it; ``None`` when it can (also stdout, ``None``, and a device or
+    FIFO, which :func:`write_output` writes into)."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return f"--output {path} is a directory; give a file name"
+    if not path.parent.is_dir():
+        return f"--output {path}: folder {path.parent} does not exist"
+    return None
+
+
 def write_output(data: bytes, path: Path | None) -> None:
     """Write ``data`` to ``path`` atomically (a temporary file beside it, then a rename), or to
     standard output when ``path`` is ``None``. A ``path`` that exists and is no regular file (a

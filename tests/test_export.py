@@ -383,3 +383,25 @@ def test_output_into_a_fifo_is_written_into_never_replaced(clean_db: Path, tmp_p
     assert export(clean_db, "--format", "csv", "-o", str(link)).exit_code == 0
     assert link.is_symlink() and link.resolve() == real
     assert real.read_bytes() != b"old" and real.read_bytes().count(b"\n") > 1
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("", "--output {tmp} is a directory; give a file name"),
+        ("no/such/out.csv", "--output {tmp}/no/such/out.csv: folder {tmp}/no/such does not exist"),
+    ],
+)
+def test_an_output_that_is_a_directory_or_in_a_missing_folder_is_a_usage_error(
+    clean_db: Path, tmp_path: Path, where: str, message: str
+) -> None:
+    """``-o /tmp`` exited 1 after the export was built, while ``rsu backup -o /tmp`` and
+    ``rsu sync --summary-file /tmp`` exit 2 up front: now export does too, recording nothing."""
+    res = export(clean_db, "--format", "csv", "-o", str(tmp_path / where))
+    assert res.exit_code == 2, res.output
+    assert res.stderr.splitlines() == ["error: " + message.format(tmp=tmp_path)]
+    conn = sqlite3.connect(clean_db)
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert "exports" not in tables  # refused before the export was even prepared
+    assert not (tmp_path / "no").exists()
