@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sqlite3
 import threading
@@ -75,11 +76,44 @@ def duration(bare_unit: str = "s", minimum: float = 0.0) -> Callable[[str], floa
             raise typer.BadParameter(
                 f"{exc}; a bare number means {_UNIT_NAMES[bare_unit]}"
             ) from None
+        finite(seconds, value)
         if seconds < minimum:
             raise typer.BadParameter(f"{value!r} is shorter than the minimum, {minimum:g} s")
         return seconds
 
     parse.__name__ = "duration"
+    return parse
+
+
+def finite(number: float, text: str) -> float:
+    """``number`` (parsed from the option value ``text``) when it is finite; ``nan``, ``inf``
+    and an overflowing ``1e400`` are a usage error (exit 2) naming the value: an infinite rate
+    or timeout would silently mean "unlimited"."""
+    if not math.isfinite(number):
+        raise typer.BadParameter(f"{text!r} is not a finite number")
+    return number
+
+
+def number(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
+    """A typer ``parser=`` for a plain float option: a finite number (see :func:`finite`) within
+    ``[minimum, maximum]`` (either bound ``None``: open). A bad value is a usage error (exit 2)
+    naming the option and the value."""
+
+    def parse(value: str | float) -> float:
+        if isinstance(value, int | float):  # a default given as a number
+            return float(value)
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a number") from None
+        finite(parsed, value)
+        if minimum is not None and parsed < minimum:
+            raise typer.BadParameter(f"{value!r} is below the minimum, {minimum:g}")
+        if maximum is not None and parsed > maximum:
+            raise typer.BadParameter(f"{value!r} is above the maximum, {maximum:g}")
+        return parsed
+
+    parse.__name__ = "float"
     return parse
 
 

@@ -28,6 +28,7 @@ from rsu.cli.common import (
     fail,
     fetcher_errors,
     labelled,
+    number,
     require_db,
     server_text,
     target_value,
@@ -153,7 +154,9 @@ def fetch_run(
     max_rps: Annotated[
         float,
         typer.Option(
-            "--max-rps", min=0.0, help="Requests per second per credential (0: unlimited)."
+            "--max-rps",
+            parser=number(0.0),
+            help="Requests per second per credential (0: unlimited).",
         ),
     ] = 5.0,
     connect_timeout: Annotated[

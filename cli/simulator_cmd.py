@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import typer
 
 from rsu.cli.common import duration as duration_parser
+from rsu.cli.common import number
 from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
 
 app = typer.Typer(
@@ -80,21 +81,25 @@ def serve(
     registrations: int = typer.Option(
         400, min=1, help="At most this many registrations per event."
     ),
-    http_5xx: float = typer.Option(0.0, min=0.0, max=1.0, help="Rate of HTTP 5xx answers (0..1)."),
+    http_5xx: float = typer.Option(
+        0.0, parser=number(0.0, 1.0), help="Rate of HTTP 5xx answers (0..1)."
+    ),
     throttle: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Rate of error 14 'Request throttled.' (0..1)."
+        0.0, parser=number(0.0, 1.0), help="Rate of error 14 'Request throttled.' (0..1)."
     ),
     throttle_429: bool = typer.Option(False, help="Throttle with HTTP 429 + Retry-After."),
     truncated: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Rate of truncated JSON bodies (0..1)."
+        0.0, parser=number(0.0, 1.0), help="Rate of truncated JSON bodies (0..1)."
     ),
     html_error: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Rate of HTML error pages under HTTP 200 (0..1)."
+        0.0, parser=number(0.0, 1.0), help="Rate of HTML error pages under HTTP 200 (0..1)."
     ),
     drop_connection: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Rate of dropped connections (0..1)."
+        0.0, parser=number(0.0, 1.0), help="Rate of dropped connections (0..1)."
     ),
-    latency_ms: float = typer.Option(0.0, min=0.0, help="Added latency per request, milliseconds."),
+    latency_ms: float = typer.Option(
+        0.0, parser=number(0.0), help="Added latency per request, milliseconds."
+    ),
     advance_every: float = typer.Option(
         0.0,
         parser=duration_parser("s"),

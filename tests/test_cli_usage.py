@@ -54,6 +54,40 @@ def test_a_negative_max_rps_is_a_usage_error(db: Path, cmd: str) -> None:
         assert j.last_seq() == 0
 
 
+HUGE = "1" * 400  # float() of it is inf
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "value"),
+    [
+        (["fetch", "--max-rps", "nan"], "--max-rps", "nan"),
+        (["sync", "--max-rps", "inf"], "--max-rps", "inf"),
+        (["sync", "--max-rps", "1e400"], "--max-rps", "1e400"),
+        (["sync", "--max-rps", "-inf"], "--max-rps", "-inf"),
+        (["sync", "--deadline", HUGE], "--deadline", HUGE),
+        (["fetch", "--full-every", HUGE], "--full-every", HUGE),
+        (["status", "--max-age", HUGE], "--max-age", HUGE),
+        (["simulator", "serve", "--http-5xx", "nan"], "--http-5xx", "nan"),
+        (["simulator", "serve", "--drop-connection", "inf"], "--drop-connection", "inf"),
+        (["simulator", "serve", "--latency-ms", "inf"], "--latency-ms", "inf"),
+        (["simulator", "serve", "--advance-every", HUGE], "--advance-every", HUGE),
+    ],
+)
+def test_a_float_option_that_is_not_finite_is_a_usage_error(
+    db: Path, args: list[str], option: str, value: str
+) -> None:
+    """``--max-rps nan`` and ``inf`` passed ``min=0`` (no comparison with nan is true) and ran
+    unlimited; an overflowing duration (``float`` of 400 digits is inf) waited forever."""
+    extra = ["--duration", "0.001"] if args[0] == "simulator" else ["--db", str(db)]
+    if args[0] in ("fetch", "sync"):
+        extra += ["--base-url", "http://127.0.0.1:9", "--max-attempts", "1"]
+    result = runner.invoke(app, [*args, *extra], env={"COLUMNS": "1000"})
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': {value!r} is not a finite number" in result.output
+    with Journal.open(db) as j:
+        assert j.last_seq() == 0
+
+
 @pytest.mark.parametrize("option", ["--log-file", "--summary-file"])
 def test_output_file_in_a_missing_folder(db: Path, tmp_path: Path, option: str) -> None:
     target = tmp_path / "no" / "such" / "x.txt"
