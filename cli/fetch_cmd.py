@@ -222,7 +222,7 @@ def fetch_run(
         typer.Option(
             "--unreachable-after",
             min=1,
-            help="Stop asking for a partner after this many requests in a row got no answer.",
+            help="The whole run stops asking after this many requests in a row got no answer.",
         ),
     ] = 3,
     page_size: Annotated[

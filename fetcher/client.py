@@ -112,8 +112,8 @@ class RetryPolicy:
     Delay before retry ``n`` (1-based) is ``backoff_factor * 2**n`` plus up to ``jitter``
     seconds of random jitter, at most ``backoff_max`` (urllib3 ``Retry`` arithmetic); a
     ``Retry-After`` header replaces it, capped at ``retry_after_cap``. ``unreachable_after``
-    is the circuit breaker's threshold (consecutive requests of one credential that got no HTTP
-    response; 0 = never give up early).
+    is the circuit breaker's threshold (consecutive requests of the run, any partner, that got no
+    HTTP response; 0 = never give up early).
     """
 
     max_attempts: int = 6

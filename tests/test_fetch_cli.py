@@ -163,3 +163,13 @@ def test_sync_takes_exactly_the_options_of_fetch_plus_target() -> None:
     ]
     assert sync[:-1] == fetch
     assert sync[-1][:4] == (("--target",), (), None, "RSU_TARGET")
+
+
+@pytest.mark.parametrize("cmd", ["fetch", "sync"])
+def test_unreachable_after_help_says_the_whole_run_stops_asking(cmd: str) -> None:
+    """The circuit breaker is one per run, shared by every partner (fetcher/client.py): the help
+    said "Stop asking for a partner", as if the other partners went on."""
+    (help_text,) = [o[4] for o in _options(cmd) if o[0] == ("--unreachable-after",)]
+    assert (
+        help_text == "The whole run stops asking after this many requests in a row got no answer."
+    )
