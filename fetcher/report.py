@@ -40,8 +40,21 @@ COUNTERS = (
     "removed_participants",
     "listings",
     "complete_listings",
+    "incremental_listings",
     "races_not_due",
 )
+
+
+def run_mode(requested: str, counts: dict[str, int]) -> str:
+    """The summary's ``mode``: what the run read, from its listing counters (see
+    :data:`COUNTERS`). ``"full"`` when no listing read from a cursor (the first run of a
+    database, ``--full``), ``"incremental"`` when at least one did (``incremental_listings`` of
+    ``listings``: an empty listing has no cursor yet, a ``--full-every`` read is whole); the
+    ``requested`` mode (``"full"`` for ``--full``, else ``"incremental"``) when no listing was
+    read at all."""
+    if counts["listings"] == 0:
+        return requested
+    return "incremental" if counts["incremental_listings"] else "full"
 
 
 @dataclass(frozen=True)
@@ -390,7 +403,7 @@ class SummaryInputs:
     run_id: str
     sync_time: str
     duration_seconds: float
-    mode: str
+    mode: str  # the requested mode (RunStarted.mode); the summary says what happened (run_mode)
     base_url: str
     timing_partners_synced: int
     status: str
@@ -403,13 +416,13 @@ def build_summary(inputs: SummaryInputs, stats: RunStats) -> dict[str, Any]:
     (``sync_time``, ``duration_seconds``, ``total_races``, ``total_events``,
     ``total_participants``, ``timing_partners_synced``, ``failed_syncs``) plus ``run_id``,
     request/retry/byte/body counters, ``races_not_due`` (races the cadence skipped) and the
-    status."""
+    status. ``mode`` is :func:`run_mode` of ``inputs.mode`` (the requested one)."""
     counts = stats.snapshot()
     return {
         "run_id": inputs.run_id,
         "sync_time": inputs.sync_time,
         "duration_seconds": round(inputs.duration_seconds, 3),
-        "mode": inputs.mode,
+        "mode": run_mode(inputs.mode, counts),
         "base_url": inputs.base_url,
         "status": inputs.status,
         "exit_code": inputs.exit_code,
@@ -426,6 +439,7 @@ def build_summary(inputs: SummaryInputs, stats: RunStats) -> dict[str, Any]:
         "pages": counts["pages"],
         "listings": counts["listings"],
         "complete_listings": counts["complete_listings"],
+        "incremental_listings": counts["incremental_listings"],
         "fetch_failed": counts["fetch_failed"],
         "races_not_due": counts["races_not_due"],
         "failures": failures_json(stats.failures),

@@ -478,7 +478,13 @@ class Walker:
             event_id=single,
         )
         counter = "participants" if endpoint == "participants" else "removed_participants"
-        self.stats.add(pages=pages, listings=1, complete_listings=int(complete), **{counter: rows})
+        self.stats.add(
+            pages=pages,
+            listings=1,
+            complete_listings=int(complete),
+            incremental_listings=int(cursor_ts is not None),
+            **{counter: rows},
+        )
         if failed is not None:
             self._fail("event", pid, race_id, single, endpoint, failed)
         elif not ended:

@@ -19,7 +19,7 @@ from fetch_helpers import (
 )
 
 from rsu.fetcher import run_fetch
-from rsu.fetcher.report import PlainProgress
+from rsu.fetcher.report import PlainProgress, run_mode
 from rsu.journal import (
     FetchFailed,
     Journal,
@@ -491,3 +491,45 @@ def test_an_edit_made_while_a_long_listing_runs_is_fetched_next_time(tmp_path: P
         for reg, row in world.active_registrations(race_id, big).items()
     }
     assert rows == want
+
+
+def test_summary_mode_says_what_the_run_read(tmp_path: Path) -> None:
+    """The first-ever run said ``"mode": "incremental"`` though no listing had a cursor and every
+    one was read completely: the summary now names what was read, the journal keeps the request."""
+    world = World.generate(SMALL)
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    summary_file = tmp_path / "runsignup_sync_summary.json"
+    seen = []
+    with SimulatorServer(world) as sim:
+        for full in (False, False, True):
+            assert run_fetch(db, fast_options(sim.base_url, tmp_path, full=full)).exit_code == 0
+            summary = json.loads(summary_file.read_text())
+            seen.append((summary["mode"], summary["listings"] > 0, summary["incremental_listings"]))
+    assert [(mode, some) for mode, some, _ in seen] == [
+        ("full", True),
+        ("incremental", True),
+        ("full", True),
+    ]
+    assert seen[0][2] == seen[2][2] == 0 < seen[1][2]
+    with Journal.open(db) as j:
+        modes = [
+            r.event.mode for r in j.find(kind="run_started") if isinstance(r.event, RunStarted)
+        ]
+    assert modes == ["incremental", "incremental", "full"]  # what was asked for
+
+
+@pytest.mark.parametrize(
+    ("requested", "listings", "incremental", "mode"),
+    [
+        ("incremental", 8, 0, "full"),
+        ("incremental", 8, 8, "incremental"),
+        ("incremental", 8, 3, "incremental"),
+        ("full", 8, 0, "full"),
+        ("incremental", 0, 0, "incremental"),
+        ("full", 0, 0, "full"),
+    ],
+)
+def test_run_mode(requested: str, listings: int, incremental: int, mode: str) -> None:
+    counts = {"listings": listings, "incremental_listings": incremental}
+    assert run_mode(requested, counts) == mode
