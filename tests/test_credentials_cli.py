@@ -339,3 +339,26 @@ def test_unopenable_secrets_file_is_one_clean_line(
         ["error", " cannot open the secrets file " + str(secrets)],
     )
     assert "Traceback" not in r.output
+
+
+def test_add_says_added_the_same_way_first_and_later(tmp_path: Path) -> None:
+    """A tester saw "Added" for the first credential and "added" later: the bytes on stdout are
+    lowercase every time (the capital came from the tester's terminal view, not from rsu)."""
+    db = tmp_path / "rsu.db"
+    secrets = f"{db}.secrets"
+    lines = []
+    for partner in ("5", "6", "5"):
+        done = subprocess.run(
+            [RSU, "credentials", "add", "--db", str(db), "--partner", partner, "--api-key", "k"],
+            env={**os.environ, "RSU_API_SECRET": "s"},
+            capture_output=True,
+            check=True,
+        )
+        assert done.stderr == b""
+        lines.append(done.stdout.decode())
+    fp = fingerprint("s")
+    assert lines == [
+        f"added api_key credential for partner 5 (secret {fp}); secrets are kept in {secrets}\n",
+        f"added api_key credential for partner 6 (secret {fp}); secrets are kept in {secrets}\n",
+        f"replaced api_key credential for partner 5 (secret {fp}); secrets are kept in {secrets}\n",
+    ]
