@@ -279,6 +279,8 @@ def test_import_stores_a_similar_file_as_a_delta(tmp_path: Path) -> None:
                 "7",
                 "--event-id",
                 str(EVENT),
+                "--partner",
+                "3",
                 "--db",
                 str(db),
             ],
