@@ -25,7 +25,7 @@ import psycopg
 from psycopg.adapt import Loader
 
 from .apply import DATABASE_ERRORS, _upsert_sql
-from .dsn import mask_dsn
+from .dsn import dsn_passwords, mask_dsn
 from .schema import NEW_SUFFIX, TABLES, Table, create_indexes, drop_tables
 from .target import TargetError
 
@@ -318,12 +318,15 @@ class PgTarget:
 def scrub(exc: BaseException, dsn: str) -> str:
     """The text of ``exc`` without the DSN or its password, on one line."""
     text = " ".join(str(exc).split())
+    passwords = set(dsn_passwords(dsn))  # as written too: libpq quotes a value it cannot parse
     try:
         password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
     except psycopg.Error:
         password = None
+    if password:
+        passwords.add(str(password))
     if dsn:
         text = text.replace(dsn, mask_dsn(dsn))
-    if password:
-        text = text.replace(str(password), "***")
+    for value in sorted(passwords, key=len, reverse=True):
+        text = text.replace(value, "***")
     return text
