@@ -191,13 +191,15 @@ def _make_private(fd: int) -> None:
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     """Write ``summary`` as indented JSON to ``path``, mode 0600 (it names partners), atomically
     (temp file + rename). A ``path`` that exists and is no regular file (``/dev/null``, a FIFO)
-    is written into, never replaced. Raises ``OSError`` when it cannot (a full disk, a read-only
-    folder); then ``path`` is left as it was."""
+    is written into, never replaced; a symlink's target is replaced, not the link. Raises
+    ``OSError`` when it cannot (a full disk, a read-only folder); then ``path`` is left as it
+    was."""
     text = (json.dumps(summary, indent=2, sort_keys=False) + "\n").encode()
     if path.exists() and not path.resolve().is_file():
         with open(path, "wb") as fh:
             fh.write(text)
         return
+    path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:

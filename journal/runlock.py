@@ -48,7 +48,8 @@ class RunLock:
         """Take the run lock of database ``db`` for ``command`` (e.g. ``"rsu sync"``)."""
         path = lock_path(db)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            # O_NOFOLLOW: never truncate the file a symlink planted as the lock file points at.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise database_error(exc, f"create its lock file {path}", db) from exc
         try:
