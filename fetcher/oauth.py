@@ -71,6 +71,9 @@ TIMEOUTS = (10.0, 30.0)
 DEADLINE = 60.0
 #: The largest refresh answer read (64 KiB); a longer one is an error.
 MAX_BODY_BYTES = 64 * 1024
+#: The longest ``expires_in`` believed (seconds, 10 years); a longer, infinite or NaN one is
+#: taken as unknown (a timestamp that far out cannot even be shown as a date).
+MAX_EXPIRES_IN = 10 * 365 * 86400
 #: RunSignUp's documented refresh endpoint (API doc section 5).
 PRODUCTION_REFRESH_URL = "https://api.runsignup.com/rest/v2/auth/refresh-token.json"
 PRODUCTION_HOSTS = frozenset({"runsignup.com", "www.runsignup.com", "api.runsignup.com"})
@@ -238,7 +241,7 @@ def _refresh(
         float(now + expires_in)
         if isinstance(expires_in, int | float)
         and not isinstance(expires_in, bool)
-        and expires_in > 0
+        and 0 < expires_in <= MAX_EXPIRES_IN  # also refuses NaN, Infinity and 10**400
         else None
     )
     return access, expires_at, new_refresh

@@ -585,3 +585,19 @@ def test_fetch_refreshes_an_expired_token_and_completes(tmp_path: Path) -> None:
         assert load_credentials(conn)[0].secret != first_token
     finally:
         conn.conn.close()
+
+
+@pytest.mark.parametrize("expires_in", ["1" + "0" * 400, "1e300", "Infinity", "NaN", "1e12"])
+def test_an_absurd_expires_in_is_taken_as_unknown_not_a_crash(tmp_path: Path, expires_in) -> None:
+    conn, cred = _stored_bearer(tmp_path)
+    body = '{"access_token": "NEWTOKEN123", "expires_in": ' + expires_in + "}"
+    session = _FakeSession(200, body.encode())
+    fresh, messages = refresh_due_tokens(
+        conn,
+        [cred],
+        "https://runsignup.com",
+        now=1050.0,
+        session=session,  # type: ignore[arg-type]
+    )
+    assert [(c.secret, c.expires_at) for c in fresh] == [("NEWTOKEN123", None)]
+    assert messages == ["partner 5: bearer token refreshed, valid until unknown"]
