@@ -55,7 +55,7 @@ from .client import (
 from .credentials import CallerRegistration, Credential
 from .cursor import race_listing_states
 from .grouping import Group, next_parts, plan_groups, splittable
-from .paging import SERVED_AT_LEAST, PageProof, keyset_next, page_number_next, paginate, short_page
+from .paging import SERVED_AT_LEAST, PageProof, keyset_next, page_number_next, paginate
 from .report import Failure, Progress, log
 from .shapes import RaceTimes
 
@@ -255,7 +255,10 @@ class Walker:
             return client.get("races", "/Rest/races", {**params, "page": str(page)}, page=page)
 
         listing_error: str | None = None
-        for _page, ex in paginate(fetch, 1, page_number_next, short_page(self.s.races_page_size)):
+        # RunSignUp may serve fewer races a page than asked: a page shorter than asked but not
+        # than one served (or 50) is no proof of the end (see PageProof).
+        races_end = PageProof(floor=min(self.s.races_page_size, SERVED_AT_LEAST)).stop
+        for _page, ex in paginate(fetch, 1, page_number_next, races_end):
             if ex.ok and ex.info is not None:
                 self.stats.add(pages=1)
                 self.progress.advance("pages")

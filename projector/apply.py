@@ -98,6 +98,9 @@ _PART_PREFIX = ("event_id", "last_seen_seq", "previous_event_id", "event_changed
 _PREFIX = len(_PART_PREFIX)
 _LM = PARTICIPANT_DATA_COLUMNS.index("last_modified")
 _REMOVED_AT = PARTICIPANT_DATA_COLUMNS.index("removed_at")
+#: Races a ``GET /Rest/races`` page is taken to hold whatever the server caps (RunSignUp's
+#: documented default ``results_per_page``): a page of fewer races than that ends a listing.
+RACES_SERVED_AT_LEAST = 50
 #: ``runsignup_races.access_lost_reason``: a complete race listing of the partner no longer
 #: contains the race / the race detail answered RunSignUp error 7 (Permission Denied).
 LOST_UNLISTED = "missing_from_race_listing"
@@ -575,7 +578,17 @@ class Applier:
             return
         key = "&".join(f"{k}={v}" for k, v in sorted(q.items()) if k != "page")
         t_pages = RACE_LISTING_PAGES.name + self.suffix
-        if size >= per_page:
+        earlier = []
+        if size < per_page:
+            earlier = self.conn.execute(
+                f"SELECT page, race_ids FROM {t_pages} WHERE timing_partner_id = ? "
+                "AND run_id = ? AND listing_key = ? AND page < ?",
+                (tp, row.run_id, key, page),
+            ).fetchall()
+        # RunSignUp may serve fewer races than asked: a page ends the listing only when shorter
+        # than a page known to be served (an earlier one, or the default 50 races).
+        served = max([min(per_page, RACES_SERVED_AT_LEAST), *(len(_decode(i)) for _, i in earlier)])
+        if size >= per_page or (size and size >= served):
             self.conn.execute(
                 f"INSERT INTO {t_pages} ({', '.join(RACE_LISTING_PAGES.column_names)}) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT "
@@ -583,11 +596,6 @@ class Applier:
                 (tp, row.run_id, key, page, _json_ids(race_ids)),
             )
             return
-        earlier = self.conn.execute(
-            f"SELECT page, race_ids FROM {t_pages} WHERE timing_partner_id = ? AND run_id = ? "
-            "AND listing_key = ? AND page < ?",
-            (tp, row.run_id, key, page),
-        ).fetchall()
         self.conn.execute(
             f"DELETE FROM {t_pages} WHERE timing_partner_id = ? AND "
             "(run_id <> ? OR listing_key = ?)",

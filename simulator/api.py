@@ -149,7 +149,7 @@ class SimulatorApp:
         #: ``"array"`` or ``"object"`` (see the module docstring).
         self.participants_shape = participants_shape
         self.removed_shape = removed_shape
-        #: Rows served per page at most (``0``: as asked, up to 2,500).
+        #: Rows (and races) served per page at most (``0``: as asked, up to 2,500 / 1,000).
         self.max_page_size = max_page_size
         self._by_key: dict[tuple[str, str], Credential] = {}
         for c in world.credentials:
@@ -271,6 +271,8 @@ class SimulatorApp:
         q = req.query
         page = _int(q, "page", 1, minimum=1)
         per_page = min(_int(q, "results_per_page", DEFAULT_PER_PAGE, minimum=1), RACES_MAX_PER_PAGE)
+        if self.max_page_size > 0:
+            per_page = min(per_page, self.max_page_size)
         start, end = _date(q, "start_date"), _date(q, "end_date")
         only_partner = q.get("only_partner_races", "F").upper() == "T"
         races = [r for r in self.world.races.values() if self._visible(r, cred)]

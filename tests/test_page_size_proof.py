@@ -104,3 +104,37 @@ def _last_listings(db: Path) -> list[ListingCompleted]:
             for r in jn.find(kind="listing_completed", run_id=runs[-1])
             if isinstance(r.event, ListingCompleted) and r.event.endpoint == "participants"
         ]
+
+
+def _lost(db: Path) -> list[tuple[int, str]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(
+            "SELECT race_id, access_lost_reason FROM runsignup_races "
+            "WHERE access_lost_at IS NOT NULL"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_server_capping_the_races_listing_loses_no_race(tmp_path: Path):
+    """60 races, 1000 asked a page, 55 served: page 1 is not the last, the fetcher reads page 2
+    and no race (nor its registrations) is taken for gone."""
+    world = World.generate(
+        WorldConfig(
+            seed=5,
+            partners=1,
+            races_per_partner=60,
+            events_per_race=(1, 1),
+            registrations_per_event=(1, 1),
+        )
+    )
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    with SimulatorServer(world, max_page_size=55) as sim:
+        assert run_fetch(db, fast_options(sim.base_url, tmp_path, full=True)).exit_code == 0
+        assert project(db).exit_code == 0
+        pages = [q for q in sim.requests if q.path == "/Rest/races" and "page" in q.query]
+    assert len(pages) == 2
+    assert _lost(db) == []
+    assert _active(db) == _world_active(world)

@@ -202,3 +202,24 @@ def test_an_event_the_race_detail_no_longer_lists_is_removed_with_its_registrati
     assert conn.execute(
         "SELECT COUNT(*) FROM runsignup_events WHERE removed_at IS NOT NULL"
     ).fetchone() == (0,)
+
+
+def test_a_races_page_shorter_than_asked_but_not_than_served_proves_nothing() -> None:
+    """RunSignUp may serve fewer races per page than ``results_per_page`` asks: a page of 55
+    races when 1000 were asked is not the last page, and no race on a later page loses access."""
+    jn, b = setup()
+    others = [race_obj(1000 + i, event_ids=(21,)) for i in range(59)]
+    b.races_listing([others[:55]])  # page 1 of a listing capped at 55 (the fetcher stopped)
+    project(jn.db)
+    conn = jn.db.conn
+    assert access(conn)[RACE] == (None, None)
+    assert {v[1] for v in rows(conn).values()} == {None}
+    # the next run reads on: page 2 (4 races and RACE) is shorter than page 1, so it ends it
+    b.races_listing([others[:55], [*others[55:], race_obj(RACE)]])
+    project(jn.db)
+    assert access(conn)[RACE] == (None, None)
+    # a run whose page 2 comes back empty: RACE was on neither page, it is gone
+    b.races_listing([others[:55], []])
+    project(jn.db)
+    assert access(conn)[RACE] == (AT.format(10), "missing_from_race_listing")
+    assert {v[1] for v in rows(conn).values()} == {"access_lost"}
