@@ -122,6 +122,8 @@ def decode(codec: str, data: bytes, sha256: str, base: bytes | None = None) -> b
     ``zstd-delta``, ignored otherwise). Raises :class:`JournalError` naming the blob (first 12
     hex digits of ``sha256``) when the codec is unknown or the data does not decode. The result
     is not checked against ``sha256`` here (see :meth:`Journal.body`)."""
+    if not isinstance(data, bytes):  # SQLite keeps any type: a TEXT or INTEGER written over it
+        raise JournalError(f"blob {sha256[:12]} holds {type(data).__name__}, not bytes")
     try:
         if codec == ZLIB:
             return zlib.decompress(data)

@@ -179,3 +179,18 @@ def test_the_fetch_summary_prints_the_journal_head(tmp_path: Path) -> None:
     seq, hash_ = journal.head()  # type: ignore[misc]
     journal.close()
     assert summary["journal_head"] == {"seq": seq, "hash": hash_, "text": f"{seq}:{hash_}"}
+
+
+def test_a_blob_whose_data_was_overwritten_with_text_is_a_problem_not_a_traceback(
+    fetched: Path,
+) -> None:
+    sha, seqs = _participants_blob(fetched)
+    _tamper(
+        fetched, "UPDATE journal_blobs SET codec = 'zlib', data = 'abc' WHERE sha256 = ?", (sha,)
+    )
+    res = CliRunner().invoke(app, ["journal", "verify", "--db", str(fetched)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    assert f"blob {sha[:12]} holds str, not bytes" in res.output
+    res = CliRunner().invoke(app, ["project", "--rebuild", "--db", str(fetched)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    assert f"journal event {seqs[0]}: blob {sha[:12]} holds str, not bytes" in res.output
