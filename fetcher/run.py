@@ -211,8 +211,9 @@ def check_base_url(base_url: str) -> None:
     [/path]`` API root. A user name, password, query or fragment is refused first, with a
     message that never echoes the URL (it may carry a secret that would be journaled in
     ``RunStarted.base_url``, logged, or sent to the host)."""
-    authority = re.split(r"[/?#]", base_url.partition("://")[2] or base_url)[0]
-    if "@" in authority or re.search(r"[?#]", base_url):
+    # any "@": a password holding "/" ("https://user:p/ss@host") ends a URL parser's authority
+    # before the "@", and an API root never needs one
+    if re.search(r"[@?#]", base_url):
         raise FetchUsageError(
             "--base-url must be the API root only, without a user name, password, query or "
             f"fragment ('@', '?', '#'), e.g. {DEFAULT_BASE_URL}; keys and secrets are stored "

@@ -34,12 +34,15 @@ def db(tmp_path: Path) -> Path:
         ("127.0.0.1:8080", "is not an http(s) URL"),
         ("http://127.0.0.1:8080/Rest", "ends in /Rest"),
         ("https://runsignup.com/rest/", "ends in /Rest"),
+        # a password with "/" is not a user info to a URL parser: it must still be refused
+        ("https://user:pa/sswd@runsignup.com", "without a user name, password"),
     ],
 )
 def test_bad_base_url(db: Path, tmp_path: Path, base_url: str, message: str) -> None:
     result = runner.invoke(app, ["fetch", "--db", str(db), "--base-url", base_url])
     assert result.exit_code == 2
     assert message in result.output
+    assert "sswd" not in result.output
     with Journal.open(db) as j:
         assert j.last_seq() == 0
 
