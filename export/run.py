@@ -124,7 +124,7 @@ def _earlier(conn: sqlite3.Connection, opts: ExportOptions, partner: int) -> rec
                 + ": run the export once without --since"
             )
         return found
-    if not since.isdigit():
+    if not (since.isascii() and since.isdigit() and len(since) <= 18):
         raise ExportError(f"--since {since!r} is neither 'last' nor an export id")
     found = record.get_export(conn, int(since))
     if found is None:

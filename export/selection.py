@@ -267,8 +267,8 @@ def start_list(
 def _bib_key(bib: str | None) -> tuple[int, int, str]:
     if bib is None:
         return (2, 0, "")
-    if bib.isdigit():
-        return (0, int(bib), bib)
+    if bib.isascii() and bib.isdigit():  # "²" is a digit to isdigit, not to int()
+        return (0, int(bib[:4000]), bib)
     return (1, 0, bib)
 
 

@@ -138,7 +138,7 @@ def is_due(credential: Credential, now: float, margin_s: float = DEFAULT_MARGIN_
 
 def _read_bounded(timing_partner_id: int, resp: requests.Response) -> bytes:
     declared = resp.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared[:30]) > MAX_BODY_BYTES:
         raise OAuthError(timing_partner_id, "token refresh answer larger than 64 KiB")
     body = b""
     for chunk in resp.iter_content(8192):
@@ -235,8 +235,9 @@ def _refresh(
     except CredentialError as exc:
         raise OAuthError(pid, f"token refresh answer unusable: {exc}") from None
     expires_in = data.get("expires_in")
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
-        expires_in = int(expires_in)
+    if isinstance(expires_in, str):  # ASCII digits only: int() refuses "²" and 4,301 digits
+        text = expires_in.strip()
+        expires_in = int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
     expires_at = (
         float(now + expires_in)
         if isinstance(expires_in, int | float)

@@ -22,8 +22,14 @@ def runsignup_error(doc: Any) -> tuple[int | None, str] | None:
         code: int | None = None
         if isinstance(raw, int) and not isinstance(raw, bool):
             code = raw
-        elif isinstance(raw, str) and raw.strip().isdigit():
+        elif isinstance(raw, str) and _digits(raw.strip()):
             code = int(raw.strip())
         msg = err.get("error_msg") or err.get("error_message") or ""
         return code, str(msg)
     return None, "" if err is None else str(err)
+
+
+def _digits(text: str) -> bool:
+    """Whether ``text`` is 1 to 18 ASCII digits: ``str.isdigit`` alone takes ``"²"``, which
+    ``int()`` refuses, and ``int()`` refuses more than 4,300 digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 18

@@ -32,6 +32,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from .envelope import _digits
 from .events import ListingCompleted, ResponseReceived
 from .store import Journal, JournalRow
 
@@ -191,7 +192,7 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _digits(value.strip()):
         return int(value.strip())
     return None
 
@@ -300,7 +301,7 @@ def _find(
         return []
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         return []
     return [
         (event_id, reg)
