@@ -45,7 +45,7 @@ def rsu_error(body: bytes) -> tuple[int | None, str] | None:
     ``None`` (see :func:`rsu.journal.envelope.runsignup_error`); a non-JSON body is no error."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         return None
     return runsignup_error(doc)
 
@@ -258,7 +258,7 @@ def import_files(
         warning = None
         try:
             json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             warning = f"not valid JSON ({exc}); imported byte-exact"
         else:
             err = rsu_error(body)

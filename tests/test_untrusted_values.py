@@ -84,3 +84,26 @@ def test_export_since_of_unicode_digits_is_a_usage_error(tmp_path: Path) -> None
         app, ["export", "--db", str(db), "--race", "100", "-f", "csv", "--since", "²"]
     )
     assert res.exit_code == 2 and "neither 'last' nor an export id" in res.output
+
+
+def test_journal_log_and_import_take_a_body_nested_too_deep(tmp_path: Path) -> None:
+    deep = b"[" * 60_000  # under the 64 KiB that journal log peeks into
+    j = new_journal(tmp_path / "rsu.db")
+    World(j).listing("participants", 11, deep, complete=False)
+    j.close()
+    res = CliRunner().invoke(app, ["journal", "log", "--db", str(tmp_path / "rsu.db")])
+    assert res.exit_code == 0, res.output
+    assert "participants HTTP 200 60000 B" in res.output
+    (tmp_path / "deep.json").write_bytes(deep)
+    args = [
+        "journal",
+        "import",
+        str(tmp_path / "deep.json"),
+        "--endpoint",
+        "races",
+        "--partner",
+        "5",
+    ]
+    res = CliRunner().invoke(app, [*args, "--db", str(tmp_path / "rsu.db")])
+    assert res.exit_code == 0, res.output
+    assert "not valid JSON (maximum recursion depth exceeded" in res.output
