@@ -760,7 +760,8 @@ class ApiClient:
                 status=answer.status,
                 elapsed_ms=answer.elapsed_ms,
                 attempt=attempt,
-                content_type=answer.headers.get("Content-Type", ""),
+                # headers are the server's too: one that echoes the request may put a secret there
+                content_type=self.scrub(answer.headers.get("Content-Type", "")),
                 body_sha256=sha,
                 body_size=len(body),
                 page=call.page,
@@ -768,7 +769,7 @@ class ApiClient:
                 listing_id=call.listing_id,
                 race_id=call.race_id,
                 event_id=call.event_id,
-                server_date=answer.headers.get("Date", ""),
+                server_date=self.scrub(answer.headers.get("Date", "")),
                 body_scrubbed=scrubbed,
             ),
             body,

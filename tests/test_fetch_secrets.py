@@ -9,10 +9,11 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
-from fetch_helpers import SMALL, seed_credentials, stored_bodies
+from fetch_helpers import SMALL, fast_options, seed_credentials, stored_bodies
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
+from rsu.fetcher import run_fetch
 from rsu.fetcher.credentials import ensure_schema
 from rsu.fetcher.redact import scrub
 from rsu.journal import FetchFailed, Journal, RequestFailed, ResponseReceived, open_db, sha256_hex
@@ -330,3 +331,22 @@ def test_a_log_or_summary_path_that_is_no_regular_file_is_written_into_never_chm
         mode = fifo.stat().st_mode
         assert stat.S_ISFIFO(mode) and stat.S_IMODE(mode) == 0o644
     assert got["summary"] == b'{\n  "status": "ok"\n}\n'
+
+
+def test_secrets_echoed_into_response_headers_are_not_journaled(tmp_path: Path) -> None:
+    """A gateway that echoes the request's credential headers into the Content-Type and Date
+    of its answer: those two headers are journaled, so they are scrubbed too."""
+    world, db = _canary_world(tmp_path)
+    sim = SimulatorApp(world)
+
+    def echoing(req: Request) -> Response:
+        resp = sim(req)
+        echo = " ".join(f"{k}={v}" for k, v in sorted(req.headers.items()))
+        return Response(resp.status, resp.body, f"{resp.content_type}; echo={echo}", {"Date": echo})
+
+    with LoopbackServer(echoing) as api:
+        assert run_fetch(db, fast_options(api.base_url, tmp_path)).exit_code == 0
+    assert _scan_db(db, _needles()) == []
+    with Journal.open(db) as j:
+        types = {r.event.content_type for r in j.find(kind="response_received")}  # type: ignore[union-attr]
+    assert any("x-rsu-api-secret=***" in t for t in types)
