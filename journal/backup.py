@@ -18,6 +18,9 @@ from pathlib import Path
 
 from .db import BUSY_TIMEOUT_S
 
+#: Files beside the database that belong to it (SQLite's, rsu's secrets file and run lock).
+COMPANION_SUFFIXES = ("-wal", "-shm", "-journal", ".secrets", ".lock")
+
 
 class BackupError(Exception):
     """A backup that cannot be made. ``usage`` is true when the request itself is wrong (the
@@ -50,6 +53,12 @@ def check_target(source: Path, target: Path, *, force: bool) -> None:
         )
     if target.exists() and target.resolve() == source.resolve():
         raise BackupError(f"{target} is the database itself; choose another file", usage=True)
+    companions = {Path(f"{source.resolve()}{s}") for s in COMPANION_SUFFIXES}
+    if target.resolve() in companions:
+        # replacing the live -wal would drop the syncs committed in it; .secrets the credentials
+        raise BackupError(
+            f"{target} is a file of the database {source} itself; choose another file", usage=True
+        )
     if target.is_dir():
         raise BackupError(f"{target} is a directory", usage=True)
     if target.exists() and not target.resolve().is_file():

@@ -154,3 +154,19 @@ def test_backup_refuses_a_target_that_is_no_regular_file(busy_db: Path, tmp_path
     assert result.exit_code == 2
     assert f"{fifo} is not a regular file" in result.output
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm", ".secrets", ".lock"])
+def test_backup_refuses_to_replace_a_file_of_the_database_itself(
+    busy_db: Path, suffix: str
+) -> None:
+    """``-o rsu.db-wal --force`` would replace the live WAL and lose the syncs committed in it."""
+    target = Path(f"{busy_db}{suffix}")
+    if not target.exists():
+        target.write_bytes(b"live")
+    before = target.read_bytes()
+    result = runner.invoke(app, ["backup", "--db", str(busy_db), "-o", str(target), "--force"])
+    assert result.exit_code == 2
+    assert f"{target} is a file of the database {busy_db} itself" in result.output
+    assert target.read_bytes() == before
+    assert _runs(busy_db) == ["run-1", "run-2"]
