@@ -193,15 +193,24 @@ class _Decoder:
         elif self.coding == "deflate":
             self._z = zlib.decompressobj()
         self._started = False
+        #: A gzip member ended: bytes after it that are no member are ignored (urllib3 does the
+        #: same; servers pad gzip bodies with zeros).
+        self._member_done = False
+        self._ignore_rest = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         """The decoded bytes of ``data``, in pieces of at most :data:`CHUNK` bytes."""
         if self._z is None:
             yield data
             return
+        if self._ignore_rest:
+            return
         try:
             yield from self._inflate(data)
         except zlib.error as exc:
+            if self.coding != "deflate" and self._member_done:
+                self._ignore_rest = True  # trailing padding or garbage after a complete member
+                return
             if self.coding == "deflate" and not self._started:  # raw deflate, no zlib header
                 self._z = zlib.decompressobj(-zlib.MAX_WBITS)
                 self._started = True
@@ -229,10 +238,11 @@ class _Decoder:
             if self.coding != "deflate" and self._z.eof and self._z.unused_data:  # next member
                 data = self._z.unused_data
                 self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._member_done = True
 
     def flush(self) -> bytes:
         """What the decoder still holds at the end of the body."""
-        return self._z.flush() if self._z is not None else b""
+        return self._z.flush() if self._z is not None and not self._ignore_rest else b""
 
 
 def _too_large(max_bytes: int, what: str, status: int) -> BodyTooLarge:

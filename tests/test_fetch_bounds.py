@@ -272,9 +272,11 @@ def _raw_deflate(data: bytes) -> bytes:
         ("br", BODY, "ContentDecodingError: unsupported Content-Encoding 'br'"),
         ("gzip, br", BODY, "ContentDecodingError: unsupported Content-Encoding 'gzip, br'"),
         ("gzip", b"\x1f\x8b\x08\x00garbage" * 10, "ContentDecodingError: gzip body could not"),
+        ("gzip", gzip.compress(BODY) + b"\x00" * 8, BODY),  # zero padding, as urllib3 takes it
+        ("gzip", gzip.compress(BODY) + b"trailing garbage", BODY),
     ],
     ids=["none", "identity", "gzip", "x-gzip", "zlib", "raw-deflate", "members", "br", "two",
-         "corrupt"],
+         "corrupt", "zero-padding", "trailing-garbage"],
 )  # fmt: skip
 def test_content_encodings_are_decoded_within_the_cap(
     encoding: str, sent: bytes, expected: bytes | str
