@@ -134,7 +134,7 @@ def encode(body: bytes, whole_codec: str, bases: Bases) -> Encoded:
     ):
         return codecs.encode_whole(body, whole_codec)
     try:
-        whole_body = codecs.decode(whole.codec, whole.data, whole.sha256)
+        whole_body = codecs.decode(whole.codec, whole.data, whole.sha256, size=whole.size)
     except JournalError:
         return codecs.encode_whole(body, whole_codec)
     level1 = codecs.encode_delta(body, whole_body, whole.sha256)
@@ -143,7 +143,7 @@ def encode(body: bytes, whole_codec: str, bases: Bases) -> Encoded:
     base = bases.level1
     if base is not None and base.codec == codecs.ZSTD_DELTA and base.base_sha256 == whole.sha256:
         try:
-            base_body = codecs.decode(base.codec, base.data, base.sha256, whole_body)
+            base_body = codecs.decode(base.codec, base.data, base.sha256, whole_body, base.size)
         except JournalError:
             return level1
         level2 = codecs.encode_delta(body, base_body, base.sha256)
@@ -158,7 +158,7 @@ def decode(conn: sqlite3.Connection, blob: StoredBlob, links: int = 0) -> bytes:
     a base is missing, or reaching a whole blob takes more than
     :data:`~rsu.journal.codecs.MAX_CHAIN` links. The result is not hash-checked."""
     if blob.codec != codecs.ZSTD_DELTA:
-        return codecs.decode(blob.codec, blob.data, blob.sha256)
+        return codecs.decode(blob.codec, blob.data, blob.sha256, size=blob.size)
     if blob.base_sha256 is None:
         raise JournalError(f"blob {blob.sha256[:12]} is a delta without a base")
     if links >= codecs.MAX_CHAIN:
@@ -170,4 +170,4 @@ def decode(conn: sqlite3.Connection, blob: StoredBlob, links: int = 0) -> bytes:
     if base is None:
         raise JournalError(f"blob {blob.sha256[:12]}: its base {blob.base_sha256[:12]} is missing")
     base_body = decode(conn, base, links + 1)
-    return codecs.decode(blob.codec, blob.data, blob.sha256, base_body)
+    return codecs.decode(blob.codec, blob.data, blob.sha256, base_body, blob.size)

@@ -117,18 +117,32 @@ def delta_is_small(delta: Encoded, body_size: int, base_size: int, base_stored: 
     return len(delta.data) <= DELTA_MAX_FRACTION * whole_estimate
 
 
-def decode(codec: str, data: bytes, sha256: str, base: bytes | None = None) -> bytes:
+def decode(
+    codec: str, data: bytes, sha256: str, base: bytes | None = None, size: int | None = None
+) -> bytes:
     """The raw body of one stored blob. ``base`` is the raw body of its dictionary (required for
     ``zstd-delta``, ignored otherwise). Raises :class:`JournalError` naming the blob (first 12
     hex digits of ``sha256``) when the codec is unknown or the data does not decode. The result
-    is not checked against ``sha256`` here (see :meth:`Journal.body`)."""
+    is not checked against ``sha256`` here (see :meth:`Journal.body`). ``size`` (bytes, the
+    blob row's) bounds what is inflated: a forged frame declaring terabytes is refused, not
+    allocated."""
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise JournalError(f"blob {sha256[:12]} has size {size!r}, not a byte count")
     if not isinstance(data, bytes):  # SQLite keeps any type: a TEXT or INTEGER written over it
         raise JournalError(f"blob {sha256[:12]} holds {type(data).__name__}, not bytes")
     try:
         if codec == ZLIB:
-            return zlib.decompress(data)
+            if size is None:
+                return zlib.decompress(data)
+            return zlib.decompressobj().decompress(data, size + 1)  # more than size: a mismatch
         if codec == IDENTITY:
             return bytes(data)
+        if codec in (ZSTD, ZSTD_DELTA) and size is not None:
+            declared = zstandard.frame_content_size(data)
+            if declared != size:
+                raise JournalError(
+                    f"blob {sha256[:12]} declares {declared} bytes, its row says {size}"
+                )
         if codec == ZSTD:
             return zstandard.ZstdDecompressor().decompress(data)
         if codec == ZSTD_DELTA:
@@ -137,4 +151,6 @@ def decode(codec: str, data: bytes, sha256: str, base: bytes | None = None) -> b
             return zstandard.ZstdDecompressor(dict_data=_dictionary(base)).decompress(data)
     except (zlib.error, zstandard.ZstdError) as exc:
         raise JournalError(f"blob {sha256[:12]} does not decompress: {exc}") from exc
+    except MemoryError:
+        raise JournalError(f"blob {sha256[:12]} inflates to more than memory holds") from None
     raise JournalError(f"blob {sha256[:12]} has unknown codec {codec!r}")

@@ -194,3 +194,26 @@ def test_a_blob_whose_data_was_overwritten_with_text_is_a_problem_not_a_tracebac
     res = CliRunner().invoke(app, ["project", "--rebuild", "--db", str(fetched)])
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
     assert f"journal event {seqs[0]}: blob {sha[:12]} holds str, not bytes" in res.output
+
+
+#: A zstd frame header declaring 1 TiB of content (decompressing it allocated that up front).
+_TIB_FRAME = b"\x28\xb5\x2f\xfd\xe0" + (1 << 40).to_bytes(8, "little") + b"\x01\x00\x00"
+
+
+@pytest.mark.parametrize("size_column", ["row", "forged"])
+def test_a_blob_declaring_a_terabyte_is_refused_not_allocated(
+    fetched: Path, size_column: str
+) -> None:
+    sha, seqs = _participants_blob(fetched)
+    size = "size" if size_column == "row" else str(1 << 40)
+    _tamper(
+        fetched,
+        f"UPDATE journal_blobs SET codec = 'zstd', data = ?, size = {size} WHERE sha256 = ?",
+        (_TIB_FRAME, sha),
+    )
+    res = CliRunner().invoke(app, ["journal", "verify", "--db", str(fetched)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert f"blob {sha[:12]}" in res.output
+    res = CliRunner().invoke(app, ["project", "--rebuild", "--db", str(fetched)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert f"journal event {seqs[0]}: blob {sha[:12]}" in res.output
