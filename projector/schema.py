@@ -23,7 +23,9 @@ from dataclasses import dataclass
 #: 4: one row per registration (event changes move it), race access lost, events removed
 #: (issue 13).
 #: 5: ``projector_pages`` records each page's body and events (issue 15, re-seen page shortcut).
-PROJECTION_VERSION = 5
+#: 6: a races listing proves a race gone only with proof that it is complete (an empty page, or
+#: one shorter than a page served before or than 50), as participant listings do.
+PROJECTION_VERSION = 6
 
 
 @dataclass(frozen=True)
