@@ -229,8 +229,8 @@ class Profile:
         characters and formulas in delimited files (see the module docstring)."""
         if not isinstance(value, str) or self.kind != "delimited":
             return None
-        codes = control_characters(value)
-        if codes:
+        if CONTROL_CHARACTERS.search(value):  # the common clean cell costs one search
+            codes = control_characters(value)
             return CONTROL, f"{header} {shown(value)} holds control characters ({', '.join(codes)})"
         if is_formula(value):
             return (
@@ -253,10 +253,16 @@ class Profile:
                     Problem(row.registration_id, field_name, value, reason, row.event_id, name)
                 )
         ruled = {p.field for p in out}  # those values never reach the file as they are
-        for column in self.columns:
-            if ruled.intersection(column.reads):
-                continue
-            value = column.value(row)
+        cells = [
+            (c, c.value(row)) for c in self.columns if not (ruled and ruled.intersection(c.reads))
+        ]
+        texts = [v for _, v in cells if isinstance(v, str)]
+        if self.kind != "delimited" or not (
+            CONTROL_CHARACTERS.search("".join(texts))
+            or any(t.startswith(_FORMULA_START) for t in texts)
+        ):
+            return out  # the common clean row: one search, no cell looked at twice
+        for column, value in cells:
             found = self.cell_problem(column.header, value)
             if found is not None:
                 kind, reason = found
