@@ -31,6 +31,7 @@ from rsu.export.profiles import FORMULA
 from rsu.export.selection import SelectionError
 from rsu.export.writing import output_problem, write_output
 from rsu.journal import JournalError, open_db
+from rsu.journal.printable import json_safe
 
 _FORMATS = ", ".join(PROFILES)
 
@@ -220,7 +221,8 @@ def check_command(
     finally:
         database.conn.close()
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        # names are as synced: C1 and bidi controls as \uXXXX escapes, never raw
+        typer.echo(json_safe(json.dumps(report.to_dict(), indent=2, ensure_ascii=False)))
     else:
         _print_check(report)
     if not report.ok:

@@ -345,3 +345,31 @@ def test_a_change_report_checks_its_old_and_new_values(tmp_path: Path) -> None:
 )
 def test_what_is_a_formula(text: str, formula: bool) -> None:
     assert is_formula(text) is formula
+
+
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [
+        ("\x00", ["U+0000"]),
+        ("a\x7f", ["U+007F"]),
+        ("\x9b2J", ["U+009B"]),  # a one-byte CSI
+        ("a\u2028b", ["U+2028"]),
+        ("\u061c\u200e\u200f", ["U+061C", "U+200E", "U+200F"]),
+        ("\u2066x\u2069", ["U+2066", "U+2069"]),
+        ("a\nb\r", ["U+000A", "U+000D"]),
+        ("Jos\u00e9 \u00a0M\u00fcller \u5c71\u7530 \u05db\u05d4\u05df", []),
+    ],
+)
+def test_which_characters_are_control_characters(text: str, codes: list[str]) -> None:
+    from rsu.export.profiles import control_characters
+
+    assert control_characters(text) == codes
+
+
+def test_check_json_never_prints_a_raw_bidi_control(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "rsu.db", [person(806, MARATHON, first_name="Ann\u202e")])
+    res = check_json(db, "csv")
+    assert res.exit_code == 1
+    assert "\u202e" not in res.stdout
+    [finding] = json.loads(res.stdout)["findings"]
+    assert (finding["problem"], finding["name"]) == ("control_character", "Ann\u202e Last806")
