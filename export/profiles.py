@@ -243,6 +243,11 @@ class Profile:
     def problems(self, row: StartRow) -> list[Problem]:
         """Every value of ``row`` this target cannot take (empty: the row exports as is): the
         field rules, then :meth:`cell_problem` on each column's value."""
+        return self.checked(row)[0]
+
+    def checked(self, row: StartRow) -> tuple[list[Problem], dict[str, Any] | None]:
+        """(:meth:`problems` of ``row``, its ``header -> value`` as :meth:`values` gives them
+        unfixed, or ``None`` when a field rule kept a column from being computed)."""
         out = []
         name = _full_name(row)
         for field_name, check in self.rules:
@@ -256,12 +261,13 @@ class Profile:
         cells = [
             (c, c.value(row)) for c in self.columns if not (ruled and ruled.intersection(c.reads))
         ]
+        whole = None if ruled else {c.header: v for c, v in cells}
         texts = [v for _, v in cells if isinstance(v, str)]
         if self.kind != "delimited" or not (
             CONTROL_CHARACTERS.search("".join(texts))
             or any(t.startswith(_FORMULA_START) for t in texts)
         ):
-            return out  # the common clean row: one search, no cell looked at twice
+            return out, whole  # the common clean row: one search, no cell looked at twice
         for column, value in cells:
             found = self.cell_problem(column.header, value)
             if found is not None:
@@ -279,7 +285,7 @@ class Profile:
                         kind,
                     )
                 )
-        return out
+        return out, whole
 
     def values(
         self,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -161,8 +161,20 @@ def _earlier(conn: sqlite3.Connection, opts: ExportOptions, partner: int) -> rec
     return found
 
 
-#: A row to write: the StartRow, the fields written empty, the columns fixed (:func:`fix_cells`).
-_Resolved = tuple[StartRow, frozenset[str], dict[str, str]]
+class _Resolved(NamedTuple):
+    """A row to write: the StartRow, the fields written empty, the columns fixed
+    (:func:`fix_cells`), and its cells when the check already computed them unfixed."""
+
+    row: StartRow
+    blank: frozenset[str]
+    fixes: dict[str, str]
+    cells: dict[str, Any] | None
+
+    def values(self, prof: Profile) -> dict[str, Any]:
+        """The row's ``header -> value`` as written."""
+        if self.cells is not None and not self.blank and not self.fixes:
+            return self.cells
+        return prof.values(self.row, self.blank, self.fixes)
 
 
 def _resolve(
@@ -172,13 +184,14 @@ def _resolve(
     out: list[_Resolved] = []
     problems: list[Problem] = []
     for row in rows:
-        found = [replace(p, action=action(p, allow)) for p in prof.problems(row)]
+        checked, cells = prof.checked(row)
+        found = [replace(p, action=action(p, allow)) for p in checked]
         problems += found
         if any(p.action == SKIPPED for p in found):
             continue
         blank = frozenset(p.field for p in found if p.kind == VALUE and p.action == BLANKED)
         fixes = {p.column: p.action for p in found if p.kind != VALUE and p.action}
-        out.append((row, blank, fixes))
+        out.append(_Resolved(row, blank, fixes, cells))
     return out, problems
 
 
@@ -198,7 +211,7 @@ def _change_lines(
         for header in CHANGE_COLUMNS:
             found = prof.cell_problem(header, line[header])
             if found is not None:
-                name = "" if current is None else _name(current[0])
+                name = "" if current is None else _name(current.row)
                 p = Problem(
                     c.registration_id,
                     c.field or header,
@@ -216,7 +229,7 @@ def _change_lines(
                     skipped.add(c.registration_id)
         fix_cells(line, {h: a for h, a in fixes.items() if a})
         if current is not None:
-            values = prof.values(*current)
+            values = current.values(prof)
             line.update({h: values[h] for h in extra})
         lines.append(line)
     kept = [line for line in lines if line["registration_id"] not in skipped]
@@ -301,23 +314,25 @@ def run_export(
         checked = [r for r in rows if r.registration_id in touched]
         unchanged = [r for r in rows if r.registration_id not in touched]
         resolved, problems = _resolve(checked, prof, opts.allow)
-        kept_rows = [x[0] for x in resolved] + [r for r in unchanged if r.registration_id in before]
+        kept_rows = [x.row for x in resolved] + [
+            r for r in unchanged if r.registration_id in before
+        ]
     else:
         resolved, problems = _resolve(rows, prof, opts.allow)
-        kept_rows = [x[0] for x in resolved]
+        kept_rows = [x.row for x in resolved]
     if any(p.action is None for p in problems):
         return ExportResult(None, 0, problems, allowed=False)
     if earlier is not None:
         kept_ids = {r.registration_id for r in kept_rows}
         changes = diff(before, [r for r in rows if r.registration_id in kept_ids], removed)
         headers, lines, more = _change_lines(
-            changes, prof, {x[0].registration_id: x for x in resolved}, opts.allow
+            changes, prof, {x.row.registration_id: x for x in resolved}, opts.allow
         )
         problems += more
         skipped = {p.registration_id for p in more if p.action == SKIPPED}
         kept_rows = [r for r in kept_rows if r.registration_id not in skipped]
     else:
-        headers, lines = prof.headers, [prof.values(*x) for x in resolved]
+        headers, lines = prof.headers, [x.values(prof) for x in resolved]
     if any(p.action is None for p in problems):  # a change line's own old or new value
         return ExportResult(None, 0, problems, allowed=False)
     data = encode(prof, headers, lines)
