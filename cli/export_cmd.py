@@ -27,9 +27,11 @@ from rsu.cli.common import (
 )
 from rsu.export import PROFILES, Allow, ExportError, ExportOptions, run_export
 from rsu.export.check import ERROR, CheckReport, run_check
+from rsu.export.profiles import FORMULA
 from rsu.export.selection import SelectionError
 from rsu.export.writing import output_problem, write_output
 from rsu.journal import JournalError, open_db
+from rsu.journal.printable import json_safe
 
 _FORMATS = ", ".join(PROFILES)
 
@@ -78,11 +80,13 @@ def export_command(
         ),
     ] = None,
     allow: Annotated[
-        Allow | None,
+        list[Allow] | None,
         typer.Option(
             "--allow",
             help="Rows with values the target cannot take: skip-row leaves them out, "
-            "blank-value writes those values empty. Default: refuse (exit 1).",
+            "blank-value writes those values empty, quote-formula writes a spreadsheet formula "
+            "(=, +, -, @ first) with a ' before it (may be given with one of the other two). "
+            "Default: refuse (exit 1).",
         ),
     ] = None,
     partner: PartnerOption = None,
@@ -92,13 +96,18 @@ def export_command(
     webscorer, mylaps) and record it in the exports table.
 
     Exit 1 when a row holds a value the target cannot take (each is named on stderr; nothing is
-    written unless --allow says how to handle them); 2 for a usage error (also an --output that
-    is a directory or in a folder that does not exist).
+    written unless --allow says how to handle them): a bib, chip or gender the target refuses,
+    a control character, or in a delimited file a text a spreadsheet would run as a formula;
+    2 for a usage error (also an --output that is a directory or in a folder that does not
+    exist).
     """
     if fmt not in PROFILES:
         raise typer.BadParameter(f"{fmt!r} is not one of {_FORMATS}", param_hint="--format")
     if (problem := output_problem(output)) is not None:
         fail(problem, 2)
+    allowed = frozenset(allow or ())
+    if {Allow.skip_row, Allow.blank_value} <= allowed:
+        raise typer.BadParameter("skip-row or blank-value, not both", param_hint="--allow")
     database = _open(db, readonly=False)
     opts = ExportOptions(
         race_id=race,
@@ -106,7 +115,7 @@ def export_command(
         event_ids=tuple(event or ()),
         since=since,
         as_of=as_of,
-        allow=allow,
+        allow=allowed,
         timing_partner_id=partner,
         output="-" if output is None else str(output),
     )
@@ -121,17 +130,25 @@ def export_command(
     finally:
         database.conn.close()
     target = PROFILES[fmt].title
-    for problem in result.problems:
-        if result.allowed:
-            how = "skipped" if allow is Allow.skip_row else f"{problem.field} written empty"
-            _say(f"{how}: {problem.describe()}")
-        else:
-            _say(f"{target} cannot take: {problem.describe()}")
+    refused = [p for p in result.problems if p.action is None]
+    for problem in result.problems if result.record else refused:
+        how = f"{problem.column or problem.field} {problem.action}"
+        if problem.action is None:
+            how = f"{target} cannot take"
+        elif problem.action == "skipped":
+            how = "skipped"
+        _say(f"{how}: {problem.describe()}")
     if result.record is None:
-        rows = len({p.registration_id for p in result.problems})
+        rows = len({p.registration_id for p in refused})
+        formulas = (
+            " (--allow quote-formula for formulas)"
+            if any(p.kind == FORMULA for p in refused)
+            else ""
+        )
         fail(
             f"{rows} registration(s) hold values {target} cannot take; nothing was written. "
-            "Fix them in RunSignUp and sync, or pass --allow skip-row or --allow blank-value."
+            "Fix them in RunSignUp and sync, or pass --allow skip-row or --allow blank-value"
+            f"{formulas}."
         )
     for note in result.notes:
         err_console.print(labelled("warning", "yellow", note), soft_wrap=True)
@@ -177,7 +194,9 @@ def check_command(
     target: Annotated[
         str | None,
         typer.Option(
-            "--for", help=f"Also check the bibs, chips and genders this target takes: {_FORMATS}."
+            "--for",
+            help="Also check what this target takes (bibs, chips, genders; control characters "
+            f"and spreadsheet formulas in delimited files): {_FORMATS}.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -185,8 +204,8 @@ def check_command(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Pre-race quality gate for a race: missing gender or DOB, ages that do not match the DOB,
-    duplicate bibs, bibs and chips the target cannot take, relay legs without a team bib, names
-    with stray whitespace, registrations added since the last export.
+    duplicate bibs, bibs, chips and texts the target cannot take, relay legs without a team bib,
+    names with stray whitespace, registrations added since the last export.
 
     Exit 1 when anything blocks timing (an error finding), 0 otherwise (warnings allowed).
     """
@@ -202,7 +221,8 @@ def check_command(
     finally:
         database.conn.close()
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        # names are as synced: C1 and bidi controls as \uXXXX escapes, never raw
+        typer.echo(json_safe(json.dumps(report.to_dict(), indent=2, ensure_ascii=False)))
     else:
         _print_check(report)
     if not report.ok:

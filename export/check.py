@@ -14,6 +14,10 @@ is 1); ``warning`` findings are worth a look but do not. Problems:
 ``bib_target``           error     with ``--for``: a bib the target cannot take
 ``chip_target``          error     with ``--for``: a chip the target cannot take
 ``gender_target``        error     with ``--for``: a gender the target cannot take
+``control_character``    error     with ``--for`` a delimited format: a control character (ESC,
+                                   a line break, a bidi override...) in an exported text
+``spreadsheet_formula``  error     with ``--for`` a delimited format: an exported text that a
+                                   spreadsheet would run as a formula (``=cmd|...``, ``@SUM``)
 ``name_whitespace``      warning   a name with leading, trailing, doubled or control whitespace
 ``added_after_export``   error     registered (or moved into the exported events) after the
                                    race's last export (of the ``--for`` format when given)
@@ -30,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 
 from . import record
-from .profiles import profile
+from .profiles import VALUE, profile
 from .selection import StartRow, race_partner, start_list
 
 ERROR, WARNING = "error", "warning"
@@ -241,16 +245,10 @@ def run_check(
         findings += _person(row)
         if prof is not None:
             for p in prof.problems(row):
-                if p.field == "gender" and not p.value:
+                if p.kind == VALUE and p.field == "gender" and not p.value:
                     continue  # already missing_gender
-                findings.append(
-                    _finding(
-                        row,
-                        _TARGET_PROBLEM.get(p.field, p.field),
-                        ERROR,
-                        f"{prof.title}: {p.reason}",
-                    )
-                )
+                code = _TARGET_PROBLEM.get(p.field, p.field) if p.kind == VALUE else p.kind
+                findings.append(_finding(row, code, ERROR, f"{prof.title}: {p.reason}"))
     findings += _duplicates(rows)
     last_id, since = _since_export(conn, partner, race_id, target, rows)
     findings += since

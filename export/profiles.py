@@ -19,17 +19,44 @@ value). Targets and the fields they read:
 - ``mylaps``: ``id`` (the registration id, stable across exports), name, bib, chip, gender,
   birthdate, UTF-8 CSV; bib integer, chip letters and digits only, at most 16 characters,
   gender required.
+
+Text no target can take (:meth:`Profile.cell_problem`, checked on every exported cell):
+
+- control characters: every C0 control (TAB, LF and CR included), DEL, the C1 controls, the
+  Unicode line and paragraph separators and every bidi control (U+061C, U+200E, U+200F,
+  U+202A-U+202E, U+2066-U+2069), in a delimited file; they end rows early, drive a terminal
+  (``ESC [2J``) or reorder what staff read. NDJSON takes them: the export writes each one as a
+  ``\\uXXXX`` escape (:func:`rsu.journal.printable.json_safe`), the exact value and nothing a
+  terminal acts on.
+- spreadsheet formulas, in a delimited file: a text that starts with ``=``, ``+``, ``-``, ``@``,
+  TAB or CR, which Excel and LibreOffice run as a formula when the file is opened (``=cmd|' /C
+  calc'!A0``, ``@SUM(A1)``). Harmless and passed: a text of ``+`` or ``-`` followed only by
+  digits, spaces and ``. , ( ) -`` (a number ``-5``, ``+1.5``, a phone number ``+1 (555)
+  010-1234``, a lone ``-``): with those characters no function, cell, file or program can be
+  named. Numbers (``int``) are never formulas.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
+from rsu.journal.printable import CONTROLS
+
 from .selection import FIELD_NAMES, StartRow
+
+#: :attr:`Problem.kind` of a value a field rule refuses (a bib, chip or gender).
+VALUE = "value"
+#: :attr:`Problem.kind` of a text holding control characters.
+CONTROL = "control_character"
+#: :attr:`Problem.kind` of a text a spreadsheet would run as a formula.
+FORMULA = "spreadsheet_formula"
+
+#: What ``--allow`` did with a problem (:attr:`Problem.action`).
+SKIPPED, BLANKED, QUOTED = "skipped", "written empty", "quoted"
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,9 @@ class Problem:
     ``field`` is the :class:`~rsu.export.selection.StartRow` field (``bib_num``, ``chip_num``,
     ``gender``, ...), ``value`` the value as synced (``None`` when missing), ``reason`` a short
     sentence for the operator; ``event_id`` and ``name`` (first and last) say whose row it is.
+    ``column`` is the output column of a text problem (empty for a field rule), ``kind`` one of
+    :data:`VALUE`, :data:`CONTROL`, :data:`FORMULA`; ``action`` what ``--allow`` did with it
+    (:data:`SKIPPED`, :data:`BLANKED`, :data:`QUOTED`; ``None``: refused).
     """
 
     registration_id: int
@@ -47,6 +77,9 @@ class Problem:
     reason: str
     event_id: int = 0
     name: str = ""
+    column: str = ""
+    kind: str = VALUE
+    action: str | None = None
 
     def describe(self) -> str:
         """One line for the operator: ``registration 12 (event 5, Jane Doe): <reason>``."""
@@ -105,17 +138,50 @@ def gender_in(accepted: tuple[str, ...]) -> Callable[[Any], str | None]:
     return check
 
 
+#: The characters no delimited target takes: printable's controls plus TAB, LF, CR and the
+#: implicit bidi marks (ALM, LRM, RLM).
+CONTROL_CHARACTERS = re.compile(f"{CONTROLS.pattern}|[\t\n\r\u061c\u200e\u200f]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_HARMLESS = re.compile(r"[+-][0-9 .,()-]*")
+_SHOWN = 60
+
+
+def shown(text: str) -> str:
+    """A safe rendering of ``text`` for the operator: quoted, every control character escaped
+    (``'\\x1b[2J'``), cut at 60 characters (``...`` after the quote)."""
+    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + "..."
+
+
+def control_characters(text: str) -> list[str]:
+    """The control characters in ``text`` (no target takes them), as ``U+001B``, each once."""
+    return [f"U+{ord(c):04X}" for c in sorted(set(CONTROL_CHARACTERS.findall(text)))]
+
+
+def is_formula(text: str) -> bool:
+    """Whether a spreadsheet would run ``text`` as a formula: it starts with ``=``, ``+``,
+    ``-``, ``@``, TAB or CR and is not ``+``/``-`` followed only by digits, spaces and
+    ``. , ( ) -`` (a number or phone number, harmless)."""
+    return text.startswith(_FORMULA_START) and not _HARMLESS.fullmatch(text)
+
+
 @dataclass(frozen=True)
 class Column:
-    """One output column: ``header`` and ``value(row) -> value`` (``None`` is written empty)."""
+    """One output column: ``header``, ``value(row) -> value`` (``None`` is written empty) and
+    ``reads``, the StartRow fields the value is made of."""
 
     header: str
     value: Callable[[StartRow], Any]
+    reads: tuple[str, ...] = ()
 
 
 def field(name: str) -> Callable[[StartRow], Any]:
     """A column that copies the StartRow field ``name`` unchanged."""
     return attrgetter(name)
+
+
+def copied(header: str, name: str) -> Column:
+    """The column ``header`` holding the StartRow field ``name`` unchanged."""
+    return Column(header, field(name), (name,))
 
 
 def _int(name: str) -> Callable[[StartRow], Any]:
@@ -157,27 +223,108 @@ class Profile:
         """The column names, in order."""
         return [c.header for c in self.columns]
 
+    def cell_problem(self, header: str, value: Any) -> tuple[str, str] | None:
+        """Why this target cannot take ``value`` in column ``header``, as ``(kind, reason)``
+        (:data:`CONTROL` or :data:`FORMULA`), or ``None``: only text is checked, control
+        characters and formulas in delimited files (see the module docstring)."""
+        if not isinstance(value, str) or self.kind != "delimited":
+            return None
+        if CONTROL_CHARACTERS.search(value):  # the common clean cell costs one search
+            codes = control_characters(value)
+            return CONTROL, f"{header} {shown(value)} holds control characters ({', '.join(codes)})"
+        if is_formula(value):
+            return (
+                FORMULA,
+                f"{header} {shown(value)} starts with {value[0]!r}: a spreadsheet would run it "
+                "as a formula",
+            )
+        return None
+
     def problems(self, row: StartRow) -> list[Problem]:
-        """Every value of ``row`` this target cannot take (empty: the row exports as is)."""
+        """Every value of ``row`` this target cannot take (empty: the row exports as is): the
+        field rules, then :meth:`cell_problem` on each column's value."""
+        return self.checked(row)[0]
+
+    def checked(self, row: StartRow) -> tuple[list[Problem], dict[str, Any] | None]:
+        """(:meth:`problems` of ``row``, its ``header -> value`` as :meth:`values` gives them
+        unfixed, or ``None`` when a field rule kept a column from being computed)."""
         out = []
-        for name, check in self.rules:
-            value = getattr(row, name)
+        name = _full_name(row)
+        for field_name, check in self.rules:
+            value = getattr(row, field_name)
             reason = check(value)
             if reason is not None:
                 out.append(
-                    Problem(row.registration_id, name, value, reason, row.event_id, _full_name(row))
+                    Problem(row.registration_id, field_name, value, reason, row.event_id, name)
                 )
-        return out
+        ruled = {p.field for p in out}  # those values never reach the file as they are
+        cells = [
+            (c, c.value(row)) for c in self.columns if not (ruled and ruled.intersection(c.reads))
+        ]
+        whole = None if ruled else {c.header: v for c, v in cells}
+        texts = [v for _, v in cells if isinstance(v, str)]
+        if self.kind != "delimited" or not (
+            CONTROL_CHARACTERS.search("".join(texts))
+            or any(t.startswith(_FORMULA_START) for t in texts)
+        ):
+            return out, whole  # the common clean row: one search, no cell looked at twice
+        for column, value in cells:
+            found = self.cell_problem(column.header, value)
+            if found is not None:
+                kind, reason = found
+                source = _source(column, row, kind)
+                out.append(
+                    Problem(
+                        row.registration_id,
+                        source,
+                        value,
+                        reason,
+                        row.event_id,
+                        name,
+                        column.header,
+                        kind,
+                    )
+                )
+        return out, whole
 
-    def values(self, row: StartRow, blank: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def values(
+        self,
+        row: StartRow,
+        blank: frozenset[str] = frozenset(),
+        fixes: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         """``header -> value`` of ``row``; the StartRow fields named in ``blank`` are written
-        empty (``--allow blank-value``)."""
+        empty (``--allow blank-value``), and each column in ``fixes`` is written empty
+        (:data:`BLANKED`) or with a ``'`` before it (:data:`QUOTED`, ``--allow quote-formula``)."""
         if blank:
             row = replace(row, **dict.fromkeys(blank))  # type: ignore[arg-type]
-        return {c.header: c.value(row) for c in self.columns}
+        return fix_cells({c.header: c.value(row) for c in self.columns}, fixes or {})
 
 
-_EVERY_COLUMN = tuple(Column(n, field(n)) for n in FIELD_NAMES)
+def fix_cells(cells: dict[str, Any], fixes: Mapping[str, str]) -> dict[str, Any]:
+    """``cells`` with each header in ``fixes`` written empty (:data:`BLANKED`) or prefixed with
+    a single quote (:data:`QUOTED`: OWASP's neutralised formula, shown as text by spreadsheets)."""
+    for header, how in fixes.items():
+        if how == BLANKED:
+            cells[header] = None
+        elif how == QUOTED and isinstance(cells.get(header), str):
+            cells[header] = "'" + cells[header]
+    return cells
+
+
+def _source(column: Column, row: StartRow, kind: str) -> str:
+    """The StartRow field a text problem of ``column`` comes from: the first field it reads
+    that has the problem on its own (the header when the column reads none)."""
+    for name in column.reads:
+        value = getattr(row, name)
+        if isinstance(value, str) and (
+            control_characters(value) if kind == CONTROL else is_formula(value)
+        ):
+            return name
+    return column.reads[0] if column.reads else column.header
+
+
+_EVERY_COLUMN = tuple(copied(n, n) for n in FIELD_NAMES)
 
 CSV = Profile("csv", "CSV", _EVERY_COLUMN)
 JSON = Profile("json", "NDJSON", _EVERY_COLUMN, kind="ndjson")
@@ -186,23 +333,23 @@ RACERESULT = Profile(
     "raceresult",
     "RACE RESULT",
     (
-        Column("Bib", _int("bib_num")),
-        Column("Lastname", field("last_name")),
-        Column("Firstname", field("first_name")),
-        Column("Gender", field("gender")),
-        Column("DateOfBirth", field("dob")),
-        Column("Contest", field("event_name")),
-        Column("Club", field("team_name")),
-        Column("License", field("team_bib")),
-        Column("Transponder1", field("chip_num")),
-        Column("RegNo", field("registration_id")),
-        Column("Street", field("street")),
-        Column("ZIP", field("zipcode")),
-        Column("City", field("city")),
-        Column("State", field("state")),
-        Column("Country", field("country_code")),
-        Column("Email", field("email")),
-        Column("Phone", field("phone")),
+        Column("Bib", _int("bib_num"), ("bib_num",)),
+        copied("Lastname", "last_name"),
+        copied("Firstname", "first_name"),
+        copied("Gender", "gender"),
+        copied("DateOfBirth", "dob"),
+        copied("Contest", "event_name"),
+        copied("Club", "team_name"),
+        copied("License", "team_bib"),
+        copied("Transponder1", "chip_num"),
+        copied("RegNo", "registration_id"),
+        copied("Street", "street"),
+        copied("ZIP", "zipcode"),
+        copied("City", "city"),
+        copied("State", "state"),
+        copied("Country", "country_code"),
+        copied("Email", "email"),
+        copied("Phone", "phone"),
     ),
     (
         ("bib_num", integer_bib),
@@ -215,17 +362,19 @@ OPENSPLITTIME = Profile(
     "opensplittime",
     "OpenSplitTime",
     (
-        Column("first_name", field("first_name")),
-        Column("last_name", field("last_name")),
-        Column("gender", lambda r: _OST_GENDER.get(r.gender or "")),
-        Column("birthdate", field("dob")),
-        Column("bib_number", _int("bib_num")),
-        Column("city", field("city")),
-        Column("state_code", field("state")),
-        Column("country_code", field("country_code")),
-        Column("email", field("email")),
-        Column("phone", field("phone")),
-        Column("scheduled_start_time_local", lambda r: _local_start(r.event_start)),
+        copied("first_name", "first_name"),
+        copied("last_name", "last_name"),
+        Column("gender", lambda r: _OST_GENDER.get(r.gender or ""), ("gender",)),
+        copied("birthdate", "dob"),
+        Column("bib_number", _int("bib_num"), ("bib_num",)),
+        copied("city", "city"),
+        copied("state_code", "state"),
+        copied("country_code", "country_code"),
+        copied("email", "email"),
+        copied("phone", "phone"),
+        Column(
+            "scheduled_start_time_local", lambda r: _local_start(r.event_start), ("event_start",)
+        ),
     ),
     (("bib_num", integer_bib), ("gender", gender_in(tuple(_OST_GENDER)))),
 )
@@ -234,16 +383,16 @@ WEBSCORER = Profile(
     "webscorer",
     "Webscorer",
     (
-        Column("Bib", field("bib_num")),
-        Column("First name", field("first_name")),
-        Column("Last name", field("last_name")),
-        Column("Gender", field("gender")),
-        Column("Age", field("age")),
-        Column("Team name", field("team_name")),
-        Column("Distance", field("event_name")),
-        Column("Chip id", field("chip_num")),
-        Column("Email", field("email")),
-        Column("Info 1", field("registration_id")),
+        copied("Bib", "bib_num"),
+        copied("First name", "first_name"),
+        copied("Last name", "last_name"),
+        copied("Gender", "gender"),
+        copied("Age", "age"),
+        copied("Team name", "team_name"),
+        copied("Distance", "event_name"),
+        copied("Chip id", "chip_num"),
+        copied("Email", "email"),
+        copied("Info 1", "registration_id"),
     ),
     (("gender", gender_in(("M", "F", "X"))),),
     delimiter="\t",
@@ -256,12 +405,12 @@ MYLAPS = Profile(
     "mylaps",
     "MYLAPS",
     (
-        Column("id", field("registration_id")),
-        Column("name", _full_name),
-        Column("bib", _int("bib_num")),
-        Column("chip", field("chip_num")),
-        Column("gender", field("gender")),
-        Column("birthdate", field("dob")),
+        copied("id", "registration_id"),
+        Column("name", _full_name, ("first_name", "last_name")),
+        Column("bib", _int("bib_num"), ("bib_num",)),
+        copied("chip", "chip_num"),
+        copied("gender", "gender"),
+        copied("birthdate", "dob"),
     ),
     (
         ("bib_num", integer_bib),

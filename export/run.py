@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -23,7 +23,17 @@ from rsu.journal import Journal
 
 from . import asof, record
 from .diff import Change, diff
-from .profiles import Problem, Profile, profile
+from .profiles import (
+    BLANKED,
+    FORMULA,
+    QUOTED,
+    SKIPPED,
+    VALUE,
+    Problem,
+    Profile,
+    fix_cells,
+    profile,
+)
 from .selection import (
     RemovedRow,
     SelectionError,
@@ -51,11 +61,27 @@ class Allow(StrEnum):
     """``--allow``: what to do with a row holding a value the target cannot take.
 
     ``skip-row`` leaves the row out (and names it); ``blank-value`` writes the offending values
-    empty (and names them). Without ``--allow`` the export refuses (exit 1) and writes nothing.
+    empty (and names them); ``quote-formula`` writes a spreadsheet formula with a ``'`` before it
+    (OWASP's neutralisation: spreadsheets show it as text) and names it, and may be given with
+    one of the other two, which then handle the other problems. Without ``--allow`` (or for a
+    problem no given choice handles) the export refuses (exit 1) and writes nothing.
     """
 
     skip_row = "skip-row"
     blank_value = "blank-value"
+    quote_formula = "quote-formula"
+
+
+def action(problem: Problem, allow: frozenset[Allow]) -> str | None:
+    """What ``allow`` does with ``problem``: ``skipped``, ``written empty``, ``quoted``, or
+    ``None`` (refused)."""
+    if problem.kind == FORMULA and Allow.quote_formula in allow:
+        return QUOTED
+    if Allow.skip_row in allow:
+        return SKIPPED
+    if Allow.blank_value in allow:
+        return BLANKED
+    return None
 
 
 class ExportError(Exception):
@@ -76,7 +102,7 @@ class ExportOptions:
     event_ids: tuple[int, ...] = ()
     since: str | None = None
     as_of: str | None = None
-    allow: Allow | None = None
+    allow: frozenset[Allow] = frozenset()
     timing_partner_id: int | None = None
     output: str = "-"
 
@@ -85,8 +111,9 @@ class ExportOptions:
 class ExportResult:
     """What an export did. ``record`` is ``None`` when nothing was written (``problems`` refused
     it). ``rows``: data rows written; ``changes``: the change report of a ``--since`` export;
-    ``problems``: every value the target cannot take, with ``allowed`` telling whether
-    ``--allow`` handled them; ``notes``: operator messages."""
+    ``problems``: every value the target cannot take, each with the ``action`` ``--allow`` took
+    (``None``: refused), ``allowed`` whether ``--allow`` handled them all; ``notes``: operator
+    messages."""
 
     record: record.ExportRecord | None
     rows: int
@@ -134,39 +161,83 @@ def _earlier(conn: sqlite3.Connection, opts: ExportOptions, partner: int) -> rec
     return found
 
 
+class _Resolved(NamedTuple):
+    """A row to write: the StartRow, the fields written empty, the columns fixed
+    (:func:`fix_cells`), and its cells when the check already computed them unfixed."""
+
+    row: StartRow
+    blank: frozenset[str]
+    fixes: dict[str, str]
+    cells: dict[str, Any] | None
+
+    def values(self, prof: Profile) -> dict[str, Any]:
+        """The row's ``header -> value`` as written."""
+        if self.cells is not None and not self.blank and not self.fixes:
+            return self.cells
+        return prof.values(self.row, self.blank, self.fixes)
+
+
 def _resolve(
-    rows: list[StartRow], prof: Profile, allow: Allow | None
-) -> tuple[list[tuple[StartRow, frozenset[str]]], list[Problem]]:
-    """(rows to write with the fields to blank, every problem found)."""
-    out: list[tuple[StartRow, frozenset[str]]] = []
+    rows: list[StartRow], prof: Profile, allow: frozenset[Allow]
+) -> tuple[list[_Resolved], list[Problem]]:
+    """(rows to write with their fixes, every problem found with its action)."""
+    out: list[_Resolved] = []
     problems: list[Problem] = []
     for row in rows:
-        found = prof.problems(row)
+        checked, cells = prof.checked(row)
+        found = [replace(p, action=action(p, allow)) for p in checked]
         problems += found
-        if not found:
-            out.append((row, frozenset()))
-        elif allow is Allow.blank_value:
-            out.append((row, frozenset(p.field for p in found)))
-        elif allow is None:
-            out.append((row, frozenset()))
+        if any(p.action == SKIPPED for p in found):
+            continue
+        blank = frozenset(p.field for p in found if p.kind == VALUE and p.action == BLANKED)
+        fixes = {p.column: p.action for p in found if p.kind != VALUE and p.action}
+        out.append(_Resolved(row, blank, fixes, cells))
     return out, problems
 
 
 def _change_lines(
-    changes: list[Change], prof: Profile, rows: dict[int, tuple[StartRow, frozenset[str]]]
-) -> tuple[list[str], list[dict[str, Any]]]:
+    changes: list[Change], prof: Profile, rows: dict[int, _Resolved], allow: frozenset[Allow]
+) -> tuple[list[str], list[dict[str, Any]], list[Problem]]:
     """Headers and rows of a change report: the change columns, then the profile's columns with
-    the registration's current values (empty for a removal)."""
+    the registration's current values (empty for a removal); and the problems of the change
+    columns' own values (an old or new name the target cannot take). A registration whose
+    change line is skipped (``--allow skip-row``) loses all its lines."""
     extra = [h for h in prof.headers if h not in CHANGE_COLUMNS]
-    lines = []
+    lines, problems, skipped = [], [], set()
     for c in changes:
         line: dict[str, Any] = {name: getattr(c, name) for name in CHANGE_COLUMNS}
         current = rows.get(c.registration_id)
+        fixes = {}
+        for header in CHANGE_COLUMNS:
+            found = prof.cell_problem(header, line[header])
+            if found is not None:
+                name = "" if current is None else _name(current.row)
+                p = Problem(
+                    c.registration_id,
+                    c.field or header,
+                    line[header],
+                    found[1],
+                    c.event_id,
+                    name,
+                    header,
+                    found[0],
+                )
+                p = replace(p, action=action(p, allow))
+                problems.append(p)
+                fixes[header] = p.action
+                if p.action == SKIPPED:
+                    skipped.add(c.registration_id)
+        fix_cells(line, {h: a for h, a in fixes.items() if a})
         if current is not None:
-            values = prof.values(*current)
+            values = current.values(prof)
             line.update({h: values[h] for h in extra})
         lines.append(line)
-    return [*CHANGE_COLUMNS, *extra], lines
+    kept = [line for line in lines if line["registration_id"] not in skipped]
+    return [*CHANGE_COLUMNS, *extra], kept, problems
+
+
+def _name(row: StartRow) -> str:
+    return " ".join(p for p in (row.first_name, row.last_name) if p)
 
 
 @dataclass(frozen=True)
@@ -243,20 +314,27 @@ def run_export(
         checked = [r for r in rows if r.registration_id in touched]
         unchanged = [r for r in rows if r.registration_id not in touched]
         resolved, problems = _resolve(checked, prof, opts.allow)
-        kept_rows = [r for r, _ in resolved] + [r for r in unchanged if r.registration_id in before]
+        kept_rows = [x.row for x in resolved] + [
+            r for r in unchanged if r.registration_id in before
+        ]
     else:
         resolved, problems = _resolve(rows, prof, opts.allow)
-        kept_rows = [r for r, _ in resolved]
-    if problems and opts.allow is None:
+        kept_rows = [x.row for x in resolved]
+    if any(p.action is None for p in problems):
         return ExportResult(None, 0, problems, allowed=False)
     if earlier is not None:
         kept_ids = {r.registration_id for r in kept_rows}
         changes = diff(before, [r for r in rows if r.registration_id in kept_ids], removed)
-        headers, lines = _change_lines(
-            changes, prof, {r.registration_id: (r, b) for r, b in resolved}
+        headers, lines, more = _change_lines(
+            changes, prof, {x.row.registration_id: x for x in resolved}, opts.allow
         )
+        problems += more
+        skipped = {p.registration_id for p in more if p.action == SKIPPED}
+        kept_rows = [r for r in kept_rows if r.registration_id not in skipped]
     else:
-        headers, lines = prof.headers, [prof.values(r, b) for r, b in resolved]
+        headers, lines = prof.headers, [x.values(prof) for x in resolved]
+    if any(p.action is None for p in problems):  # a change line's own old or new value
+        return ExportResult(None, 0, problems, allowed=False)
     data = encode(prof, headers, lines)
     write(data)
     saved = record.save_export(

@@ -1,7 +1,9 @@
 """Writing an export: rows to the bytes of the target's file, and the file to disk or stdout.
 
 Delimited files are written with the :mod:`csv` module (quoting only where needed); NDJSON is one
-compact JSON object per line. ``None`` is written as an empty field (``null`` in NDJSON).
+compact JSON object per line, every control character written as a ``\\uXXXX`` escape (the
+exact value, nothing a terminal acts on). ``None`` is written as an empty field (``null`` in
+NDJSON).
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .profiles import Profile
+from .profiles import CONTROL_CHARACTERS, Profile
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
@@ -26,7 +33,9 @@ def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, An
     if profile.kind == "ndjson":
         for row in rows:
             obj = {h: row.get(h) for h in headers}
-            buf.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+            text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+            # json.dumps escapes only C0: DEL, C1, line separators and bidi controls too
+            buf.write(CONTROL_CHARACTERS.sub(_escape, text) + "\n")
     else:
         writer = csv.writer(buf, delimiter=profile.delimiter, lineterminator=profile.newline)
         writer.writerow(headers)

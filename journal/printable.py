@@ -18,9 +18,9 @@ REPLACEMENT = "\ufffd"
 
 # C0 controls except tab/newline/carriage return, DEL, C1 controls (0x9b is a one-byte CSI),
 # Unicode line/paragraph separators and the bidi embedding, override and isolate controls.
-_CONTROLS = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
+#: The characters :func:`printable` replaces (C0 except tab/newline/CR, DEL, C1, Unicode line
+#: separators, bidi embeddings, overrides and isolates).
+CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _BREAKS = re.compile("[\t\n\r]")
 
 
@@ -31,7 +31,7 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
     ``None`` becomes ``""``."""
     if value is None:
         return ""
-    text = _CONTROLS.sub(REPLACEMENT, str(value))
+    text = CONTROLS.sub(REPLACEMENT, str(value))
     if keep_newlines:
         return re.sub("[\t\r]", " ", text)
     return _BREAKS.sub(" ", text)
@@ -41,4 +41,4 @@ def json_safe(document: str) -> str:
     """A JSON text (e.g. from ``json.dumps(..., ensure_ascii=False)``) with every control
     character that JSON leaves raw (DEL, C1, Unicode line separators, bidi controls) written as
     a ``\\uXXXX`` escape: the same JSON value, nothing a terminal would act on."""
-    return _CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+    return CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
