@@ -133,7 +133,7 @@ def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None
     table.add_column("state", no_wrap=True)
     for p in report.partners:
         if p.failing or not p.races:
-            state = "[red]FAILING[/]" if p.failing else "ok"
+            state = "[red]STALE[/]" if p.stale else "[red]FAILING[/]" if p.failing else "ok"
             name = f"partner: {p.last_error}" if p.last_error else "partner"
             table.add_row(
                 str(p.timing_partner_id),

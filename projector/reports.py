@@ -122,7 +122,7 @@ class RaceStatus:
 class PartnerStatus:
     """Sync state of one timing partner: partner-level failures (auth, races list) of its newest
     run, its newest success, and whether it is ``failing`` (newest run had a partner-level error,
-    or no success within ``max_age``)."""
+    or no success within ``max_age``; see :attr:`stale`)."""
 
     timing_partner_id: int
     last_success: str | None = None
@@ -131,6 +131,12 @@ class PartnerStatus:
     age_seconds: float | None = None
     failing: bool = False
     races: list[RaceStatus] = field(default_factory=list)
+
+    @property
+    def stale(self) -> bool:
+        """``failing`` only because the newest success is older than ``max_age``: the newest run
+        had no partner-level error (``rsu status`` says ``STALE``, not ``FAILING``)."""
+        return self.failing and self.last_error is None and self.last_success is not None
 
 
 @dataclass
@@ -193,12 +199,13 @@ class StatusReport:
                 f"{e.first_seq}: {e.first_reason}); see the projection_errors table"
             )
         for p in self.partners:
-            if p.failing:
-                why = p.last_error or (
-                    "no successful sync yet"
-                    if p.last_success is None
-                    else f"no successful sync since {p.last_success}"
+            if p.stale:
+                out.append(
+                    f"partner {p.timing_partner_id} is stale: its last successful sync, "
+                    f"{p.last_success}, is older than --max-age ({self.max_age_seconds:g} s)"
                 )
+            elif p.failing:
+                why = p.last_error or "no successful sync yet"
                 out.append(f"partner {p.timing_partner_id} is failing: {why}")
             for r in p.races:
                 if (

@@ -68,3 +68,30 @@ def test_status_flags_an_unprojected_journal_at_once(tmp_path):
     result = CliRunner().invoke(app, ["status", "--db", str(db), "--max-age", str(10**9)])
     assert result.exit_code == 1
     assert "1 journal events recorded since" in result.output
+
+
+def test_status_calls_a_partner_past_max_age_stale_not_failing(tmp_path):
+    """A partner whose newest sync succeeded, only longer ago than ``--max-age``, is stale: the
+    operator must not read it as a failed run (tryout2)."""
+    db = tmp_path / "rsu.db"
+    jn = new_journal(db)
+    b = Builder(jn)
+    _run(b, [registration(1, EV)])
+    project(jn.db)
+    report = sync_status(jn.db.conn, max_age_seconds=60, now=NOW)
+    last = report.partners[0].last_success
+    assert (report.ok, report.partners[0].failing, report.partners[0].last_error) == (
+        False,
+        True,
+        None,
+    )
+    assert report.problems() == [
+        f"partner 1 is stale: its last successful sync, {last}, is older than --max-age (60 s)"
+    ]
+    jn.db.conn.close()
+    result = CliRunner().invoke(
+        app, ["status", "--db", str(db), "--max-age", "60"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 1
+    partner_row = next(line for line in result.output.splitlines() if "│ partner " in line)
+    assert "STALE" in partner_row and "FAILING" not in partner_row
