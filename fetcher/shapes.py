@@ -79,6 +79,9 @@ class PageInfo:
     #: For race listings: ``race_id`` -> its time fields as sent (see :class:`RaceTimes`); not
     #: compared (it only tunes which races are walked, see :mod:`rsu.fetcher.cadence`).
     race_times: dict[int, RaceTimes] = field(default_factory=dict, compare=False)
+    #: For participant listings: the page's ``registration_id`` values, so that a listing counts
+    #: a registration that a continuation served again once (the summary's counts).
+    registration_ids: frozenset[int] = field(default_factory=frozenset, compare=False)
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ def _listing(endpoint: str, doc: list[_ListingElement] | _ListingObject) -> Page
     last_id: int | None = None
     max_lm: int | None = None
     per_event: dict[int, tuple[int, int | None]] = {}
+    ids: set[int] = set()
     for element in doc:
         event_id = _as_int(element.event.event_id) if element.event else None
         ev_rows, ev_last = per_event.get(event_id, (0, None)) if event_id is not None else (0, None)
@@ -261,6 +265,7 @@ def _listing(endpoint: str, doc: list[_ListingElement] | _ListingObject) -> Page
                 rows += 1
                 ev_rows += 1
                 rid = _required_int(row.registration_id)
+                ids.add(rid)
                 if last_id is None or rid > last_id:
                     last_id = rid
                 if ev_last is None or rid > ev_last:
@@ -272,4 +277,10 @@ def _listing(endpoint: str, doc: list[_ListingElement] | _ListingObject) -> Page
                     max_lm = lm
         if event_id is not None:
             per_event[event_id] = (ev_rows, ev_last)
-    return PageInfo(rows=rows, last_id=last_id, max_last_modified=max_lm, per_event=per_event)
+    return PageInfo(
+        rows=rows,
+        last_id=last_id,
+        max_last_modified=max_lm,
+        per_event=per_event,
+        registration_ids=frozenset(ids),
+    )

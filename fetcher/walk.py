@@ -398,6 +398,7 @@ class Walker:
         stop = proof.stop
         pages = rows = requests = 0
         page_seqs: list[int] = []
+        registrations: set[int] = set()  # read in this listing, each once (the summary's count)
         max_lm: int | None = None
         first_page_time: int | None = None
         failed: Exchange | None = None
@@ -417,6 +418,7 @@ class Walker:
                     first_page_time = ex.server_time
                 pages += 1
                 rows += ex.info.rows
+                registrations |= ex.info.registration_ids
                 page_seqs.append(ex.seq)
                 if ex.info.max_last_modified is not None:
                     max_lm = max(max_lm or 0, ex.info.max_last_modified)
@@ -486,7 +488,7 @@ class Walker:
             listings=1,
             complete_listings=int(complete),
             incremental_listings=int(cursor_ts is not None),
-            **{counter: rows},
+            **{counter: len(registrations)},
         )
         if failed is not None:
             self._fail("event", pid, race_id, single, endpoint, failed)
