@@ -32,6 +32,7 @@ from rsu.fetcher.run import CALLER_WARNING
 from rsu.fetcher.secret_store import CredentialError
 from rsu.journal import head_json, journal_head, open_db
 from rsu.journal.printable import json_safe
+from rsu.journal.runlock import run_in_progress
 from rsu.projector.reports import (
     RaceStatus,
     StatusReport,
@@ -201,7 +202,8 @@ def register(app: typer.Typer) -> None:
 
         Exits 1 when a partner's newest sync failed, or a race with an upcoming event has been
         due by --cadence for longer than --max-age without a successful sync (for monitoring: a
-        sync that silently stopped).
+        sync that silently stopped), or when journal events are not projected and no rsu run is
+        in progress.
         Warns (without changing the exit code) about a bearer token that expires within 7 days
         and cannot be refreshed, or that expired without being refreshed, and when no caller
         registration is set (RunSignUp requires one from 2027-01-01).
@@ -215,6 +217,7 @@ def register(app: typer.Typer) -> None:
                     max_age_seconds=max_age,
                     strict=strict,
                     due_since=lambda race: race_due_since(race, table),
+                    run_in_progress=run_in_progress(db),
                 )
                 token_warnings = expiry_warnings(
                     database, datetime.now(UTC).timestamp(), warn_within_s=DEFAULT_WARN_S

@@ -31,6 +31,28 @@ def lock_path(db: str | Path) -> Path:
     return Path(os.path.realpath(db) + LOCK_SUFFIX)
 
 
+def run_in_progress(db: str | Path) -> str | None:
+    """The holder (``"PID: COMMAND"``) of database ``db``'s run lock while another process holds
+    it (an ``rsu sync``, ``fetch``, ``project`` or ``journal import`` is running), else ``None``
+    (also when the lock file is missing or cannot be read, e.g. a read-only copy). Never waits
+    and never takes the lock for longer than the test."""
+    try:
+        fd = os.open(lock_path(db), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class RunLock:
     """The held run lock of one database; release it with :meth:`release` or use ``with``.
 

@@ -169,10 +169,14 @@ class StatusReport:
     strict: bool = False
     #: ``projection_errors`` rows of each partner's newest run (see :class:`ProjectionErrors`).
     projection_errors: list[ProjectionErrors] = field(default_factory=list)
+    #: The holder (``"PID: COMMAND"``) of the database's run lock when an rsu run was writing
+    #: as the report was made: its journal events are not projected yet by design, so
+    #: ``projection_stale`` does not make the report fail (the run projects them when it ends).
+    run_in_progress: str | None = None
 
     @property
     def ok(self) -> bool:
-        if self.projection_stale or self.projection_errors:
+        if self.projection_errors or (self.projection_stale and self.run_in_progress is None):
             return False
         return not any(
             p.failing
@@ -186,7 +190,7 @@ class StatusReport:
     def problems(self) -> list[str]:
         """One line per reason why :attr:`ok` is false."""
         out = []
-        if self.projection_stale:
+        if self.projection_stale and self.run_in_progress is None:
             out.append(
                 f"{self.unprojected_events} journal events recorded since "
                 f"{self.unprojected_since} are not projected: run `rsu project` and check its "
@@ -237,8 +241,17 @@ class StatusReport:
 
     def notes(self) -> list[str]:
         """One line per race with something to tell that is not a failure (issue 13: access
-        lost, events removed, registrations that changed event)."""
-        return [
+        lost, events removed, registrations that changed event) and a run in progress."""
+        running = (
+            [
+                f"an rsu run is in progress ({self.run_in_progress}): its "
+                f"{self.unprojected_events} journal events recorded since "
+                f"{self.unprojected_since} are projected when it ends"
+            ]
+            if self.projection_stale and self.run_in_progress is not None
+            else []
+        )
+        return running + [
             f"race {r.race_id} (partner {r.timing_partner_id}): {'; '.join(r.what_happened())}"
             for p in self.partners
             for r in p.races
@@ -298,6 +311,7 @@ def sync_status(
     now: datetime | None = None,
     strict: bool = False,
     due_since: Callable[[RaceStatus], float | None] | None = None,
+    run_in_progress: str | None = None,
 ) -> StatusReport:
     """Per partner and race: last successful sync, its counts and age (see :class:`RaceStatus`).
 
@@ -310,10 +324,19 @@ def sync_status(
     With it, a race is stale only once it has been due for longer than ``max_age_seconds`` (a
     race synced once a day is not stale an hour after its sync); without it, or when it gives
     ``None``, once its last success is older than ``max_age_seconds``.
+
+    ``run_in_progress``: the run lock's holder (see :func:`rsu.journal.runlock.run_in_progress`)
+    when an rsu run is writing: journal events not projected yet are then a note, not a failure.
     """
     now = now or datetime.now(UTC)
     now_iso = utc_iso(now)
-    report = StatusReport(now=now_iso, max_age_seconds=max_age_seconds, partners=[], strict=strict)
+    report = StatusReport(
+        now=now_iso,
+        max_age_seconds=max_age_seconds,
+        partners=[],
+        strict=strict,
+        run_in_progress=run_in_progress,
+    )
     if not _has_table(conn, "sync_history"):
         return report
     runs = _run_rows(conn)
