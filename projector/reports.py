@@ -171,7 +171,8 @@ class StatusReport:
     projection_errors: list[ProjectionErrors] = field(default_factory=list)
     #: The holder (``"PID: COMMAND"``) of the database's run lock when an rsu run was writing
     #: as the report was made: its journal events are not projected yet by design, so
-    #: ``projection_stale`` does not make the report fail (the run projects them when it ends).
+    #: ``projection_stale`` does not make the report fail (an ``rsu sync`` projects them when it
+    #: ends).
     run_in_progress: str | None = None
 
     @property
@@ -246,7 +247,7 @@ class StatusReport:
             [
                 f"an rsu run is in progress ({self.run_in_progress}): its "
                 f"{self.unprojected_events} journal events recorded since "
-                f"{self.unprojected_since} are projected when it ends"
+                f"{self.unprojected_since} are not projected yet"
             ]
             if self.projection_stale and self.run_in_progress is not None
             else []
