@@ -22,9 +22,9 @@ from rsu.simulator.api import SimulatorApp
 from rsu.simulator.wire import CallerRegistrationSpec, Request, Response
 
 CANARIES = {
-    "api_key": ("CANARYKEY-a1b2c3d4e5f6", "CANARY/secret+api=1a2b3c"),
-    "rsu_api_key": ("CANARYRSU-f6e5d4c3b2a1", "CANARY/secret+rsu=4d5e6f"),
-    "bearer": ("", "CANARY/bearer+token=7a8b9c"),
+    "api_key": ("CANARYKEY-a1b2c3d4e5f6", "CANARY/secret+api=qzxwvk"),
+    "rsu_api_key": ("CANARYRSU-f6e5d4c3b2a1", "CANARY/secret+rsu=pqrsyz"),
+    "bearer": ("", "CANARY/bearer+token=wxyzuv"),
 }
 
 
@@ -35,8 +35,9 @@ def _needles() -> list[bytes]:
             if value:
                 for v in (value, quote(value, safe=""), quote_plus(value), quote(value)):
                     out.add(v.encode())
-    # the distinctive cores, in case something re-encodes the separators differently
-    out.update({b"a1b2c3d4e5f6", b"f6e5d4c3b2a1", b"1a2b3c", b"4d5e6f", b"7a8b9c"})
+    # the distinctive cores, in case something re-encodes the separators differently (the short
+    # ones use letters beyond f, so a sha256 or chain hash in hex can never contain them)
+    out.update({b"a1b2c3d4e5f6", b"f6e5d4c3b2a1", b"qzxwvk", b"pqrsyz", b"wxyzuv"})
     return sorted(out)
 
 
