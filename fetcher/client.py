@@ -421,9 +421,10 @@ def _caller_error(endpoint: str, body: bytes) -> str | None:
     if not isinstance(info, ApiErrorBody) or info.code != CALLER_CODE:
         return None
     return (
-        f"RunSignUp refused this installation's caller registration (error {CALLER_CODE}: "
-        f"{info.message[:200]}); check it with 'rsu credentials caller --token ID.TOKEN' "
-        "(the partner keys were not the problem); the run stopped asking"
+        f"RunSignUp refused this installation's caller registration, or requires one and none "
+        f"is set (error {CALLER_CODE}: {info.message[:200]}); set or check it with "
+        "'rsu credentials caller --token ID.TOKEN' (the partner keys were not the problem); "
+        "the run stopped asking"
     )
 
 

@@ -517,8 +517,9 @@ def explain_refusal(
     name = CREDENTIAL_NAMES.get(auth_kind, auth_kind)
     if error_code == CALLER_CODE:
         return "caller registration", (
-            "RunSignUp refused this installation's caller registration (error 17: Invalid API "
-            "caller credentials); set it again with: rsu credentials caller --token ID.TOKEN"
+            "RunSignUp refused this installation's caller registration, or requires one and "
+            "none is set (error 17: Invalid API caller credentials); set it with: "
+            "rsu credentials caller --token ID.TOKEN"
         )
     if error_code == 6:
         hint = {
