@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from msgspec import UNSET
 
 from rsu.journal import (
     FetchFailed,
@@ -65,6 +64,7 @@ from rsu.journal.envelope import runsignup_error
 from . import normalize as n
 from . import typed
 from .normalize import MISSING
+from .pipeline import NOT_PREFETCHED, Prefetcher, Prepared
 from .records import (
     EVENT_DATA_COLUMNS,
     PARTICIPANT_DATA_COLUMNS,
@@ -222,6 +222,8 @@ class Applier:
         #: Raw rows of recently read earlier pages, by journal seq (see :meth:`_old_rows`).
         self._old_pages: dict[int, dict[int, tuple[int, bytes]]] = {}
         self.counters = Counters()
+        #: Pages prepared by a worker process (set by the runner, see :mod:`.pipeline`).
+        self.prefetch: Prefetcher | None = None
         s = suffix
         self._t_part = PARTICIPANTS.name + s
         self._t_events = EVENTS.name + s
@@ -329,6 +331,8 @@ class Applier:
             raise BodyRejected(f"HTTP {ev.status}")
         if not row.body_sha256:
             raise BodyRejected("no body")
+        if self.prefetch is not None and (raw := self.prefetch.body(row)) is not None:
+            return raw
         try:
             return self.journal.body(row.body_sha256)
         except KeyError:
@@ -635,7 +639,7 @@ class Applier:
             if not removed and self.shortcuts and self._seen_rows(row, ev, raw, stats):
                 self._page_row(row, ev, ok, stats, reason)
                 return
-            self._page_body(row, ev, raw, removed, stats)
+            self._page_body(row, ev, raw, removed, stats, whole=True)
         except BodyRejected as exc:
             ok, reason = 0, str(exc)
         except BadShape as exc:
@@ -652,9 +656,21 @@ class Applier:
         raw: bytes,
         removed: bool,
         stats: dict[str, int],
+        *,
+        whole: bool = False,
     ) -> None:
-        """Project every registration of one page body, row by row (typed path when it fits)."""
-        typed_page = None if removed else self._typed_page(row, ev, raw)
+        """Project every registration of one page body, row by row (typed path when it fits);
+        ``whole``: ``raw`` is the journal row's own body (a worker may have prepared it)."""
+        prepared = NOT_PREFETCHED
+        if whole and not removed and self.prefetch is not None:
+            prepared = self.prefetch.prepared(row)
+        if prepared is not NOT_PREFETCHED:
+            if prepared is not None:
+                self._prefetched_page(row, ev, prepared, stats)
+                return
+            typed_page = None  # not of the typed shape: the generic path
+        else:
+            typed_page = None if removed else self._typed_page(row, ev, raw)
         if typed_page is not None:
             self._store(row, typed_page[0], typed_page[1], removed, stats)
         else:
@@ -963,23 +979,9 @@ class Applier:
         race_id = row.race_id if row.race_id is not None else ev.race_id
         if tp is None or race_id is None:
             return None
-        elements = typed.decode_page(raw)
-        if elements is None:
+        regs = typed.page_registrations(race_id, raw)
+        if regs is None:
             return None
-        regs: dict[Key, typed.Registration] = {}
-        for element in elements:
-            e = element.event
-            el_event = e.event_id if e.__class__ is typed.ElementEvent else None  # type: ignore[union-attr]
-            page_regs = element.participants
-            if page_regs is None or page_regs is UNSET:
-                continue
-            for reg in page_regs:  # type: ignore[union-attr]
-                event_id = reg.event_id
-                if event_id is UNSET:
-                    if el_event.__class__ is not int:
-                        return None
-                    event_id = el_event
-                regs[(race_id, event_id, reg.registration_id)] = reg  # type: ignore[assignment]
         existing = self._existing(tp, regs.keys())
         out: list[tuple[Key, tuple[Any, ...]]] = []
         typed_values = typed.typed_values
@@ -989,6 +991,36 @@ class Applier:
         except Exception:  # any doubt: the generic path decides (and records the error)
             return None
         return existing, out
+
+    def _prefetched_page(
+        self, row: JournalRow, ev: ResponseReceived, page: Prepared, stats: dict[str, int]
+    ) -> None:
+        """Store a ``/participants`` page the worker prepared (:mod:`rsu.projector.pipeline`)
+        as :meth:`_typed_page` and :meth:`_store` would. A page of registrations none of which
+        is stored (nor twice in it) is upserted as the worker built its rows; otherwise the
+        values go through :meth:`_store`, ``MISSING`` put back for the stored registrations."""
+        tp = row.timing_partner_id
+        race_id = row.race_id if row.race_id is not None else ev.race_id
+        rows, missing, events, twice = page
+        existing = self._existing(tp, ((race_id, r[2], r[3]) for r in rows))
+        if not existing and not twice:
+            self.conn.executemany(self._upsert_part, rows)
+            self.counters.rows_upserted += len(rows)
+            stats["rows"] += len(rows)
+            stats["new"] += len(rows)
+            self._seen_events.update(events)
+            return
+        end = 4 + len(PARTICIPANT_DATA_COLUMNS)
+        out: list[tuple[Key, tuple[Any, ...]]] = []
+        for r, idx in zip(rows, missing, strict=True):
+            values = r[4:end]
+            if idx is not None and (race_id, r[3]) in existing:
+                cols = list(values)
+                for i in idx:
+                    cols[i] = MISSING
+                values = tuple(cols)
+            out.append(((race_id, r[2], r[3]), values))
+        self._store(row, existing, out, False, stats)
 
     def _write_rows(
         self,

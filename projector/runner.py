@@ -23,6 +23,7 @@ import sqlite_utils
 
 from rsu.journal import Journal, database_error, open_db
 
+from . import pipeline
 from .apply import Applier, Counters
 from .schema import NEW_SUFFIX, PROJECTION_ERRORS, PROJECTION_VERSION, STATE, SYNC_HISTORY
 from .target import SqliteTarget, Target, TargetError
@@ -118,6 +119,30 @@ def _run_batches(
     suffix = applier.suffix
     checkpoint = _get_state(conn, "checkpoint", suffix) or 0
     last = journal.last_seq()
+    applier.prefetch = pipeline.start(journal, checkpoint)
+    try:
+        return _batches(
+            target, journal, applier, batch_size, progress, checkpoint, last, in_transaction
+        )
+    finally:
+        if applier.prefetch is not None:
+            applier.prefetch.close()
+            applier.prefetch = None
+
+
+def _batches(
+    target: Target,
+    journal: Journal,
+    applier: Applier,
+    batch_size: int,
+    progress: Progress | None,
+    checkpoint: int,
+    last: int,
+    in_transaction: bool,
+) -> int:
+    """The loop of :func:`_run_batches`."""
+    conn = target.conn
+    suffix = applier.suffix
     for batch in journal.read(checkpoint, batch_size):
         if not in_transaction:
             target.begin()

@@ -163,6 +163,31 @@ def decode_page(raw: bytes) -> list[Element] | None:
         return None
 
 
+def page_registrations(race_id: int, raw: bytes) -> dict[tuple[int, int, int], Registration] | None:
+    """The registrations of a ``/participants`` page of the common shape keyed by ``(race_id,
+    event_id, registration_id)`` (its own ``event_id``, else its element's), in page order (a
+    repeated key keeps its first place and its last registration); ``None`` when the page is not
+    of that shape."""
+    elements = decode_page(raw)
+    if elements is None:
+        return None
+    regs: dict[tuple[int, int, int], Registration] = {}
+    for element in elements:
+        e = element.event
+        el_event = e.event_id if e.__class__ is ElementEvent else None  # type: ignore[union-attr]
+        page_regs = element.participants
+        if page_regs is None or page_regs is UNSET:
+            continue
+        for reg in page_regs:  # type: ignore[union-attr]
+            event_id = reg.event_id
+            if event_id is UNSET:
+                if el_event.__class__ is not int:
+                    return None
+                event_id = el_event
+            regs[(race_id, event_id, reg.registration_id)] = reg  # type: ignore[index]
+    return regs
+
+
 class Unusual(Exception):
     """A value the typed path does not handle: project the page with the generic path."""
 

@@ -1,0 +1,239 @@
+"""Prefetch (issue 12): read, decode and normalise the next ``/participants`` pages in a worker.
+
+Projecting a page costs about as much Python work (read and check the body, decode it, build each
+registration's values with :mod:`rsu.projector.typed`) as SQLite work (the upsert). A worker
+process (spawned: a fresh interpreter sharing no SQLite state, lock or open file with this one)
+reads the journal file on its own read-only connection, in seq order from the checkpoint, and for
+each ``/participants`` success page sends back its checked body and :func:`page_values` (each
+registration's row as a new registration would be upserted, and where ``MISSING`` would go for a
+stored one), ``marshal``-ed, through a queue of :data:`DEPTH` pages (memory stays bounded).
+
+The main process keeps every decision and every write, in seq order, inside the per-event
+``SAVEPOINT`` and the checkpoint-per-batch transaction of the runner:
+:meth:`Applier._prefetched_page` looks up the stored registrations as before; a page of new ones
+only is upserted as prepared, any other goes through :meth:`Applier._store` with ``MISSING`` put
+back for the stored registrations (``typed_values(reg, stored=False)`` is
+``typed_values(reg, stored=True)`` with ``None`` for ``MISSING``: they differ in nothing else).
+A page the worker did not prepare (appended meanwhile, an unreadable blob, the worker gone) is
+projected in the main process as before: the tables are the same either way.
+
+A process, not a thread: msgspec and the value building hold the GIL, and so would starve the
+thread waiting to go on with its ``executemany``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import multiprocessing
+import os
+import queue
+import signal
+from typing import Any
+
+from rsu.journal import Journal, JournalError, JournalRow, ResponseReceived, open_db
+
+from . import typed
+from .normalize import MISSING
+
+#: Start a worker only when at least this many journal events are left to project (starting the
+#: worker, about 0.2 s, and the first page's wait cost more than they save on a few events).
+MIN_EVENTS = 40
+#: Pages prepared ahead of the one being projected.
+DEPTH = 2
+#: Seconds between the worker's checks that the main process is still there.
+_PARENT_POLL = 0.5
+#: Journal events per read in the worker.
+_READ_BATCH = 200
+#: A page the worker did not prepare: project it in the main process.
+NOT_PREFETCHED: Any = object()
+#: ``(seq, (body sha256, timing partner, race id), body, marshal-ed page_values or None)``;
+#: ``None``: not of the typed shape.
+_Message = tuple[int | None, tuple[str, int, int] | None, bytes, bytes | None]
+
+
+#: ``(upsert rows, positions of MISSING per row or None, event ids, a registration twice)``
+Prepared = tuple[list[tuple[Any, ...]], list[tuple[int, ...] | None], list[int], bool]
+
+
+def page_values(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
+    """A ``/participants`` page of the common shape prepared for :meth:`Applier._typed_page`:
+    each registration's full ``runsignup_participants`` row as a new registration would be
+    upserted (``tp, race_id, event_id, registration_id``, the data columns of
+    ``typed_values(reg, stored=False)``, then ``source_seq = last_seen_seq = seq``), in the order
+    that method takes them (a repeated key keeps its first place and its last values); per row
+    the data column positions that are ``MISSING`` for a stored registration (``None``: none);
+    the event ids; whether a ``(race_id, registration_id)`` occurs twice. ``None`` when the
+    typed path does not apply to the page."""
+    regs = typed.page_registrations(race_id, raw)
+    if regs is None:
+        return None
+    typed_values = typed.typed_values
+    rows: list[tuple[Any, ...]] = []
+    missing: list[tuple[int, ...] | None] = []
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+    events: set[int] = set()
+    reg_ids: set[int] = set()
+    try:
+        for (_race, event_id, reg_id), reg in regs.items():
+            values = typed_values(reg, True)
+            events.add(event_id)
+            reg_ids.add(reg_id)
+            if MISSING in values:  # few columns at most: list.index is a C loop
+                cols = list(values)
+                found: list[int] = []
+                i = cols.index(MISSING)
+                while True:
+                    found.append(i)
+                    cols[i] = None
+                    if MISSING not in cols:
+                        break
+                    i = cols.index(MISSING, i)
+                idx = tuple(found)
+                missing.append(shapes.setdefault(idx, idx))  # one object: marshal refers to it
+                values = tuple(cols)
+            else:
+                missing.append(None)
+            rows.append((tp, race_id, event_id, reg_id, *values, seq, seq, None, None))
+    except Exception:  # the main process's generic path decides (and records the error)
+        return None
+    return rows, missing, sorted(events), len(reg_ids) != len(rows)
+
+
+def _prefetchable(row: JournalRow) -> int | None:
+    """The race id of a ``/participants`` success page that may take the typed path."""
+    ev = row.event
+    if (
+        not isinstance(ev, ResponseReceived)
+        or ev.endpoint != "participants"
+        or not 200 <= ev.status < 400
+        or not row.body_sha256
+        or row.timing_partner_id is None
+    ):
+        return None
+    return row.race_id if row.race_id is not None else ev.race_id
+
+
+def _work(path: str, after_seq: int, out: Any, parent: int) -> None:
+    """The worker process: prepare every prefetchable page after ``after_seq``, in seq order,
+    then send ``(None, b"", None)``. It ends by itself when the main process is gone (even
+    killed), and never writes to the operator's terminal (a failure here only means the main
+    process reads and decodes the pages itself)."""
+    if os.getppid() != parent:  # the main process (pid ``parent``) died while this one started
+        os._exit(0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process decides
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # keep no pipe of whoever runs ``rsu`` open after the main process
+        os.dup2(devnull, fd)
+    out.cancel_join_thread()  # exiting never waits for the queue
+
+    def send(message: _Message) -> None:
+        while True:
+            try:
+                out.put(message, timeout=_PARENT_POLL)
+                return
+            except queue.Full:
+                if os.getppid() != parent:
+                    os._exit(0)  # the main process is gone: no clean-up to wait for
+
+    with contextlib.suppress(Exception):
+        db = open_db(path, readonly=True)
+        journal = Journal(db, migrate=False)
+        for batch in journal.read(after_seq, _READ_BATCH):
+            for row in batch:
+                if os.getppid() != parent:
+                    os._exit(0)
+                race_id = _prefetchable(row)
+                if race_id is None:
+                    continue
+                try:
+                    raw = journal.body(row.body_sha256)
+                except (KeyError, JournalError):  # the main process reads it and reports it
+                    continue
+                rows = page_values(row.timing_partner_id, race_id, row.seq, raw)  # type: ignore[arg-type]
+                prepared = None if rows is None else marshal.dumps(rows)
+                send((row.seq, (row.body_sha256, row.timing_partner_id, race_id), raw, prepared))
+    send((None, None, b"", None))
+
+
+class Prefetcher:
+    """The main side of the worker: the checked body (:meth:`body`) and the prepared rows
+    (:meth:`prepared`) of a journal seq; seqs must be asked in increasing order.
+
+    Call :meth:`close` when done (the worker is terminated if still running)."""
+
+    def __init__(self, path: str, after_seq: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._queue: Any = ctx.Queue(DEPTH)
+        self._proc = ctx.Process(
+            target=_work, args=(path, after_seq, self._queue, os.getpid()), daemon=True
+        )
+        self._proc.start()
+        self._head: _Message | None = None
+        self._done = False
+
+    def _next(self) -> _Message:
+        while True:
+            try:
+                message: _Message = self._queue.get(timeout=1.0)
+                return message
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    return (None, None, b"", None)
+
+    def _entry(self, row: JournalRow) -> _Message | None:
+        """The worker's message for this journal row (skipping those of earlier seqs), or
+        ``None``; checked to be about the same body, partner and race as ``row``."""
+        seq = row.seq
+        while not self._done:
+            if self._head is None:
+                self._head = self._next()
+            got = self._head[0]
+            if got is None:
+                self._done = True
+            elif got > seq:
+                return None
+            elif got == seq:
+                ident = (row.body_sha256, row.timing_partner_id, _prefetchable(row))
+                return self._head if self._head[1] == ident else None
+            else:
+                self._head = None
+        return None
+
+    def body(self, row: JournalRow) -> bytes | None:
+        """The body of the page ``row``, read and checked against its sha256 by the worker (as
+        ``Journal.body`` does), or ``None`` when the worker did not read it."""
+        entry = self._entry(row)
+        return None if entry is None else entry[2]
+
+    def prepared(self, row: JournalRow) -> Any:
+        """What :func:`page_values` gave for the page ``row`` (``None``: not of the typed
+        shape), or :data:`NOT_PREFETCHED`."""
+        entry = self._entry(row)
+        if entry is None:
+            return NOT_PREFETCHED
+        payload = entry[3]
+        # our own worker wrote it: trusted
+        return None if payload is None else marshal.loads(payload)  # noqa: S302
+
+    def close(self) -> None:
+        """Stop the worker and release the queue."""
+        if self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join()
+        self._queue.close()
+        self._queue.cancel_join_thread()
+
+
+def start(journal: Journal, after_seq: int) -> Prefetcher | None:
+    """A :class:`Prefetcher` for the journal's file from ``after_seq``, or ``None`` when there
+    is little to project or the journal lives in memory."""
+    last = journal.last_seq()
+    if last - after_seq < MIN_EVENTS:
+        return None
+    row = journal.db.conn.execute("PRAGMA database_list").fetchone()
+    path = row[2] if row is not None else ""
+    if not path:
+        return None
+    return Prefetcher(path, after_seq)
