@@ -1,0 +1,135 @@
+"""Listing outcomes: the ``listing_completed`` and ``fetch_failed`` journal events.
+
+A completed ``GET /Rest/race/{id}/participants`` listing gets its ``sync_history`` row (summed from
+its ``projector_pages``) and, when complete, retires the registrations of its events that none of
+its pages showed (``missing_from_listing``); a failed fetch gets an error row, and RunSignUp error 7
+for a race detail (``GET /Rest/race/{id}``) marks the race access lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rsu.journal import (
+    FetchFailed,
+    JournalRow,
+    ListingCompleted,
+)
+
+from .history import _utc_seconds
+from .participants import _IN_CHUNK, ParticipantsApplier
+from .races import LOST_DENIED
+from .schema import (
+    PAGES,
+)
+
+
+class CompletedApplier(ParticipantsApplier):
+    """The listing outcome part of :class:`~rsu.projector.apply.Applier`."""
+
+    def _listing_completed(self, row: JournalRow, ev: ListingCompleted) -> None:
+        tp = row.timing_partner_id
+        page_seqs = sorted(set(ev.page_seqs))
+        pages: dict[int, tuple[Any, ...]] = {}
+        for i in range(0, len(page_seqs), _IN_CHUNK):
+            chunk = page_seqs[i : i + _IN_CHUNK]
+            for r in self.conn.execute(
+                f"SELECT seq, ok, rows, rows_failed, num_new, num_changed, num_unchanged, "
+                f"num_removed, reason FROM {PAGES.name}{self.suffix} "
+                f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                pages[r[0]] = r
+        problems = []
+        for number, page_seq in enumerate(dict.fromkeys(ev.page_seqs), 1):
+            page = pages.get(page_seq)
+            if page is None:
+                problems.append(f"page {number}: not projected")
+            elif not page[1] or page[3]:
+                problems.append(f"page {number}: {page[8]}")
+        status, reason = "success", None
+        if not ev.ok:
+            status = "error"
+            reason = ev.error_msg or (f"error {ev.error_code}" if ev.error_code else "failed")
+        elif problems:
+            status, reason = "error", "; ".join(problems)[:500]
+        sums = [sum(p[i] or 0 for p in pages.values()) for i in range(2, 8)]
+        rows, failed, new, changed, unchanged, removed = sums
+        race_id = ev.race_id if ev.race_id is not None else row.race_id
+        covered = ev.event_ids or [ev.event_id if ev.event_id is not None else row.event_id]
+        event_id = covered[0] if len(covered) == 1 else None
+        if (
+            status == "success"
+            and ev.endpoint == "participants"
+            and ev.complete
+            and page_seqs
+            and tp is not None
+        ):
+            # Every registration of each covered event was seen on one of the listing's pages
+            # (last_seen_seq >= its first page) unless it left: a listing of several events
+            # retires in exactly the events it asked for.
+            removed = 0
+            for covered_event in covered:
+                cur = self.conn.execute(
+                    f"UPDATE {self._t_part} SET removed_at = ?, removed_reason = ?, "
+                    "new_registration_id = NULL, source_seq = ? "
+                    "WHERE timing_partner_id = ? AND race_id = ? AND event_id = ? "
+                    "AND removed_at IS NULL AND (last_seen_seq IS NULL OR last_seen_seq < ?)",
+                    (
+                        _utc_seconds(row.recorded_at),
+                        "missing_from_listing",
+                        row.seq,
+                        tp,
+                        race_id,
+                        covered_event,
+                        page_seqs[0],
+                    ),
+                )
+                removed += cur.rowcount
+        self._sync_row(
+            row,
+            key=f"{tp}:listing:{ev.listing_id}",
+            race_id=race_id,
+            event_id=event_id,
+            status=status,
+            reason=reason,
+            endpoint=ev.endpoint,
+            listing_id=ev.listing_id,
+            mode=ev.mode,
+            complete=int(ev.complete),
+            error_code=ev.error_code or None,  # 0: no code (events written before issue 9)
+            http_status=ev.http_status,
+            counts=(rows, rows, failed, new, changed, unchanged, removed),
+            pages=ev.pages,
+            requests=ev.requests,
+            retries=ev.retries,
+            event_ids=",".join(str(e) for e in covered) if len(covered) > 1 else None,
+        )
+
+    def _fetch_failed(self, row: JournalRow, ev: FetchFailed) -> None:
+        tp = row.timing_partner_id
+        race_id = ev.race_id if ev.race_id is not None else row.race_id
+        if ev.endpoint == "race" and ev.error_code == 7 and tp is not None and race_id is not None:
+            # RunSignUp error 7 (Permission Denied) for a race read before: access lost
+            self._lose_access(row, tp, race_id, LOST_DENIED)
+        reason = ev.error_msg or (
+            f"HTTP {ev.http_status}" if ev.http_status is not None else "no response"
+        )
+        self._sync_row(
+            row,
+            key=f"{tp}:fetch_failed:{row.run_id}:{ev.endpoint}:{ev.path}:{ev.last_seq or row.seq}",
+            race_id=race_id,
+            event_id=None,
+            status="error",
+            reason=reason,
+            endpoint=ev.endpoint,
+            listing_id=None,
+            mode=None,
+            complete=None,
+            error_code=ev.error_code or None,  # 0: an error object without a code
+            http_status=ev.http_status,
+            counts=(0, 0, 0, 0, 0, 0, 0),
+            pages=0,
+            requests=ev.attempts,
+            retries=max(ev.attempts - 1, 0),
+        )
