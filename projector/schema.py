@@ -117,7 +117,7 @@ EVENTS = Table(
         ("participant_cap", "INTEGER"),
         ("previous_year_event_id", "INTEGER"),
         ("sub_event_ids", "TEXT"),  # JSON array of ints
-        ("registration_periods", "TEXT"),  # JSON array, fees in cents, see apply.py
+        ("registration_periods", "TEXT"),  # JSON array, fees in cents, see records.py
         ("source_seq", "INTEGER NOT NULL"),
         # UTC ``...Z`` of the race detail that no longer listed the event (NULL: listed)
         ("removed_at", "TEXT"),
