@@ -110,6 +110,12 @@ _PARTICIPANT_COLUMNS = (
     "registration_date_utc",
     "source_seq",
 )
+#: StartRow fields taken from the participant column of the same name as they are.
+_COPIED = tuple(
+    n
+    for n in FIELD_NAMES
+    if n in _PARTICIPANT_COLUMNS and n not in ("registration_id", "event_id", "team_id")
+)
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -236,26 +242,9 @@ def start_list(
                 event_name=ev.get("name"),
                 event_start=ev.get("start_time"),
                 age_date=ev.get("age_date"),
-                bib_num=r["bib_num"],
-                chip_num=r["chip_num"],
-                first_name=r["first_name"],
-                middle_name=r["middle_name"],
-                last_name=r["last_name"],
-                gender=r["gender"],
-                dob=r["dob"],
-                age=r["age"],
                 team_id=team_id,
-                team_name=r["team_name"],
-                team_type=r["team_type"],
                 team_bib=None if team_id is None else team_bibs.get(team_id),
-                email=r["email"],
-                phone=r["phone"],
-                street=r["street"],
-                city=r["city"],
-                state=r["state"],
-                zipcode=r["zipcode"],
-                country_code=r["country_code"],
-                registration_date_utc=r["registration_date_utc"],
+                **{name: r[name] for name in _COPIED},
             )
         )
     out.sort(
