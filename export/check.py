@@ -94,13 +94,9 @@ class CheckReport:
         }
 
 
-def _name(row: StartRow) -> str:
-    return " ".join(p for p in (row.first_name, row.last_name) if p)
-
-
 def _finding(row: StartRow, problem: str, severity: str, detail: str) -> Finding:
     return Finding(
-        problem, severity, row.registration_id, row.event_id, row.bib_num, _name(row), detail
+        problem, severity, row.registration_id, row.event_id, row.bib_num, row.full_name, detail
     )
 
 

@@ -192,10 +192,6 @@ def _int(name: str) -> Callable[[StartRow], Any]:
     return get
 
 
-def _full_name(row: StartRow) -> str:
-    return " ".join(p for p in (row.first_name, row.last_name) if p)
-
-
 _OST_GENDER = {"M": "male", "F": "female", "X": "nonbinary"}
 
 
@@ -249,7 +245,7 @@ class Profile:
         """(:meth:`problems` of ``row``, its ``header -> value`` as :meth:`values` gives them
         unfixed, or ``None`` when a field rule kept a column from being computed)."""
         out = []
-        name = _full_name(row)
+        name = row.full_name
         for field_name, check in self.rules:
             value = getattr(row, field_name)
             reason = check(value)
@@ -406,7 +402,7 @@ MYLAPS = Profile(
     "MYLAPS",
     (
         copied("id", "registration_id"),
-        Column("name", _full_name, ("first_name", "last_name")),
+        Column("name", attrgetter("full_name"), ("first_name", "last_name")),
         Column("bib", _int("bib_num"), ("bib_num",)),
         copied("chip", "chip_num"),
         copied("gender", "gender"),

@@ -211,7 +211,7 @@ def _change_lines(
         for header in CHANGE_COLUMNS:
             found = prof.cell_problem(header, line[header])
             if found is not None:
-                name = "" if current is None else _name(current.row)
+                name = "" if current is None else current.row.full_name
                 p = Problem(
                     c.registration_id,
                     c.field or header,
@@ -234,10 +234,6 @@ def _change_lines(
         lines.append(line)
     kept = [line for line in lines if line["registration_id"] not in skipped]
     return [*CHANGE_COLUMNS, *extra], kept, problems
-
-
-def _name(row: StartRow) -> str:
-    return " ".join(p for p in (row.first_name, row.last_name) if p)
 
 
 @dataclass(frozen=True)

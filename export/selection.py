@@ -65,6 +65,11 @@ class StartRow:
         return asdict(self)
 
     @property
+    def full_name(self) -> str:
+        """First and last name joined by a space (either may be missing; ``""`` for neither)."""
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+    @property
     def is_relay(self) -> bool:
         """Whether the registration is a leg of a relay team (RunSignUp ``team_type`` Relay)."""
         return self.team_id is not None and "relay" in (self.team_type or "").lower()
