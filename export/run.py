@@ -110,17 +110,24 @@ class ExportOptions:
 @dataclass
 class ExportResult:
     """What an export did. ``record`` is ``None`` when nothing was written (``problems`` refused
-    it). ``rows``: data rows written; ``changes``: the change report of a ``--since`` export;
-    ``problems``: every value the target cannot take, each with the ``action`` ``--allow`` took
-    (``None``: refused), ``allowed`` whether ``--allow`` handled them all; ``notes``: operator
-    messages."""
+    it). ``problems``: every value the target cannot take, each with the ``action`` ``--allow``
+    took (``None``: refused); ``changes``: the change report of a ``--since`` export; ``notes``:
+    operator messages."""
 
     record: record.ExportRecord | None
-    rows: int
     problems: list[Problem]
-    allowed: bool
     changes: list[Change] | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Data rows written (``0`` when refused)."""
+        return 0 if self.record is None else self.record.row_count
+
+    @property
+    def allowed(self) -> bool:
+        """Whether there were problems and ``--allow`` handled them all (the export was written)."""
+        return self.record is not None and bool(self.problems)
 
     @property
     def exit_code(self) -> int:
@@ -317,7 +324,7 @@ def run_export(
         resolved, problems = _resolve(rows, prof, opts.allow)
         kept_rows = [x.row for x in resolved]
     if any(p.action is None for p in problems):
-        return ExportResult(None, 0, problems, allowed=False)
+        return ExportResult(None, problems)
     if earlier is not None:
         kept_ids = {r.registration_id for r in kept_rows}
         changes = diff(before, [r for r in rows if r.registration_id in kept_ids], removed)
@@ -330,7 +337,7 @@ def run_export(
     else:
         headers, lines = prof.headers, [x.values(prof) for x in resolved]
     if any(p.action is None for p in problems):  # a change line's own old or new value
-        return ExportResult(None, 0, problems, allowed=False)
+        return ExportResult(None, problems)
     data = encode(prof, headers, lines)
     write(data)
     saved = record.save_export(
@@ -351,6 +358,4 @@ def run_export(
         ),
         sorted(kept_rows, key=lambda r: r.registration_id),
     )
-    return ExportResult(
-        saved, len(lines), problems, allowed=bool(problems), changes=changes, notes=list(src.notes)
-    )
+    return ExportResult(saved, problems, changes=changes, notes=list(src.notes))
