@@ -210,13 +210,3 @@ def exported_rows(conn: sqlite3.Connection, export_id: int) -> dict[int, dict[st
             (export_id,),
         )
     }
-
-
-def list_exports(conn: sqlite3.Connection, race_id: int | None = None) -> list[ExportRecord]:
-    """Every export, newest first (of ``race_id`` when given)."""
-    sql = f"SELECT {_COLUMNS} FROM exports"
-    params: tuple[Any, ...] = ()
-    if race_id is not None:
-        sql += " WHERE race_id = ?"
-        params = (race_id,)
-    return [_record(r) for r in conn.execute(sql + " ORDER BY export_id DESC", params)]
