@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import sqlite_utils
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -24,7 +25,7 @@ from rsu.fetcher.cadence import (
 )
 from rsu.fetcher.run import FetchUsageError, Terminated
 from rsu.fetcher.secret_store import CredentialError
-from rsu.journal import DB_ENV, JournalError, database_error
+from rsu.journal import DB_ENV, JournalError, database_error, open_db
 from rsu.journal.printable import printable
 from rsu.journal.runlock import RunLock, RunLocked
 from rsu.projector.dsn import is_pg_target, mask_dsn
@@ -178,6 +179,15 @@ def require_db(db: Path) -> None:
         fail(f"database {db} is not a file", 2)
     if db.stat().st_size == 0:
         fail(f"database {db} is an empty file, not an rsu database (pass --db or set RSU_DB)", 2)
+
+
+def open_existing(db: Path, *, readonly: bool = True) -> sqlite_utils.Database:
+    """The existing database ``db`` (a missing one exits 2, see :func:`require_db`), opened
+    read-only unless ``readonly`` is false (read-only: it may be a read-only file or folder;
+    nothing is created or written); a failure to open exits 1 as in :func:`database_errors`."""
+    require_db(db)
+    with database_errors(db):
+        return open_db(db, readonly=readonly)
 
 
 @contextmanager

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import sqlite_utils
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -18,11 +17,10 @@ from rich.text import Text
 from rsu.cli.common import (
     DEFAULT_DB,
     DbOption,
-    database_errors,
     err_console,
     fail,
     labelled,
-    require_db,
+    open_existing,
     server_text,
 )
 from rsu.export import PROFILES, Allow, ExportError, ExportOptions, run_export
@@ -30,7 +28,7 @@ from rsu.export.check import ERROR, CheckReport, run_check
 from rsu.export.profiles import FORMULA
 from rsu.export.selection import SelectionError
 from rsu.export.writing import output_problem, write_output
-from rsu.journal import JournalError, open_db
+from rsu.journal import JournalError
 from rsu.journal.printable import json_safe
 
 _FORMATS = ", ".join(PROFILES)
@@ -40,12 +38,6 @@ PartnerOption = Annotated[
     int | None,
     typer.Option("--partner", help="timing_partner_id, when several partners sync the race."),
 ]
-
-
-def _open(db: Path, readonly: bool) -> sqlite_utils.Database:
-    require_db(db)
-    with database_errors(db):
-        return open_db(db, readonly=readonly)
 
 
 def _say(line: str) -> None:
@@ -108,7 +100,7 @@ def export_command(
     allowed = frozenset(allow or ())
     if {Allow.skip_row, Allow.blank_value} <= allowed:
         raise typer.BadParameter("skip-row or blank-value, not both", param_hint="--allow")
-    database = _open(db, readonly=False)
+    database = open_existing(db, readonly=False)
     opts = ExportOptions(
         race_id=race,
         format=fmt,
@@ -211,7 +203,7 @@ def check_command(
     """
     if target is not None and target not in PROFILES:
         raise typer.BadParameter(f"{target!r} is not one of {_FORMATS}", param_hint="--for")
-    database = _open(db, readonly=True)
+    database = open_existing(db)
     try:
         report = run_check(database.conn, race, target, partner)
     except SelectionError as exc:

@@ -6,10 +6,8 @@ import json
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
-import sqlite_utils
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,7 +20,7 @@ from rsu.cli.common import (
     cadence_value,
     database_errors,
     duration_option,
-    require_db,
+    open_existing,
     server_text,
 )
 from rsu.fetcher.cadence import Cadence, next_due
@@ -30,7 +28,7 @@ from rsu.fetcher.credentials import load_caller_registration
 from rsu.fetcher.oauth import DEFAULT_WARN_S, expiry_warnings
 from rsu.fetcher.run import CALLER_WARNING
 from rsu.fetcher.secret_store import CredentialError
-from rsu.journal import head_json, journal_head, open_db
+from rsu.journal import head_json, journal_head
 from rsu.journal.printable import json_safe
 from rsu.journal.runlock import run_in_progress
 from rsu.projector.reports import (
@@ -67,14 +65,6 @@ def _age(seconds: float | None) -> str:
 
 def _due_text(due: str, now: str) -> str:
     return "next run" if due <= now else _short_time(due)
-
-
-def _open_existing(db: Path) -> sqlite_utils.Database:
-    """The existing database ``db``, opened read-only (it may be a read-only file or folder;
-    nothing is created or written)."""
-    require_db(db)
-    with database_errors(db):
-        return open_db(db, readonly=True)
 
 
 def _short_time(iso: str | None) -> str:
@@ -209,7 +199,7 @@ def register(app: typer.Typer) -> None:
         registration is set (RunSignUp requires one from 2027-01-01).
         """
         table = cadence_value(cadence)
-        database = _open_existing(db)
+        database = open_existing(db)
         try:
             with database_errors(db):
                 report = sync_status(
@@ -274,7 +264,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     ) -> None:
         """Recent sync_history rows, newest first."""
-        database = _open_existing(db)
+        database = open_existing(db)
         try:
             with database_errors(db):
                 rows = history(
