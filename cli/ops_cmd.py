@@ -87,13 +87,21 @@ def event_start_text(race: RaceStatus) -> str:
     return f"{moment:%Y-%m-%d %H:%M} {zone}".strip()
 
 
+def _cadence_inputs(race: RaceStatus) -> tuple[list[float], float | None]:
+    """What :func:`rsu.fetcher.cadence.next_due` reads of ``race``: its last and next event
+    start, and its last success (``None`` when there is none or its newest sync failed), in epoch
+    seconds (UTC)."""
+    starts = [parse_utc(t).timestamp() for t in (race.last_event_utc, race.next_event_utc) if t]
+    if not race.last_success or race.last_attempt_ok is False:
+        return starts, None
+    return starts, parse_utc(race.last_success).timestamp()
+
+
 def race_next_due(race: RaceStatus, cadence: Cadence, now: str) -> str:
     """When ``rsu sync`` next syncs ``race`` by ``cadence`` (ISO 8601 UTC; ``now`` or earlier:
     at the next run), from its last and next event start and its last success (none when its
     newest sync failed), as :func:`rsu.fetcher.cadence.next_due` decides it."""
-    starts = [parse_utc(t).timestamp() for t in (race.last_event_utc, race.next_event_utc) if t]
-    ok = race.last_success is not None and race.last_attempt_ok is not False
-    last = parse_utc(race.last_success).timestamp() if ok and race.last_success else None
+    starts, last = _cadence_inputs(race)
     due = next_due(starts, last, parse_utc(now).timestamp(), cadence)
     return utc_iso(datetime.fromtimestamp(due, UTC))
 
@@ -102,11 +110,8 @@ def race_due_since(race: RaceStatus, cadence: Cadence) -> float | None:
     """When ``race`` became due for its next sync by ``cadence`` (epoch seconds, UTC): the first
     moment after its last success at which :func:`rsu.fetcher.cadence.next_due` calls it due;
     ``None`` when it has no successful newest sync (staleness then counts from the last success)."""
-    starts = [parse_utc(t).timestamp() for t in (race.last_event_utc, race.next_event_utc) if t]
-    if race.last_success is None or race.last_attempt_ok is False:
-        return None
-    last = parse_utc(race.last_success).timestamp()
-    return next_due(starts, last, last, cadence)
+    starts, last = _cadence_inputs(race)
+    return None if last is None else next_due(starts, last, last, cadence)
 
 
 def _print_status(report: StatusReport, due: dict[tuple[int, int], str]) -> None:
