@@ -255,6 +255,24 @@ def _size(n: int) -> str:
     return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
+def bounded_request(
+    send: Callable[[], requests.Response], seconds: float, max_bytes: int
+) -> tuple[requests.Response, bytes]:
+    """``(response, body)`` of ``send()`` (a ``requests`` call made with ``stream=True``, e.g.
+    ``partial(session.get, url, stream=True)``), whole within ``seconds`` (the
+    :class:`Deadline`) and its body read by :func:`read_body` under ``max_bytes``.
+
+    Raises what ``requests`` raises, :class:`DeadlineExceeded` (also when the deadline cut the
+    connection before the answer began) or :class:`BodyTooLarge`."""
+    with Deadline(seconds) as deadline:
+        try:
+            resp = send()
+        except requests.RequestException:
+            deadline.check()  # the deadline cut the connection: say so
+            raise
+        return resp, read_body(resp, max_bytes, deadline)
+
+
 def read_body(resp: requests.Response, max_bytes: int, deadline: Deadline) -> bytes:
     """The decoded body of ``resp`` (sent with ``stream=True``), at most ``max_bytes`` bytes
     (decoded, and as sent), read before ``deadline``. Always releases the connection.

@@ -79,8 +79,7 @@ from .bounded import (
     DEFAULT_MAX_BODY_BYTES,
     BodyTooLarge,
     BoundedAdapter,
-    Deadline,
-    read_body,
+    bounded_request,
 )
 from .credentials import CallerRegistration, Credential
 from .redact import BodyScrubber, scrub
@@ -728,20 +727,16 @@ class ApiClient:
         self.stats.add(requests=1)
         started = time.perf_counter()
         t = self.timeouts
-        with Deadline(t.deadline) as deadline:
-            try:
-                resp = self.sessions.get().get(
-                    self.base_url + call.path,
-                    params=call.send,
-                    headers=call.headers,
-                    timeout=(t.connect, t.read),
-                    allow_redirects=False,  # never re-send the credential to another host
-                    stream=True,  # the body is read by read_body, bounded in size
-                )
-            except requests.RequestException:
-                deadline.check()  # the deadline cut the connection: say so
-                raise
-            body = read_body(resp, t.max_body_bytes, deadline)
+        send = partial(
+            self.sessions.get().get,
+            self.base_url + call.path,
+            params=call.send,
+            headers=call.headers,
+            timeout=(t.connect, t.read),
+            allow_redirects=False,  # never re-send the credential to another host
+            stream=True,  # the body is read by read_body, bounded in size
+        )
+        resp, body = bounded_request(send, t.deadline, t.max_body_bytes)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return Answer(resp.status_code, resp.headers, body, elapsed_ms)
 
