@@ -47,6 +47,7 @@ from .credentials import (
     token_expiry,
 )
 from .secret_store import CredentialError, open_store, secrets_path, transaction
+from .shapes import as_int
 
 __all__ = [
     "DEFAULT_MARGIN_S",
@@ -220,8 +221,7 @@ def _refresh(
         raise OAuthError(pid, f"token refresh answer unusable: {exc}") from None
     expires_in = data.get("expires_in")
     if isinstance(expires_in, str):  # ASCII digits only: int() refuses "²" and 4,301 digits
-        text = expires_in.strip()
-        expires_in = int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+        expires_in = as_int(expires_in)
     expires_at = (
         float(now + expires_in)
         if isinstance(expires_in, int | float)
