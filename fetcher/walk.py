@@ -192,7 +192,7 @@ class Walker:
         try:
             return task()
         finally:
-            self.gate.release_thread()
+            self.gate.release()
 
     def check_requested_races(self) -> None:
         """Record a failure for every requested race that no partner walked (it was in no
