@@ -427,6 +427,12 @@ def _caller_error(endpoint: str, body: bytes) -> str | None:
     )
 
 
+def secret_values(credential: Credential, caller: CallerRegistration | None) -> list[str]:
+    """The values to scrub from whatever a request of ``credential`` (with the installation's
+    ``caller`` registration, if any) leads to: messages, logs, journaled bodies."""
+    return credential.secret_values() + (caller.secret_values() if caller else [])
+
+
 @dataclass(frozen=True)
 class Call:
     """One request as the client sends and journals it: ``endpoint`` (stable name), ``path``,
@@ -583,7 +589,7 @@ class ApiClient:
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
-        self._secrets = credential.secret_values() + (caller.secret_values() if caller else [])
+        self._secrets = secret_values(credential, caller)
         self._body_secrets = BodyScrubber(self._secrets)
         self.breaker = breaker or CircuitBreaker(self.policy.unreachable_after)
         #: The retry backoff (seconds); by default it ends early when the run is interrupted.
