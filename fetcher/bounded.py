@@ -213,17 +213,9 @@ class _Decoder:
                 return
             if self.coding == "deflate" and not self._started:  # raw deflate, no zlib header
                 self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-                self._started = True
-                yield from self._feed_raw(data)
+                self._started = True  # a second failure is an error
+                yield from self.feed(data)
                 return
-            raise requests.exceptions.ContentDecodingError(
-                f"{self.coding} body could not be decoded: {exc}"
-            ) from exc
-
-    def _feed_raw(self, data: bytes) -> Iterator[bytes]:
-        try:
-            yield from self._inflate(data)
-        except zlib.error as exc:
             raise requests.exceptions.ContentDecodingError(
                 f"{self.coding} body could not be decoded: {exc}"
             ) from exc
