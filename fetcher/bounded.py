@@ -213,17 +213,9 @@ class _Decoder:
                 return
             if self.coding == "deflate" and not self._started:  # raw deflate, no zlib header
                 self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-                self._started = True
-                yield from self._feed_raw(data)
+                self._started = True  # a second failure is an error
+                yield from self.feed(data)
                 return
-            raise requests.exceptions.ContentDecodingError(
-                f"{self.coding} body could not be decoded: {exc}"
-            ) from exc
-
-    def _feed_raw(self, data: bytes) -> Iterator[bytes]:
-        try:
-            yield from self._inflate(data)
-        except zlib.error as exc:
             raise requests.exceptions.ContentDecodingError(
                 f"{self.coding} body could not be decoded: {exc}"
             ) from exc
@@ -253,6 +245,24 @@ def _too_large(max_bytes: int, what: str, status: int) -> BodyTooLarge:
 
 def _size(n: int) -> str:
     return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def bounded_request(
+    send: Callable[[], requests.Response], seconds: float, max_bytes: int
+) -> tuple[requests.Response, bytes]:
+    """``(response, body)`` of ``send()`` (a ``requests`` call made with ``stream=True``, e.g.
+    ``partial(session.get, url, stream=True)``), whole within ``seconds`` (the
+    :class:`Deadline`) and its body read by :func:`read_body` under ``max_bytes``.
+
+    Raises what ``requests`` raises, :class:`DeadlineExceeded` (also when the deadline cut the
+    connection before the answer began) or :class:`BodyTooLarge`."""
+    with Deadline(seconds) as deadline:
+        try:
+            resp = send()
+        except requests.RequestException:
+            deadline.check()  # the deadline cut the connection: say so
+            raise
+        return resp, read_body(resp, max_bytes, deadline)
 
 
 def read_body(resp: requests.Response, max_bytes: int, deadline: Deadline) -> bytes:

@@ -11,8 +11,8 @@ the others. A thread that may not go yet waits *without* a slot, so the budgets 
 partners keep being used meanwhile (a pool whose workers sleep in one partner's limiter leaves
 the others idle). :meth:`RequestGate.release` gives the slot back once the answer is read and
 journaled. A slot belongs to the thread that took it (one request at a time per thread), so
-releasing is idempotent and :meth:`RequestGate.release_thread` frees whatever a finished task
-still holds (a task that died on an exception never keeps a slot).
+releasing is idempotent, and releasing again at the end of each task frees whatever it still
+holds (a task that died on an exception never keeps a slot).
 
 The decision itself (:meth:`RequestGate.try_acquire`) takes the time as an argument, so it is
 tested with an injected clock; only :meth:`RequestGate.acquire` waits in real time.
@@ -50,7 +50,7 @@ class PartnerBudget(RateLimiter):
 
     def release(self) -> None:
         """Give the slot back."""
-        self.gate.release(self)
+        self.gate.release()
 
 
 class RequestGate:
@@ -113,14 +113,11 @@ class RequestGate:
                     return
                 self._cond.wait(None if wait == WAIT_FOR_SLOT else wait)
 
-    def release(self, budget: PartnerBudget | None = None, holder: int | None = None) -> None:
-        """Give back the slot ``holder`` (default: the calling thread) holds, if any."""
+    def release(self, holder: int | None = None) -> None:
+        """Give back the slot ``holder`` (default: the calling thread) holds, if any (also at
+        the end of each task: a task never keeps a slot)."""
         with self._cond:
             self._release(threading.get_ident() if holder is None else holder)
-
-    def release_thread(self) -> None:
-        """Give back any slot the calling thread still holds (at the end of each task)."""
-        self.release()
 
     def _release(self, holder: int) -> None:
         key = self._holders.pop(holder, None)

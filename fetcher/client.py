@@ -79,8 +79,7 @@ from .bounded import (
     DEFAULT_MAX_BODY_BYTES,
     BodyTooLarge,
     BoundedAdapter,
-    Deadline,
-    read_body,
+    bounded_request,
 )
 from .credentials import CallerRegistration, Credential
 from .redact import BodyScrubber, scrub
@@ -428,6 +427,12 @@ def _caller_error(endpoint: str, body: bytes) -> str | None:
     )
 
 
+def secret_values(credential: Credential, caller: CallerRegistration | None) -> list[str]:
+    """The values to scrub from whatever a request of ``credential`` (with the installation's
+    ``caller`` registration, if any) leads to: messages, logs, journaled bodies."""
+    return credential.secret_values() + (caller.secret_values() if caller else [])
+
+
 @dataclass(frozen=True)
 class Call:
     """One request as the client sends and journals it: ``endpoint`` (stable name), ``path``,
@@ -584,7 +589,7 @@ class ApiClient:
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
-        self._secrets = credential.secret_values() + (caller.secret_values() if caller else [])
+        self._secrets = secret_values(credential, caller)
         self._body_secrets = BodyScrubber(self._secrets)
         self.breaker = breaker or CircuitBreaker(self.policy.unreachable_after)
         #: The retry backoff (seconds); by default it ends early when the run is interrupted.
@@ -728,20 +733,16 @@ class ApiClient:
         self.stats.add(requests=1)
         started = time.perf_counter()
         t = self.timeouts
-        with Deadline(t.deadline) as deadline:
-            try:
-                resp = self.sessions.get().get(
-                    self.base_url + call.path,
-                    params=call.send,
-                    headers=call.headers,
-                    timeout=(t.connect, t.read),
-                    allow_redirects=False,  # never re-send the credential to another host
-                    stream=True,  # the body is read by read_body, bounded in size
-                )
-            except requests.RequestException:
-                deadline.check()  # the deadline cut the connection: say so
-                raise
-            body = read_body(resp, t.max_body_bytes, deadline)
+        send = partial(
+            self.sessions.get().get,
+            self.base_url + call.path,
+            params=call.send,
+            headers=call.headers,
+            timeout=(t.connect, t.read),
+            allow_redirects=False,  # never re-send the credential to another host
+            stream=True,  # the body is read by read_body, bounded in size
+        )
+        resp, body = bounded_request(send, t.deadline, t.max_body_bytes)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return Answer(resp.status_code, resp.headers, body, elapsed_ms)
 

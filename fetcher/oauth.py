@@ -27,13 +27,14 @@ import json
 import re
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import sqlite_utils
 
-from .bounded import BoundedAdapter, Deadline
+from .bounded import ACCEPT_ENCODING, BodyTooLarge, BoundedAdapter, bounded_request
 from .credentials import (
     CallerRegistration,
     Credential,
@@ -46,6 +47,7 @@ from .credentials import (
     token_expiry,
 )
 from .secret_store import CredentialError, open_store, secrets_path, transaction
+from .shapes import as_int
 
 __all__ = [
     "DEFAULT_MARGIN_S",
@@ -136,18 +138,6 @@ def is_due(credential: Credential, now: float, margin_s: float = DEFAULT_MARGIN_
     return credential.expires_at is None or credential.expires_at - now <= margin_s
 
 
-def _read_bounded(timing_partner_id: int, resp: requests.Response) -> bytes:
-    declared = resp.headers.get("Content-Length", "")
-    if declared.isascii() and declared.isdigit() and int(declared[:30]) > MAX_BODY_BYTES:
-        raise OAuthError(timing_partner_id, "token refresh answer larger than 64 KiB")
-    body = b""
-    for chunk in resp.iter_content(8192):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise OAuthError(timing_partner_id, "token refresh answer larger than 64 KiB")
-    return body
-
-
 def _post_refresh(
     credential: Credential,
     url: str,
@@ -165,26 +155,21 @@ def _post_refresh(
     }
     if credential.oauth.client_secret:
         form["client_secret"] = credential.oauth.client_secret
+    headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
+    send = partial(
+        session.post,
+        url,
+        params=caller.query_params() if caller is not None else None,
+        data=form,
+        headers={**headers, **(caller.headers() if caller else {})},
+        timeout=TIMEOUTS,
+        allow_redirects=False,
+        stream=True,
+    )
     try:
-        with Deadline(DEADLINE) as deadline:
-            try:
-                resp = session.post(
-                    url,
-                    params=caller.query_params() if caller is not None else None,
-                    data=form,
-                    headers={"Accept": "application/json", **(caller.headers() if caller else {})},
-                    timeout=TIMEOUTS,
-                    allow_redirects=False,
-                    stream=True,
-                )
-                try:
-                    body = _read_bounded(pid, resp)
-                finally:
-                    resp.close()
-            except requests.RequestException:
-                deadline.check()  # the deadline cut the connection: say so
-                raise
-            deadline.check()
+        resp, body = bounded_request(send, DEADLINE, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise OAuthError(pid, "token refresh answer larger than 64 KiB") from None
     except requests.RequestException as exc:  # its message may quote the request: not shown
         raise OAuthError(pid, f"token refresh failed ({type(exc).__name__})") from None
     try:
@@ -236,8 +221,7 @@ def _refresh(
         raise OAuthError(pid, f"token refresh answer unusable: {exc}") from None
     expires_in = data.get("expires_in")
     if isinstance(expires_in, str):  # ASCII digits only: int() refuses "²" and 4,301 digits
-        text = expires_in.strip()
-        expires_in = int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+        expires_in = as_int(expires_in)
     expires_at = (
         float(now + expires_in)
         if isinstance(expires_in, int | float)

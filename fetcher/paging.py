@@ -18,16 +18,6 @@ from .client import Exchange
 T = TypeVar("T")
 
 
-def short_page(page_size: int) -> Callable[[Exchange], bool]:
-    """Stop rule: the page held fewer than ``page_size`` rows (RunSignUp's own end test; an
-    empty page is short too)."""
-
-    def stop(exchange: Exchange) -> bool:
-        return exchange.info is None or exchange.info.rows < page_size
-
-    return stop
-
-
 #: Rows a page RunSignUp is taken to serve whatever it caps: its own documented default
 #: ``results_per_page`` (50). A page with fewer rows (and fewer than asked) ends a listing at once,
 #: so the usual short incremental page costs no extra request; a longer short page needs proof.

@@ -166,7 +166,7 @@ INT64_MAX = 2**63 - 1
 _MAX_DIGITS = len(str(INT64_MAX))
 
 
-def _as_int(value: int | str | None) -> int | None:
+def as_int(value: int | str | None) -> int | None:
     """``value`` (a JSON number or a string of ASCII digits) as an int in ``0..2**63-1``;
     ``None`` when absent or when it is anything else (negative, too large, not digits)."""
     if value is None:
@@ -182,11 +182,11 @@ def _as_int(value: int | str | None) -> int | None:
 def _error(err: _Err | str) -> ApiErrorBody:
     if isinstance(err, str):
         return ApiErrorBody(0, err)
-    return ApiErrorBody(_as_int(err.error_code) or 0, err.error_msg or "")
+    return ApiErrorBody(as_int(err.error_code) or 0, err.error_msg or "")
 
 
 def _required_int(value: int | str) -> int:
-    out = _as_int(value)
+    out = as_int(value)
     if out is None:
         raise ShapeError(f"not an integer id below 2**63: {str(value)[:40]!r}")
     return out
@@ -256,7 +256,7 @@ def _listing(endpoint: str, doc: list[_ListingElement] | _ListingObject) -> Page
     per_event: dict[int, tuple[int, int | None]] = {}
     ids: set[int] = set()
     for element in doc:
-        event_id = _as_int(element.event.event_id) if element.event else None
+        event_id = as_int(element.event.event_id) if element.event else None
         ev_rows, ev_last = per_event.get(event_id, (0, None)) if event_id is not None else (0, None)
         # participants rows sit at the element's top level; removed rows inside "event"
         # (the other list is always empty); read both to be tolerant.
@@ -270,9 +270,9 @@ def _listing(endpoint: str, doc: list[_ListingElement] | _ListingObject) -> Page
                     last_id = rid
                 if ev_last is None or rid > ev_last:
                     ev_last = rid
-                lm = _as_int(row.last_modified_ts if removed else row.last_modified)
+                lm = as_int(row.last_modified_ts if removed else row.last_modified)
                 if lm is None:
-                    lm = _as_int(row.last_modified)
+                    lm = as_int(row.last_modified)
                 if lm is not None and (max_lm is None or lm > max_lm):
                     max_lm = lm
         if event_id is not None:

@@ -51,6 +51,7 @@ from .client import (
     RunContext,
     SessionPool,
     Timeouts,
+    secret_values,
 )
 from .credentials import CallerRegistration, Credential
 from .cursor import race_listing_states
@@ -192,7 +193,7 @@ class Walker:
         try:
             return task()
         finally:
-            self.gate.release_thread()
+            self.gate.release()
 
     def check_requested_races(self) -> None:
         """Record a failure for every requested race that no partner walked (it was in no
@@ -549,9 +550,7 @@ class Walker:
     def scoped(self, scope: Scope, credential: Credential) -> Callable[[Task], Task]:
         """Wrap a task of ``scope`` in the last-resort boundary (:func:`~rsu.fetcher.boundary.
         guarded`): an unexpected exception fails that scope only."""
-        secrets = credential.secret_values() + (
-            self.s.caller.secret_values() if self.s.caller else []
-        )
+        secrets = secret_values(credential, self.s.caller)
         return lambda task: guarded(task, scope, self.context, secrets)
 
     def stopped(self) -> bool:

@@ -16,6 +16,7 @@ import requests
 from fetch_helpers import fast_options
 from requests.structures import CaseInsensitiveDict
 from typer.testing import CliRunner
+from urllib3.response import HTTPResponse
 
 from rsu.cli.main import app
 from rsu.fetcher import run_fetch
@@ -460,7 +461,9 @@ class _FakeSession:
         resp = requests.Response()
         resp.status_code = self.status
         resp.headers = CaseInsensitiveDict(self.headers)
-        resp.raw = io.BytesIO(self.body)
+        resp.raw = HTTPResponse(
+            io.BytesIO(self.body), self.headers, self.status, preload_content=False
+        )
         return resp
 
 

@@ -115,7 +115,7 @@ def test_a_thread_keeps_no_slot_after_its_task() -> None:
     gate = RequestGate(1)
     a = PartnerBudget(1, 0, gate)
     a.acquire()
-    gate.release_thread()
+    gate.release()
     got = []
     t = threading.Thread(target=lambda: (a.acquire(), got.append(True), a.release()))
     t.start()

@@ -4,6 +4,7 @@ paging, cursors, rate limiting."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from rsu.fetcher.client import Exchange, RateLimiter, RetryPolicy, backoff_seconds
 from rsu.fetcher.client import retry_after_seconds as retry_after
 from rsu.fetcher.cursor import ListingState, modified_after
-from rsu.fetcher.paging import keyset_next, page_number_next, paginate, short_page
+from rsu.fetcher.paging import keyset_next, page_number_next, paginate
 from rsu.fetcher.redact import scrub
 from rsu.fetcher.shapes import ApiErrorBody, PageInfo, ShapeError, parse
 
@@ -88,6 +89,11 @@ def test_parse_shapes_and_quirks() -> None:
 
 def _page(rows: int, last: int | None = None) -> Exchange:
     return Exchange(True, PageInfo(rows=rows, last_id=last), seq=1)
+
+
+def short_page(page_size: int) -> Callable[[Exchange], bool]:
+    """A stop rule for these tests: fewer than ``page_size`` rows (or no page)."""
+    return lambda exchange: exchange.info is None or exchange.info.rows < page_size
 
 
 def test_paginate_keyset_until_short_page() -> None:
