@@ -32,8 +32,10 @@ from .records import (
 from .schema import (
     EVENT_CHANGES,
     EVENTS,
+    PAGES,
     PARTICIPANTS,
     PROJECTION_ERRORS,
+    RACE_LISTING_PAGES,
     RACES,
     SYNC_HISTORY,
     Table,
@@ -63,14 +65,22 @@ class Counters:
     new_errors: int = 0
 
 
-def _upsert_sql(table: Table, suffix: str) -> str:
+def _insert_sql(table: Table, suffix: str, *, update: bool = True) -> str:
+    """``INSERT`` of one whole row of ``table`` (``?`` placeholders); on a key conflict the
+    non-key columns are updated (``update``) or the stored row is kept."""
     cols = table.column_names
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in table.pk)
     return (
         f"INSERT INTO {table.name}{suffix} ({', '.join(cols)}) "
         f"VALUES ({', '.join('?' * len(cols))}) "
-        f"ON CONFLICT ({', '.join(table.pk)}) DO UPDATE SET {updates}"
+        f"ON CONFLICT ({', '.join(table.pk)}) "
+        + (f"DO UPDATE SET {updates}" if update else "DO NOTHING")
     )
+
+
+def _upsert_sql(table: Table, suffix: str) -> str:
+    """The upsert of one whole row of ``table`` (:func:`_insert_sql` updating)."""
+    return _insert_sql(table, suffix)
 
 
 def _merge(new: tuple[Any, ...], old: tuple[Any, ...] | None) -> tuple[Any, ...]:
@@ -122,11 +132,10 @@ class ApplierBase:
             f"FROM {self._t_part} WHERE timing_partner_id = ? AND race_id = ? "
             "AND registration_id IN "
         )
-        self._insert_move = (
-            f"INSERT INTO {EVENT_CHANGES.name}{s} ({', '.join(EVENT_CHANGES.column_names)}) "
-            f"VALUES ({', '.join('?' * len(EVENT_CHANGES.columns))}) "
-            f"ON CONFLICT ({', '.join(EVENT_CHANGES.pk)}) DO NOTHING"
-        )
+        self._insert_move = _insert_sql(EVENT_CHANGES, s, update=False)
+        self._insert_sync = _insert_sql(SYNC_HISTORY, s, update=False)
+        self._insert_page = _insert_sql(PAGES, s, update=False)
+        self._upsert_listing_page = _upsert_sql(RACE_LISTING_PAGES, s)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -215,10 +224,7 @@ class ApplierBase:
         default to 0 and the listing columns to ``NULL`` (a row about no listing)."""
         synced, success, failed, new, changed, unchanged, removed = counts
         cur = self.conn.execute(
-            f"INSERT INTO {SYNC_HISTORY.name}{self.suffix} "
-            f"({', '.join(SYNC_HISTORY.column_names)}) "
-            f"VALUES ({', '.join('?' * len(SYNC_HISTORY.columns))}) "
-            "ON CONFLICT (sync_key) DO NOTHING",
+            self._insert_sync,
             (
                 key,
                 row.timing_partner_id,

@@ -272,8 +272,7 @@ class ParticipantsApplier(RacesApplier):
             else None
         )
         self.conn.execute(
-            f"INSERT INTO {PAGES.name}{self.suffix} ({', '.join(PAGES.column_names)}) "
-            f"VALUES ({', '.join('?' * len(PAGES.columns))}) ON CONFLICT (seq) DO NOTHING",
+            self._insert_page,
             (
                 row.seq,
                 ev.listing_id,

@@ -294,9 +294,7 @@ class RacesApplier(ApplierBase):
         served = max([min(per_page, RACES_SERVED_AT_LEAST), *(len(_decode(i)) for _, i in earlier)])
         if size >= per_page or (size and size >= served):
             self.conn.execute(
-                f"INSERT INTO {t_pages} ({', '.join(RACE_LISTING_PAGES.column_names)}) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT "
-                f"({', '.join(RACE_LISTING_PAGES.pk)}) DO UPDATE SET race_ids = excluded.race_ids",
+                self._upsert_listing_page,
                 (tp, row.run_id, key, page, _json_ids(race_ids)),
             )
             return
