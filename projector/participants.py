@@ -23,7 +23,7 @@ from . import normalize as n
 from . import typed
 from .history import _PART_PREFIX, BadShape, BodyRejected, _merge, _utc_seconds
 from .normalize import MISSING
-from .pipeline import NOT_PREFETCHED, Prepared
+from .pipeline import NOT_PREFETCHED, Prepared, race_id_of
 from .races import RacesApplier
 from .records import (
     PARTICIPANT_DATA_COLUMNS,
@@ -124,7 +124,7 @@ class ParticipantsApplier(RacesApplier):
         any of them fail, the whole page is projected row by row instead (so the errors are
         numbered as in the page). Returns whether it applied (``stats`` filled)."""
         tp = row.timing_partner_id
-        race_id = row.race_id if row.race_id is not None else ev.race_id
+        race_id = race_id_of(row, ev)
         if tp is None or race_id is None or not self._seen_before(tp, race_id, raw):
             return False
         rows = typed.raw_rows(raw)
@@ -213,7 +213,7 @@ class ParticipantsApplier(RacesApplier):
             isinstance(ev, ResponseReceived)
             and ev.endpoint == "participants"
             and old.timing_partner_id == tp
-            and (old.race_id if old.race_id is not None else ev.race_id) == race_id
+            and race_id_of(old, ev) == race_id
             and old.body_sha256
         ):
             try:
@@ -283,7 +283,7 @@ class ParticipantsApplier(RacesApplier):
                 ),
                 reason,
                 row.timing_partner_id,
-                row.race_id if row.race_id is not None else ev.race_id,
+                race_id_of(row, ev),
                 row.body_sha256 or None,
                 events,
             ),
@@ -297,7 +297,7 @@ class ParticipantsApplier(RacesApplier):
         Then only ``last_seen_seq`` moves, in one statement, and the body is not even read.
         Returns whether it applied (``stats`` filled as the row-by-row merge would)."""
         tp = row.timing_partner_id
-        race_id = row.race_id if row.race_id is not None else ev.race_id
+        race_id = race_id_of(row, ev)
         if not row.body_sha256 or tp is None or race_id is None or not 200 <= ev.status < 400:
             return False
         prev = self.conn.execute(
@@ -338,7 +338,7 @@ class ParticipantsApplier(RacesApplier):
         """Raw rows of one page keyed by ``(race_id, event_id, registration_id)``; a
         registration repeated in the page counts once (the last occurrence wins)."""
         tp = row.timing_partner_id
-        race_id = row.race_id if row.race_id is not None else ev.race_id
+        race_id = race_id_of(row, ev)
         scope_event = row.event_id if row.event_id is not None else ev.event_id
         if tp is None or race_id is None:
             raise BadShape("no timing_partner_id/race_id on the journal row")
@@ -411,7 +411,7 @@ class ParticipantsApplier(RacesApplier):
         :mod:`rsu.projector.typed`: ``(stored rows, [(key, values)])``. ``None`` when the page
         has anything unusual: the generic path then projects it (and records its errors)."""
         tp = row.timing_partner_id
-        race_id = row.race_id if row.race_id is not None else ev.race_id
+        race_id = race_id_of(row, ev)
         if tp is None or race_id is None:
             return None
         regs = typed.page_registrations(race_id, raw)
@@ -435,7 +435,7 @@ class ParticipantsApplier(RacesApplier):
         is stored (nor twice in it) is upserted as the worker built its rows; otherwise the
         values go through :meth:`_store`, ``MISSING`` put back for the stored registrations."""
         tp = row.timing_partner_id
-        race_id = row.race_id if row.race_id is not None else ev.race_id
+        race_id: Any = race_id_of(row, ev)  # set: the worker prepares only such pages
         rows, missing, events, twice = page
         existing = self._existing(tp, ((race_id, r[2], r[3]) for r in rows))
         if not existing and not twice:

@@ -100,6 +100,11 @@ def page_values(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
     return rows, missing, sorted(events), len(reg_ids) != len(rows)
 
 
+def race_id_of(row: JournalRow, ev: ResponseReceived) -> int | None:
+    """The ``race_id`` a response is about: the journal row's, else the response event's."""
+    return row.race_id if row.race_id is not None else ev.race_id
+
+
 def _prefetchable(row: JournalRow) -> int | None:
     """The race id of a ``/participants`` success page that may take the typed path."""
     ev = row.event
@@ -111,7 +116,7 @@ def _prefetchable(row: JournalRow) -> int | None:
         or row.timing_partner_id is None
     ):
         return None
-    return row.race_id if row.race_id is not None else ev.race_id
+    return race_id_of(row, ev)
 
 
 def _work(path: str, after_seq: int, out: Any, parent: int) -> None:
