@@ -123,13 +123,8 @@ class CompletedApplier(ParticipantsApplier):
             status="error",
             reason=reason,
             endpoint=ev.endpoint,
-            listing_id=None,
-            mode=None,
-            complete=None,
             error_code=ev.error_code or None,  # 0: an error object without a code
             http_status=ev.http_status,
-            counts=(0, 0, 0, 0, 0, 0, 0),
-            pages=0,
             requests=ev.attempts,
             retries=max(ev.attempts - 1, 0),
         )
