@@ -17,7 +17,7 @@ from rsu.journal import (
 )
 
 from .history import _utc_seconds
-from .participants import _IN_CHUNK, ParticipantsApplier
+from .participants import ParticipantsApplier, _chunks
 from .races import LOST_DENIED
 from .schema import (
     PAGES,
@@ -31,12 +31,10 @@ class CompletedApplier(ParticipantsApplier):
         tp = row.timing_partner_id
         page_seqs = sorted(set(ev.page_seqs))
         pages: dict[int, tuple[Any, ...]] = {}
-        for i in range(0, len(page_seqs), _IN_CHUNK):
-            chunk = page_seqs[i : i + _IN_CHUNK]
+        for chunk, marks in _chunks(page_seqs):
             for r in self.conn.execute(
                 f"SELECT seq, ok, rows, rows_failed, num_new, num_changed, num_unchanged, "
-                f"num_removed, reason FROM {PAGES.name}{self.suffix} "
-                f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                f"num_removed, reason FROM {PAGES.name}{self.suffix} WHERE seq IN ({marks})",
                 chunk,
             ):
                 pages[r[0]] = r

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rsu.journal import (
@@ -51,6 +52,13 @@ _OLD_PAGES = 8
 _IN_CHUNK = 2000
 _PARTICIPANT_ENDPOINTS = ("participants", "removed_participants")
 _I64_MIN, _I64_MAX = n.INT64_MIN, n.INT64_MAX
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[tuple[Sequence[int], str]]:
+    """``ids`` in slices of :data:`_IN_CHUNK`, each with its ``?,?,...`` placeholders."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _older(new_lm: Any, old_lm: Any) -> bool:
@@ -132,12 +140,11 @@ class ParticipantsApplier(RacesApplier):
             return False  # another shape, or a registration twice: the general rules decide
         stored: dict[int, tuple[Any, ...]] = {}
         ids = [r[0] for r in rows]
-        for i in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[i : i + _IN_CHUNK]
+        for chunk, marks in _chunks(ids):
             for r in self.conn.execute(
                 f"SELECT registration_id, event_id, last_seen_seq, source_seq FROM {self._t_part} "
                 "WHERE timing_partner_id = ? AND race_id = ? AND removed_at IS NULL "
-                f"AND registration_id IN ({','.join('?' * len(chunk))})",
+                f"AND registration_id IN ({marks})",
                 (tp, race_id, *chunk),
             ):
                 stored[r[0]] = r[1:]
@@ -173,11 +180,10 @@ class ParticipantsApplier(RacesApplier):
         for race_id, reg_id in keys:
             by_race.setdefault(race_id, []).append(reg_id)
         for race_id, ids in by_race.items():
-            for i in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[i : i + _IN_CHUNK]
+            for chunk, marks in _chunks(ids):
                 self.conn.execute(
                     f"UPDATE {self._t_part} SET last_seen_seq = ? WHERE timing_partner_id = ? "
-                    f"AND race_id = ? AND registration_id IN ({','.join('?' * len(chunk))})",
+                    f"AND race_id = ? AND registration_id IN ({marks})",
                     (seq, tp, race_id, *chunk),
                 )
 
@@ -396,11 +402,8 @@ class ParticipantsApplier(RacesApplier):
             by_race.setdefault(race_id, set()).add(reg_id)
         existing: dict[RegKey, tuple[Any, ...]] = {}
         for race_id, id_set in by_race.items():
-            reg_ids = sorted(id_set)
-            for i in range(0, len(reg_ids), _IN_CHUNK):
-                chunk = reg_ids[i : i + _IN_CHUNK]
-                sql = self._part_select + f"({','.join('?' * len(chunk))})"
-                for r in self.conn.execute(sql, (tp, race_id, *chunk)):
+            for chunk, marks in _chunks(sorted(id_set)):
+                for r in self.conn.execute(f"{self._part_select}({marks})", (tp, race_id, *chunk)):
                     existing[(race_id, r[0])] = r[1:]
         return existing
 
