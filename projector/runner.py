@@ -333,16 +333,20 @@ def _project(
     """:func:`project` on an open ``target``."""
     conn = target.conn
     result = ProjectResult()
+
+    def note(message: str) -> None:
+        result.messages.append(message)
+        if progress is not None:
+            progress(message)
+
     if target.tables_exist():
         version = _get_state(conn, "projection_version")
         if version != PROJECTION_VERSION and not rebuild:
             rebuild = True
-            result.messages.append(
+            note(
                 f"projection version changed ({version} -> {PROJECTION_VERSION}): "
                 "rebuilding the tables from the journal"
             )
-            if progress is not None:
-                progress(result.messages[-1])
     elif not rebuild:
         _init_tables(target, "")
     mismatch = None if rebuild else _journal_mismatch(conn, journal)
@@ -351,12 +355,10 @@ def _project(
         # from the checkpoint would skip events and leave source_seq pointing at other
         # events. The journal is the truth, so rebuild from it, and fail this run loudly.
         rebuild = True
-        result.messages.append(
+        note(
             f"{mismatch}: the journal was truncated, rewritten or replaced. The tables are "
             "rebuilt from the journal as it is now; check it with `rsu journal verify`."
         )
-        if progress is not None:
-            progress(result.messages[-1])
     if rebuild:
         counters, checkpoint, new_errors = _rebuild(
             target, journal, batch_size, progress, result.messages
