@@ -33,8 +33,6 @@ IMPORT_PATHS: dict[str, str] = {
 }
 _NEEDS_RACE = frozenset({"race", "participants", "removed_participants"})
 _NEEDS_EVENT = frozenset({"participants", "removed_participants"})
-#: Endpoints whose journal rows the projector files under a timing partner (every one today).
-_NEEDS_PARTNER = frozenset({"races", "race", "participants", "removed_participants"})
 
 #: Every event kind, sorted (for validating ``--kind``).
 KINDS: tuple[str, ...] = tuple(sorted(EVENT_TYPES))
@@ -208,7 +206,7 @@ def import_path(
         raise ValueError(f"endpoint {endpoint} takes no --race-id")
     if endpoint not in _NEEDS_EVENT and event_id is not None:
         raise ValueError(f"endpoint {endpoint} takes no --event-id")
-    if endpoint in _NEEDS_PARTNER and timing_partner_id is None:
+    if timing_partner_id is None:
         raise ValueError(
             f"endpoint {endpoint} needs --partner (the timing_partner_id the files were "
             "fetched for; rsu project files every row under its timing partner)"
