@@ -16,10 +16,8 @@ import re
 #: What replaces each control character: visible, and never part of a sequence.
 REPLACEMENT = "\ufffd"
 
-# C0 controls except tab/newline/carriage return, DEL, C1 controls (0x9b is a one-byte CSI),
-# Unicode line/paragraph separators and the bidi embedding, override and isolate controls.
-#: The characters :func:`printable` replaces (C0 except tab/newline/CR, DEL, C1, Unicode line
-#: separators, bidi embeddings, overrides and isolates).
+#: The characters :func:`printable` replaces (C0 except tab/newline/CR, DEL, C1 -- 0x9b is a
+#: one-byte CSI --, Unicode line separators, bidi embeddings, overrides and isolates).
 CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _BREAKS = re.compile("[\t\n\r]")
 
