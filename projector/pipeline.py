@@ -6,7 +6,10 @@ process (spawned: a fresh interpreter sharing no SQLite state, lock or open file
 reads the journal file on its own read-only connection, in seq order from the checkpoint, and for
 each ``/participants`` success page sends back its checked body and :func:`page_values` (each
 registration's row as a new registration would be upserted, and where ``MISSING`` would go for a
-stored one), ``marshal``-ed, through a queue of :data:`DEPTH` pages (memory stays bounded).
+stored one), ``marshal``-ed, through a one-way pipe written synchronously: the worker is at most
+one page and the pipe's buffer ahead (memory stays bounded), and a message is either whole or, if
+the worker dies while writing it, ends the stream (``EOFError`` here, never a read that waits
+forever for the rest of a message).
 
 The main process keeps every decision and every write, in seq order, inside the per-event
 ``SAVEPOINT`` and the checkpoint-per-batch transaction of the runner:
@@ -27,7 +30,6 @@ import contextlib
 import marshal
 import multiprocessing
 import os
-import queue
 import signal
 from typing import Any
 
@@ -39,10 +41,8 @@ from .normalize import MISSING
 #: Start a worker only when at least this many journal events are left to project (starting the
 #: worker, about 0.2 s, and the first page's wait cost more than they save on a few events).
 MIN_EVENTS = 40
-#: Pages prepared ahead of the one being projected.
-DEPTH = 2
-#: Seconds between the worker's checks that the main process is still there.
-_PARENT_POLL = 0.5
+#: Seconds between the main process's checks that the worker is still there.
+_WORKER_POLL = 1.0
 #: Journal events per read in the worker.
 _READ_BATCH = 200
 #: A page the worker did not prepare: project it in the main process.
@@ -131,16 +131,12 @@ def _work(path: str, after_seq: int, out: Any, parent: int) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # keep no pipe of whoever runs ``rsu`` open after the main process
         os.dup2(devnull, fd)
-    out.cancel_join_thread()  # exiting never waits for the queue
 
     def send(message: _Message) -> None:
-        while True:
-            try:
-                out.put(message, timeout=_PARENT_POLL)
-                return
-            except queue.Full:
-                if os.getppid() != parent:
-                    os._exit(0)  # the main process is gone: no clean-up to wait for
+        try:  # synchronous: returns once the whole message is in the pipe
+            out.send(message)
+        except OSError:  # EPIPE: the main process is gone (it held the only read end)
+            os._exit(0)
 
     with contextlib.suppress(Exception):
         db = open_db(path, readonly=True)
@@ -170,22 +166,25 @@ class Prefetcher:
 
     def __init__(self, path: str, after_seq: int) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self._queue: Any = ctx.Queue(DEPTH)
+        self._reader, writer = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(
-            target=_work, args=(path, after_seq, self._queue, os.getpid()), daemon=True
+            target=_work, args=(path, after_seq, writer, os.getpid()), daemon=True
         )
         self._proc.start()
+        writer.close()  # the worker holds the only write end: its exit is EOF here
         self._head: _Message | None = None
         self._done = False
 
     def _next(self) -> _Message:
         while True:
             try:
-                message: _Message = self._queue.get(timeout=1.0)
-                return message
-            except queue.Empty:
-                if not self._proc.is_alive():
-                    return (None, None, b"", None)
+                if self._reader.poll(_WORKER_POLL):
+                    message: _Message = self._reader.recv()
+                    return message
+            except (EOFError, OSError):  # the worker ended, maybe in the middle of a message
+                return (None, None, b"", None)
+            if not self._proc.is_alive():
+                return (None, None, b"", None)
 
     def _entry(self, row: JournalRow) -> _Message | None:
         """The worker's message for this journal row (skipping those of earlier seqs), or
@@ -223,12 +222,11 @@ class Prefetcher:
         return None if payload is None else marshal.loads(payload)  # noqa: S302
 
     def close(self) -> None:
-        """Stop the worker and release the queue."""
+        """Stop the worker and close the pipe."""
         if self._proc.is_alive():
             self._proc.terminate()
         self._proc.join()
-        self._queue.close()
-        self._queue.cancel_join_thread()
+        self._reader.close()
 
 
 def start(journal: Journal, after_seq: int) -> Prefetcher | None:
