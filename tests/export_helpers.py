@@ -50,6 +50,14 @@ def person(reg: int, event_id: int, **kw: Any) -> dict[str, Any]:
     return row
 
 
+#: The relay team of registrations 503 and 504.
+LIGHTNING: dict[str, Any] = {
+    "team_id": 20,
+    "team_name": "Lightning",
+    "team_type": "Relay",
+    "team_type_id": 2,
+}
+
 #: The clean race every format's expected file describes.
 CLEAN = [
     person(
@@ -91,10 +99,7 @@ CLEAN = [
         last_name="Lee",
         dob="2000-01-01",
         age=26,
-        team_id=20,
-        team_name="Lightning",
-        team_type="Relay",
-        team_type_id=2,
+        **LIGHTNING,
         registration_date_utc="2026-03-01T10:00:00Z",
     ),
     person(
@@ -106,10 +111,7 @@ CLEAN = [
         gender="X",
         dob="2001-06-30",
         age=24,
-        team_id=20,
-        team_name="Lightning",
-        team_type="Relay",
-        team_type_id=2,
+        **LIGHTNING,
         registration_date_utc="2026-03-01T10:05:00Z",
     ),
     person(

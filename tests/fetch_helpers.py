@@ -34,6 +34,15 @@ def seed_credentials(db_path: Path, credentials: list[Credential]) -> None:
         db.conn.close()
 
 
+def seeded_world(tmp_path: Path, **config: Any) -> tuple[World, Path]:
+    """The simulator world of ``WorldConfig(**config)`` and ``tmp_path/rsu.db`` holding its
+    credentials."""
+    world = World.generate(WorldConfig(**config))
+    db = tmp_path / "rsu.db"
+    seed_credentials(db, world.credentials)
+    return world, db
+
+
 def fast_options(base_url: str, tmp_path: Path, **overrides: Any) -> FetchOptions:
     """Options for tests: tiny backoff, no rate limit, every race, files under ``tmp_path``."""
     values: dict[str, Any] = {

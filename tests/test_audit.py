@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from project_helpers import Builder, new_journal
+from project_helpers import Builder, new_journal, removed_registration
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
@@ -43,17 +43,12 @@ def reg(reg_id: int, event_id: int, bib: Any, last: str = "Lee", **extra: Any) -
 def removed(
     reg_id: int, event_id: int, bib: Any, reason: str, new_id: int | None
 ) -> dict[str, Any]:
-    """A /removed-participants row: fewer fields, other date formats."""
-    return {
-        "registration_id": reg_id,
-        "event_id": event_id,
+    """A /removed-participants row (``removed_registration``) of this file's runner and dates."""
+    return removed_registration(reg_id, event_id, reason, new_id, when=1793800000) | {
         "user": {"user_id": 90000 + reg_id, "first_name": "Ann", "last_name": "Lee-Smith"},
         "bib_num": bib,
         "registration_date": "2026-10-01 08:00:00",
         "last_modified": "2026-11-04 09:00:00",
-        "last_modified_ts": 1793800000,
-        "removed_reason": reason,
-        "new_registration_id": new_id,
     }
 
 

@@ -6,25 +6,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fetch_helpers import fast_options, seed_credentials, world_ids
+from fetch_helpers import fast_options, seeded_world, world_ids
 
 from rsu.fetcher import run_fetch
 from rsu.journal import Journal, ListingCompleted
-from rsu.simulator import SimulatorServer, World, WorldConfig
+from rsu.simulator import SimulatorServer
 
 
 def test_a_several_event_continuation_does_not_count_rows_twice(tmp_path: Path) -> None:
-    world = World.generate(
-        WorldConfig(
-            seed=2,
-            partners=1,
-            races_per_partner=1,
-            events_per_race=(3, 3),
-            registrations_per_event=(60, 80),
-        )
+    world, db = seeded_world(
+        tmp_path,
+        seed=2,
+        partners=1,
+        races_per_partner=1,
+        events_per_race=(3, 3),
+        registrations_per_event=(60, 80),
     )
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
     with SimulatorServer(world) as sim:
         result = run_fetch(db, fast_options(sim.base_url, tmp_path))
     assert result.exit_code == 0, result.failures

@@ -15,6 +15,7 @@ from fetch_helpers import (
     journaled_ids,
     non_empty,
     seed_credentials,
+    seeded_world,
     world_ids,
 )
 
@@ -51,17 +52,14 @@ FAULTS = Faults(
 
 
 def test_complete_data_under_faults(tmp_path: Path) -> None:
-    world = World.generate(
-        WorldConfig(
-            seed=1,
-            partners=3,
-            races_per_partner=3,
-            events_per_race=(1, 3),
-            registrations_per_event=(50, 400),
-        )
+    world, db = seeded_world(
+        tmp_path,
+        seed=1,
+        partners=3,
+        races_per_partner=3,
+        events_per_race=(1, 3),
+        registrations_per_event=(50, 400),
     )
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
     with SimulatorServer(world, faults=FAULTS) as sim:
         result = run_fetch(db, fast_options(sim.base_url, tmp_path, page_size=100))
         faults_seen = {r.fault for r in sim.requests if r.fault}

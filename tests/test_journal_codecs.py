@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from fetch_helpers import fast_options, replay_into, seed_credentials, stored_bodies
+from fetch_helpers import fast_options, replay_into, seeded_world, stored_bodies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from project_helpers import dump, participants_body, registration
@@ -28,7 +28,7 @@ from rsu.journal import codecs as jc
 from rsu.journal.schema import m001_journal
 from rsu.journal.store import GENESIS, chain_hash
 from rsu.projector import project
-from rsu.simulator import SimulatorServer, World, WorldConfig
+from rsu.simulator import SimulatorServer
 
 EVENT = 11
 
@@ -295,17 +295,14 @@ def test_import_stores_a_similar_file_as_a_delta(tmp_path: Path) -> None:
 
 
 def test_relisting_with_deltas_projects_like_zlib_and_rebuilds(tmp_path: Path) -> None:
-    world = World.generate(
-        WorldConfig(
-            seed=5,
-            partners=2,
-            races_per_partner=2,
-            events_per_race=(1, 2),
-            registrations_per_event=(40, 120),
-        )
+    world, db = seeded_world(
+        tmp_path,
+        seed=5,
+        partners=2,
+        races_per_partner=2,
+        events_per_race=(1, 2),
+        registrations_per_event=(40, 120),
     )
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
     with SimulatorServer(world) as sim:
         assert run_fetch(db, fast_options(sim.base_url, tmp_path, page_size=50)).exit_code == 0
         world.advance(new=6, edits=4, refunds=1, transfers=1, deferrals=1, seconds=86400)

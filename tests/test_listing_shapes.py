@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import requests
-from fetch_helpers import fast_options, seed_credentials, world_registrations
+from fetch_helpers import fast_options, seeded_world, world_registrations
 from project_helpers import (
     Builder,
     j,
@@ -147,17 +147,14 @@ def _world_state(world: World) -> tuple[set[tuple[int, int, int]], dict]:
 def test_end_to_end_with_the_simulator_sending_bare_objects(
     tmp_path: Path, participants_shape: str, removed_shape: str
 ):
-    world = World.generate(
-        WorldConfig(
-            seed=8,
-            partners=1,
-            races_per_partner=2,
-            events_per_race=(1, 2),
-            registrations_per_event=(20, 60),
-        )
+    world, db = seeded_world(
+        tmp_path,
+        seed=8,
+        partners=1,
+        races_per_partner=2,
+        events_per_race=(1, 2),
+        registrations_per_event=(20, 60),
     )
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
     # pages of 25 rows: every listing of more than one page ends on a short or empty bare object
     opts = {"events_per_call": 1, "page_size": 25, "full": True}
     with SimulatorServer(world) as sim:

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from fetch_helpers import fast_options, seed_credentials, world_registrations
+from fetch_helpers import fast_options, seeded_world, world_registrations
 from project_helpers import participant_rows
 
 from rsu.fetcher import run_fetch
@@ -18,7 +18,7 @@ from rsu.fetcher.paging import PageProof
 from rsu.fetcher.shapes import PageInfo
 from rsu.journal import Journal, ListingCompleted
 from rsu.projector import project
-from rsu.simulator import SimulatorServer, World, WorldConfig
+from rsu.simulator import SimulatorServer, World
 
 
 def test_a_page_ends_a_listing_only_when_empty_or_shorter_than_one_served():
@@ -59,17 +59,14 @@ def _world_active(world: World) -> set[tuple[int, int, int]]:
 def test_a_server_capping_pages_below_the_size_asked_retires_nobody(
     tmp_path: Path, events_per_call: int, reading: str
 ):
-    world = World.generate(
-        WorldConfig(
-            seed=21,
-            partners=1,
-            races_per_partner=2,
-            events_per_race=(1, 3),
-            registrations_per_event=(80, 200),
-        )
+    world, db = seeded_world(
+        tmp_path,
+        seed=21,
+        partners=1,
+        races_per_partner=2,
+        events_per_race=(1, 3),
+        registrations_per_event=(80, 200),
     )
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
     opts = {"events_per_call": events_per_call, "page_size": 150, "full": True}
     with SimulatorServer(world, multi_event_paging=reading) as sim:
         assert run_fetch(db, fast_options(sim.base_url, tmp_path, **opts)).exit_code == 0
@@ -120,17 +117,14 @@ def _lost(db: Path) -> list[tuple[int, str]]:
 def test_a_server_capping_the_races_listing_loses_no_race(tmp_path: Path):
     """60 races, 1000 asked a page, 55 served: page 1 is not the last, the fetcher reads page 2
     and no race (nor its registrations) is taken for gone."""
-    world = World.generate(
-        WorldConfig(
-            seed=5,
-            partners=1,
-            races_per_partner=60,
-            events_per_race=(1, 1),
-            registrations_per_event=(1, 1),
-        )
+    world, db = seeded_world(
+        tmp_path,
+        seed=5,
+        partners=1,
+        races_per_partner=60,
+        events_per_race=(1, 1),
+        registrations_per_event=(1, 1),
     )
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
     with SimulatorServer(world, max_page_size=55) as sim:
         assert run_fetch(db, fast_options(sim.base_url, tmp_path, full=True)).exit_code == 0
         assert project(db).exit_code == 0

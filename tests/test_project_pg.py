@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 from crash_helpers import killed_at
-from fetch_helpers import seed_credentials
+from fetch_helpers import seed_credentials, seeded_world, world_registrations
 from pg_helpers import DSN_ENV, fresh_database, pg_rows
 from project_helpers import (
     Builder,
@@ -29,6 +29,7 @@ from project_helpers import (
     removed_body,
     removed_registration,
 )
+from test_e2e import TODAY
 from test_project_properties import build
 from test_replay_e2e import write_manifest
 from typer.testing import CliRunner
@@ -40,7 +41,7 @@ from rsu.projector import pg as pg_module
 from rsu.projector.dsn import mask_dsn
 from rsu.projector.pg import JSON_COLUMNS
 from rsu.projector.schema import TABLES, Table
-from rsu.simulator import Credential, ReplayServer
+from rsu.simulator import Credential, ReplayServer, SimulatorServer
 
 REASONS = ("cleared", "removed", "transferred", "deferred")
 
@@ -375,6 +376,50 @@ def test_sync_target_of_recorded_real_responses_matches_sqlite(pg_dsn, tmp_path)
     errors = {r[15] for r in expected["sync_history"] if r[6] == "error"}  # error_code
     assert {7, 201, 301} <= errors
     assert len(expected["runsignup_events"]) >= 5
+
+
+def test_sync_target_of_a_simulated_world_matches_sqlite_and_the_world(pg_dsn, tmp_path):
+    """``rsu sync --target`` in CI, which has no ../shared: the simulator's world, its every
+    active and removed registration, the same rows as a SQLite projection of the same journal."""
+    world, db = seeded_world(
+        tmp_path,
+        seed=6,
+        partners=2,
+        races_per_partner=2,
+        events_per_race=(1, 2),
+        registrations_per_event=(5, 40),
+        removed_fraction=0.1,
+        start_epoch=TODAY,
+    )
+    with SimulatorServer(world) as sim:
+        result = CliRunner().invoke(
+            app,
+            [
+                *("sync", "--db", str(db), "--base-url", sim.base_url, "--target", pg_dsn),
+                *("--all-races", "--max-rps", "0", "--backoff", "0"),
+                *("--log-file", str(tmp_path / "sync.log")),
+                *("--summary-file", str(tmp_path / "summary.json")),
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    assert _password(pg_dsn) not in result.output
+    for path in [*tmp_path.glob("rsu.db*"), tmp_path / "sync.log", tmp_path / "summary.json"]:
+        assert _password(pg_dsn).encode() not in path.read_bytes(), path
+    keys = "SELECT race_id, event_id, registration_id FROM runsignup_participants"
+    assert {tuple(r) for r in pg_rows(pg_dsn, f"{keys} WHERE removed_at IS NULL")} == set(
+        world_registrations(world)
+    )
+    assert {tuple(r) for r in pg_rows(pg_dsn, f"{keys} WHERE removed_at IS NOT NULL")} == set(
+        world_registrations(world, removed=True)
+    )
+    races = {rid for pid in world.partner_ids for rid in world.race_ids(pid)}
+    assert {r[0] for r in pg_rows(pg_dsn, "SELECT race_id FROM runsignup_races")} == races
+    # the SQLite tables were not written by the sync; project them now from the same journal
+    assert project(db).events == _pg_checkpoint(pg_dsn) > 0
+    conn = sqlite3.connect(db)
+    expected = sqlite_tables(conn)
+    conn.close()
+    assert pg_tables(pg_dsn) == expected
 
 
 def test_a_postgresql_failure_stops_the_run_and_a_refused_value_is_the_events_fault(

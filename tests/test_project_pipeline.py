@@ -12,11 +12,21 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from project_helpers import copy_db, dump, j, new_journal, participants_body, registration
+from project_helpers import (
+    Builder,
+    copy_db,
+    dump,
+    j,
+    new_journal,
+    participants_body,
+    race_obj,
+    registration,
+)
 from test_project_properties import EVENTS, SETTINGS, build, steps_st
 
-from rsu.projector import pipeline, project, typed
-from rsu.projector.normalize import MISSING
+from rsu.projector import pipeline, project
+from rsu.projector.participants import ParticipantsApplier
+from rsu.projector.schema import PARTICIPANTS
 
 
 @contextmanager
@@ -64,7 +74,6 @@ def _without(reg: dict[str, Any], *keys: str) -> dict[str, Any]:
 def test_pages_over_stored_registrations_keep_values_of_absent_keys(tmp_path):
     """A second listing sends fewer keys (absent: keep the stored value), moves registrations
     between events and repeats one in a page; the worker prepared every page."""
-    from project_helpers import Builder, race_obj
 
     def journal_at(path: Any) -> Any:
         jn = new_journal(path)
@@ -94,29 +103,36 @@ def test_pages_over_stored_registrations_keep_values_of_absent_keys(tmp_path):
     assert age == (registration(7, 11)["age"],)
 
 
-def test_page_values_are_the_new_registration_rows_with_the_missing_positions():
+def test_page_values_are_the_new_registration_rows_with_the_missing_positions(monkeypatch):
+    """The rows are those the generic (row by row, untyped) path projects from the same page."""
     regs = [
         registration(1, 11),
         _without(registration(2, 11), "age", "bib_num"),
         _without(registration(3, 12), "user"),
     ]
     raw = participants_body(11, regs)
-    prepared = pipeline.page_values(7, 100, 42, raw)
+    jn = new_journal()
+    b = Builder(jn, tp=7, run_id="r1")
+    b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+    b.listing(100, 11, [raw])
+    monkeypatch.setattr(ParticipantsApplier, "_typed_page", lambda *args: None)
+    project(jn.db)
+    generic = jn.db.conn.execute(
+        "SELECT * FROM runsignup_participants ORDER BY registration_id"
+    ).fetchall()
+    (seq,) = {row[PARTICIPANTS.column_names.index("source_seq")] for row in generic}
+    prepared = pipeline.page_values(7, 100, seq, raw)
     assert prepared is not None
     rows, missing, events, twice = prepared
-    structs = typed.page_registrations(100, raw)
-    assert structs is not None
-    want_rows, want_missing = [], []
-    for (race_id, event_id, reg_id), reg in structs.items():
-        new = typed.typed_values(reg, False)
-        want_rows.append((7, race_id, event_id, reg_id, *new, 42, 42, None, None))
-        stored = typed.typed_values(reg, True)
-        idx = tuple(i for i, v in enumerate(stored) if v is MISSING)
-        want_missing.append(idx or None)
-        assert tuple(None if i in idx else v for i, v in enumerate(stored)) == new
-    assert rows == want_rows
-    assert missing == want_missing
-    # registration() leaves one column's key out (position 39); 2 and 13 more
-    assert [len(m or ()) for m in missing] == [1, 3, 14]
+    assert rows == generic
+    # registration() leaves team_gender's key out; 2 also age and bib_num, 3 the whole user
+    names = PARTICIPANTS.column_names[4:]
+    user = ["user_id", "first_name", "middle_name", "last_name", "email", "dob", "gender"]
+    user += ["phone", "street", "city", "state", "zipcode", "country_code"]
+    assert [[names[i] for i in m or ()] for m in missing] == [
+        ["team_gender"],
+        ["bib_num", "age", "team_gender"],
+        [*user, "team_gender"],
+    ]
     assert (events, twice) == ([11, 12], False)
     assert pipeline.page_values(7, 100, 42, j({"unexpected": True})) is None

@@ -9,7 +9,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fetch_helpers import fast_options, seed_credentials
+from fetch_helpers import fast_options, seeded_world
 from project_helpers import Builder, j, new_journal, participants_body, race_obj, registration, rows
 from typer.testing import CliRunner
 
@@ -18,7 +18,7 @@ from rsu.fetcher import run_fetch
 from rsu.journal import Journal, ListingCompleted
 from rsu.projector import project
 from rsu.projector.reports import sync_status
-from rsu.simulator import Faults, SimulatorServer, World, WorldConfig
+from rsu.simulator import Faults, SimulatorServer
 
 RACE, EV = 100, 11
 NOW = datetime(2024, 1, 1, 1, 0, tzinfo=UTC)
@@ -95,17 +95,14 @@ def test_a_failed_listing_keeps_its_http_status_and_no_code_is_null():
 
 
 def test_fetch_journals_the_http_status_of_a_failed_listing(tmp_path: Path):
-    world = World.generate(
-        WorldConfig(
-            seed=4,
-            partners=1,
-            races_per_partner=3,
-            events_per_race=(1, 2),
-            registrations_per_event=(5, 20),
-        )
+    world, db = seeded_world(
+        tmp_path,
+        seed=4,
+        partners=1,
+        races_per_partner=3,
+        events_per_race=(1, 2),
+        registrations_per_event=(5, 20),
     )
-    db = tmp_path / "rsu.db"
-    seed_credentials(db, world.credentials)
     with SimulatorServer(world, faults=Faults(seed=2, http_5xx=0.25)) as sim:
         run_fetch(db, fast_options(sim.base_url, tmp_path, max_attempts=1, concurrency=1))
     with Journal.open(db) as jn:
