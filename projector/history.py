@@ -132,6 +132,10 @@ class ApplierBase:
             f"FROM {self._t_part} WHERE timing_partner_id = ? AND race_id = ? "
             "AND registration_id IN "
         )
+        self._any_between = (
+            f"SELECT 1 FROM {self._t_part} WHERE timing_partner_id = ? AND race_id = ? "
+            "AND registration_id BETWEEN ? AND ? LIMIT 1"
+        )
         self._insert_move = _insert_sql(EVENT_CHANGES, s, update=False)
         self._insert_sync = _insert_sql(SYNC_HISTORY, s, update=False)
         self._insert_page = _insert_sql(PAGES, s, update=False)

@@ -75,6 +75,14 @@ class ParticipantsApplier(RacesApplier):
         stats = {"rows": 0, "failed": 0, "new": 0, "changed": 0, "unchanged": 0, "removed": 0}
         ok, reason = 1, None
         self._seen_events = set()
+        prepared = NOT_PREFETCHED
+        if not removed and self.prefetch is not None:
+            prepared = self.prefetch.prepared(row)
+            if prepared is not None and prepared is not NOT_PREFETCHED and prepared[1] is None:
+                if self._new_page(row, ev, prepared, stats):
+                    self._page_row(row, ev, ok, stats, reason)
+                    return
+                prepared = NOT_PREFETCHED  # some are stored: the main process decodes the page
         try:
             if not removed and self.shortcuts and self._same_page(row, ev, stats):
                 self._page_row(row, ev, ok, stats, reason)
@@ -83,7 +91,7 @@ class ParticipantsApplier(RacesApplier):
             if not removed and self.shortcuts and self._seen_rows(row, ev, raw, stats):
                 self._page_row(row, ev, ok, stats, reason)
                 return
-            self._page_body(row, ev, raw, removed, stats, whole=True)
+            self._page_body(row, ev, raw, removed, stats, prepared)
         except BodyRejected as exc:
             ok, reason = 0, str(exc)
         except BadShape as exc:
@@ -100,14 +108,11 @@ class ParticipantsApplier(RacesApplier):
         raw: bytes,
         removed: bool,
         stats: dict[str, int],
-        *,
-        whole: bool = False,
+        prepared: Any = NOT_PREFETCHED,
     ) -> None:
         """Project every registration of one page body, row by row (typed path when it fits);
-        ``whole``: ``raw`` is the journal row's own body (a worker may have prepared it)."""
-        prepared = NOT_PREFETCHED
-        if whole and not removed and self.prefetch is not None:
-            prepared = self.prefetch.prepared(row)
+        ``prepared``: what the worker prepared of ``raw``, the journal row's own body
+        (:meth:`Prefetcher.prepared <rsu.projector.pipeline.Prefetcher.prepared>`)."""
         if prepared is not NOT_PREFETCHED:
             if prepared is not None:
                 self._prefetched_page(row, ev, prepared, stats)
@@ -430,13 +435,37 @@ class ParticipantsApplier(RacesApplier):
             return None
         return existing, out
 
+    def _new_page(
+        self, row: JournalRow, ev: ResponseReceived, page: Prepared, stats: dict[str, int]
+    ) -> bool:
+        """Upsert a ``/participants`` page of new-registration rows the worker prepared
+        (:mod:`rsu.projector.pipeline`) as they are, when none of its registrations is stored
+        and none is in it twice (what :meth:`_store` would then do); else return ``False``
+        having written nothing (the caller projects the page from its body)."""
+        tp: Any = row.timing_partner_id  # set: the worker prepares only such pages
+        race_id: Any = race_id_of(row, ev)
+        rows, _missing, events, twice = page
+        if twice or not rows:
+            return False
+        ids = [r[3] for r in rows]
+        if (  # one range probe; the exact look-up only when it finds a registration
+            self.conn.execute(self._any_between, (tp, race_id, min(ids), max(ids))).fetchone()
+            and self._existing(tp, ((race_id, r[2], r[3]) for r in rows))
+        ):
+            return False
+        self.conn.executemany(self._upsert_part, rows)
+        self.counters.rows_upserted += len(rows)
+        stats["rows"] += len(rows)
+        stats["new"] += len(rows)
+        self._seen_events.update(events)
+        return True
+
     def _prefetched_page(
         self, row: JournalRow, ev: ResponseReceived, page: Prepared, stats: dict[str, int]
     ) -> None:
-        """Store a ``/participants`` page the worker prepared (:mod:`rsu.projector.pipeline`)
-        as :meth:`_typed_page` and :meth:`_store` would. A page of registrations none of which
-        is stored (nor twice in it) is upserted as the worker built its rows; otherwise the
-        values go through :meth:`_store`, ``MISSING`` put back for the stored registrations."""
+        """Store a ``/participants`` page the worker prepared with the ``MISSING`` positions
+        of its rows (:mod:`rsu.projector.pipeline`) as :meth:`_typed_page` and :meth:`_store`
+        would: ``MISSING`` put back for the stored registrations."""
         tp = row.timing_partner_id
         race_id: Any = race_id_of(row, ev)  # set: the worker prepares only such pages
         rows, missing, events, twice = page
@@ -450,7 +479,7 @@ class ParticipantsApplier(RacesApplier):
             return
         end = 4 + len(PARTICIPANT_DATA_COLUMNS)
         out: list[tuple[Key, tuple[Any, ...]]] = []
-        for r, idx in zip(rows, missing, strict=True):
+        for r, idx in zip(rows, missing or (), strict=True):
             values = r[4:end]
             if idx is not None and (race_id, r[3]) in existing:
                 cols = list(values)

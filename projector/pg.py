@@ -269,8 +269,8 @@ class PgTarget:
         for table in TABLES:
             self._pg.raw.execute(create_sql(table, suffix).encode())
 
-    def create_indexes(self) -> None:
-        create_indexes(self._pg)  # type: ignore[arg-type]
+    def create_indexes(self, *, lookup: bool = True) -> None:
+        create_indexes(self._pg, lookup=lookup)  # type: ignore[arg-type]
 
     def drop_tables(self, suffix: str = "") -> None:
         drop_tables(self._pg, suffix)  # type: ignore[arg-type]

@@ -4,21 +4,26 @@ Projecting a page costs about as much Python work (read and check the body, deco
 registration's values with :mod:`rsu.projector.typed`) as SQLite work (the upsert). A worker
 process (spawned: a fresh interpreter sharing no SQLite state, lock or open file with this one)
 reads the journal file on its own read-only connection, in seq order from the checkpoint, and for
-each ``/participants`` success page sends back its checked body and :func:`page_values` (each
-registration's row as a new registration would be upserted, and where ``MISSING`` would go for a
-stored one), ``marshal``-ed, through a one-way pipe written synchronously: the worker is at most
-one page and the pipe's buffer ahead (memory stays bounded), and a message is either whole or, if
-the worker dies while writing it, ends the stream (``EOFError`` here, never a read that waits
-forever for the rest of a message).
+each ``/participants`` success page sends :func:`page_values`, ``marshal``-ed, through a one-way
+pipe written synchronously: the worker is at most one page and the pipe's buffer ahead (memory
+stays bounded), and a message is either whole or, if the worker dies while writing it, ends the
+stream (``EOFError`` here, never a read that waits forever for the rest of a message).
+
+Two forms, chosen by the worker (:func:`_work`): a page of the first listing of its scope in this
+run is sent as each registration's row as a new registration would be upserted, without the
+body (the main process would not read it); a page of a later listing also with the checked body
+(the re-seen shortcuts read it) and, per row, where ``MISSING`` would go for a stored
+registration.
 
 The main process keeps every decision and every write, in seq order, inside the per-event
-``SAVEPOINT`` and the checkpoint-per-batch transaction of the runner:
-:meth:`Applier._prefetched_page` looks up the stored registrations as before; a page of new ones
-only is upserted as prepared, any other goes through :meth:`Applier._store` with ``MISSING`` put
-back for the stored registrations (``typed_values(reg, stored=False)`` is
-``typed_values(reg, stored=True)`` with ``None`` for ``MISSING``: they differ in nothing else).
-A page the worker did not prepare (appended meanwhile, an unreadable blob, the worker gone) is
-projected in the main process as before: the tables are the same either way.
+``SAVEPOINT`` and the checkpoint-per-batch transaction of the runner: it upserts a page of the
+first form as prepared only when none of its registrations is stored nor twice in it
+(:meth:`Applier._new_page`), and otherwise projects that page from its body itself; a page of the
+second form goes through :meth:`Applier._prefetched_page`, which looks up the stored
+registrations as before and puts ``MISSING`` back for them (``typed_values(reg, stored=False)``
+is ``typed_values(reg, stored=True)`` with ``None`` for ``MISSING``: they differ in nothing else).
+A page the worker did not prepare (appended meanwhile, an unreadable blob, the worker gone or not
+started yet) is projected in the main process as before: the tables are the same either way.
 
 A process, not a thread: msgspec and the value building hold the GIL, and so would starve the
 thread waiting to go on with its ``executemany``.
@@ -27,6 +32,7 @@ thread waiting to go on with its ``executemany``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import marshal
 import multiprocessing
 import os
@@ -45,40 +51,56 @@ MIN_EVENTS = 40
 _WORKER_POLL = 1.0
 #: Journal events per read in the worker.
 _READ_BATCH = 200
+#: ``fcntl`` F_SETPIPE_SZ (Linux), and the pipe buffer asked for: a whole prepared page per read
+#: (at most ``/proc/sys/fs/pipe-max-size``, 1 MiB by default, for a process without privileges).
+_F_SETPIPE_SZ = 1031
+_PIPE_BYTES = 1 << 20
 #: A page the worker did not prepare: project it in the main process.
 NOT_PREFETCHED: Any = object()
-#: ``(seq, (body sha256, timing partner, race id), body, marshal-ed page_values or None)``;
-#: ``None``: not of the typed shape.
-_Message = tuple[int | None, tuple[str, int, int] | None, bytes, bytes | None]
+#: ``(seq, (body sha256, timing partner, race id), body or None, page_values or None)``, sent
+#: ``marshal``-ed; body ``None``: not sent (the main process reads it itself if it needs it);
+#: page_values ``None``: not of the typed shape.
+_Message = tuple[int | None, tuple[str, int, int] | None, bytes | None, Any]
+_END: _Message = (None, None, None, None)
 
 
-#: ``(upsert rows, positions of MISSING per row or None, event ids, a registration twice)``
-Prepared = tuple[list[tuple[Any, ...]], list[tuple[int, ...] | None], list[int], bool]
+#: ``(upsert rows, positions of MISSING per row or None, event ids, a registration twice)``;
+#: ``missing`` itself ``None``: the rows hold only the new-registration form (usable only when
+#: none of the page's registrations is stored).
+Prepared = tuple[list[tuple[Any, ...]], list[tuple[int, ...] | None] | None, list[int], bool]
 
 
-def page_values(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
-    """A ``/participants`` page of the common shape prepared for :meth:`Applier._typed_page`:
+def page_values(
+    tp: int, race_id: int, seq: int, raw: bytes, *, stored: bool = True
+) -> Prepared | None:
+    """A ``/participants`` page of the common shape prepared for :meth:`Applier._prefetched_page`:
     each registration's full ``runsignup_participants`` row as a new registration would be
     upserted (``tp, race_id, event_id, registration_id``, the data columns of
     ``typed_values(reg, stored=False)``, then ``source_seq = last_seen_seq = seq``), in the order
-    that method takes them (a repeated key keeps its first place and its last values); per row
-    the data column positions that are ``MISSING`` for a stored registration (``None``: none);
-    the event ids; whether a ``(race_id, registration_id)`` occurs twice. ``None`` when the
-    typed path does not apply to the page."""
+    that method takes them (a repeated key keeps its first place and its last values); with
+    ``stored``, per row the data column positions that are ``MISSING`` for a stored registration
+    (``None``: none), else ``None`` for the whole list (cheaper: for pages whose registrations
+    cannot be stored yet); the event ids; whether a ``(race_id, registration_id)`` occurs twice.
+    ``None`` when the typed path does not apply to the page."""
     regs = typed.page_registrations(race_id, raw)
     if regs is None:
         return None
     typed_values = typed.typed_values
     rows: list[tuple[Any, ...]] = []
-    missing: list[tuple[int, ...] | None] = []
+    missing: list[tuple[int, ...] | None] | None = [] if stored else None
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
     events: set[int] = set()
     reg_ids: set[int] = set()
     try:
         for (_race, event_id, reg_id), reg in regs.items():
-            values = typed_values(reg, True)
             events.add(event_id)
             reg_ids.add(reg_id)
+            if missing is None:
+                rows.append(
+                    (tp, race_id, event_id, reg_id, *typed_values(reg, False), seq, seq, None, None)
+                )
+                continue
+            values = typed_values(reg, True)
             if MISSING in values:  # few columns at most: list.index is a C loop
                 cols = list(values)
                 found: list[int] = []
@@ -119,11 +141,18 @@ def _prefetchable(row: JournalRow) -> int | None:
     return race_id_of(row, ev)
 
 
-def _work(path: str, after_seq: int, out: Any, parent: int) -> None:
+def _work(path: str, after_seq: int, out: Any, parent: int, taken: Any) -> None:
     """The worker process: prepare every prefetchable page after ``after_seq``, in seq order,
-    then send ``(None, b"", None)``. It ends by itself when the main process is gone (even
-    killed), and never writes to the operator's terminal (a failure here only means the main
-    process reads and decodes the pages itself)."""
+    then send ``(None, None, None, None)``. It ends by itself when the main process is gone
+    (even killed), and never writes to the operator's terminal (a failure here only means the
+    main process reads and decodes the pages itself).
+
+    A page of the first listing of its scope (timing partner, race, event) seen in this run is
+    sent as new-registration rows only, without its body: the main process, which starts the
+    worker only on empty tables (see ``runner``), rarely has any of them stored, and reads the
+    body itself when it does. A page of a later listing is sent with its body (the re-seen
+    shortcuts read it) and the ``MISSING`` positions of its rows. Pages up to ``taken.value``
+    (a shared integer the main process raises) are skipped: the main process did them itself."""
     if os.getppid() != parent:  # the main process (pid ``parent``) died while this one started
         os._exit(0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -134,10 +163,12 @@ def _work(path: str, after_seq: int, out: Any, parent: int) -> None:
 
     def send(message: _Message) -> None:
         try:  # synchronous: returns once the whole message is in the pipe
-            out.send(message)
+            out.send_bytes(marshal.dumps(message))
         except OSError:  # EPIPE: the main process is gone (it held the only read end)
             os._exit(0)
 
+    #: (timing partner, race, scope event) -> listing_id of its first listing in this run
+    first_listing: dict[tuple[int, int, int | None], str] = {}
     with contextlib.suppress(Exception):
         db = open_db(path, readonly=True)
         journal = Journal(db, migrate=False)
@@ -148,43 +179,70 @@ def _work(path: str, after_seq: int, out: Any, parent: int) -> None:
                 race_id = _prefetchable(row)
                 if race_id is None:
                     continue
+                ev: Any = row.event
+                tp: int = row.timing_partner_id  # type: ignore[assignment]
+                scope = row.event_id if row.event_id is not None else ev.event_id
+                listing = str(ev.listing_id)
+                first = first_listing.setdefault((tp, race_id, scope), listing) == listing
+                if row.seq <= taken.value:
+                    continue
                 try:
                     raw = journal.body(row.body_sha256)
                 except (KeyError, JournalError):  # the main process reads it and reports it
                     continue
-                rows = page_values(row.timing_partner_id, race_id, row.seq, raw)  # type: ignore[arg-type]
-                prepared = None if rows is None else marshal.dumps(rows)
-                send((row.seq, (row.body_sha256, row.timing_partner_id, race_id), raw, prepared))
-    send((None, None, b"", None))
+                rows = page_values(tp, race_id, row.seq, raw, stored=not first)
+                ident = (row.body_sha256, tp, race_id)
+                send((row.seq, ident, None if first and rows is not None else raw, rows))
+    send(_END)
 
 
 class Prefetcher:
     """The main side of the worker: the checked body (:meth:`body`) and the prepared rows
     (:meth:`prepared`) of a journal seq; seqs must be asked in increasing order.
 
+    Until the worker's first message arrives the main process does not wait for it (unless
+    :attr:`wait`): it projects the pages itself and tells the worker to skip them, so the
+    worker's start (about 0.2 s: a fresh interpreter importing ``rsu``) costs no time. After
+    that it waits (the worker prepares a page in about half the time the main process takes
+    to write it). Which pages the worker prepared then depends on timing; the tables never do.
+
     Call :meth:`close` when done (the worker is terminated if still running)."""
 
     def __init__(self, path: str, after_seq: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._reader, writer = ctx.Pipe(duplex=False)
+        with contextlib.suppress(OSError):  # a page per read, not 64 KiB (Linux; else as is)
+            fcntl.fcntl(writer.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+        self._taken = ctx.Value("q", after_seq, lock=False)
         self._proc = ctx.Process(
-            target=_work, args=(path, after_seq, writer, os.getpid()), daemon=True
+            target=_work, args=(path, after_seq, writer, os.getpid(), self._taken), daemon=True
         )
         self._proc.start()
         writer.close()  # the worker holds the only write end: its exit is EOF here
         self._head: _Message | None = None
         self._done = False
+        self._started = False  # a message arrived: from now on wait for the worker
 
-    def _next(self) -> _Message:
+    #: Wait for the worker's message of every page (tests: then which pages it prepared does
+    #: not depend on timing).
+    wait = False
+
+    def _next(self) -> _Message | None:
+        """The worker's next message; ``None``: none there yet, before its first one (and not
+        :attr:`wait`)."""
         while True:
             try:
-                if self._reader.poll(_WORKER_POLL):
-                    message: _Message = self._reader.recv()
+                if self._reader.poll(_WORKER_POLL if self.wait or self._started else 0):
+                    # our own worker wrote it: trusted
+                    message: _Message = marshal.loads(self._reader.recv_bytes())  # noqa: S302
+                    self._started = True
                     return message
             except (EOFError, OSError):  # the worker ended, maybe in the middle of a message
-                return (None, None, b"", None)
+                return _END
             if not self._proc.is_alive():
-                return (None, None, b"", None)
+                return _END
+            if not (self.wait or self._started):
+                return None
 
     def _entry(self, row: JournalRow) -> _Message | None:
         """The worker's message for this journal row (skipping those of earlier seqs), or
@@ -193,6 +251,9 @@ class Prefetcher:
         while not self._done:
             if self._head is None:
                 self._head = self._next()
+                if self._head is None:  # not there yet: the main process does this page
+                    self._taken.value = seq
+                    return None
             got = self._head[0]
             if got is None:
                 self._done = True
@@ -207,19 +268,15 @@ class Prefetcher:
 
     def body(self, row: JournalRow) -> bytes | None:
         """The body of the page ``row``, read and checked against its sha256 by the worker (as
-        ``Journal.body`` does), or ``None`` when the worker did not read it."""
+        ``Journal.body`` does), or ``None`` when the worker did not read or did not send it."""
         entry = self._entry(row)
         return None if entry is None else entry[2]
 
     def prepared(self, row: JournalRow) -> Any:
-        """What :func:`page_values` gave for the page ``row`` (``None``: not of the typed
-        shape), or :data:`NOT_PREFETCHED`."""
+        """What :func:`page_values` gave for the page ``row`` (a :data:`Prepared`; ``None``: not
+        of the typed shape), or :data:`NOT_PREFETCHED`."""
         entry = self._entry(row)
-        if entry is None:
-            return NOT_PREFETCHED
-        payload = entry[3]
-        # our own worker wrote it: trusted
-        return None if payload is None else marshal.loads(payload)  # noqa: S302
+        return NOT_PREFETCHED if entry is None else entry[3]
 
     def close(self) -> None:
         """Stop the worker and close the pipe."""

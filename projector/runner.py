@@ -186,11 +186,23 @@ def _init_tables(target: Target, suffix: str) -> None:
     target.begin()
     try:
         target.create_tables(suffix)
-        if suffix == "":
-            target.create_indexes()
+        if suffix == "":  # the look-up indexes come after the first projection (_project)
+            target.create_indexes(lookup=False)
         if _get_state(conn, "projection_version", suffix) is None:
             _set_state(conn, "projection_version", PROJECTION_VERSION, suffix)
             _set_state(conn, "checkpoint", 0, suffix)
+        target.commit()
+    except BaseException:
+        target.rollback()
+        raise
+
+
+def _create_lookup_indexes(target: Target) -> None:
+    """Create the live tables' look-up indexes if missing: after the first projection, which
+    projects without them (or after a run that ended before doing so); else a no-op."""
+    target.begin()
+    try:
+        target.create_indexes()
         target.commit()
     except BaseException:
         target.rollback()
@@ -373,6 +385,7 @@ def _project(
     else:
         applier = Applier(conn, journal, shortcuts=shortcuts)
         checkpoint = _run_batches(target, journal, applier, batch_size, progress)
+        _create_lookup_indexes(target)
         counters = applier.counters
         result.new_errors += counters.new_errors
     result.events = counters.events

@@ -49,8 +49,9 @@ class Target(Protocol):
     def create_tables(self, suffix: str = "") -> None:
         """Create every projection table ``name + suffix`` if missing (no secondary indexes)."""
 
-    def create_indexes(self) -> None:
-        """Create the look-up indexes on the live tables if missing."""
+    def create_indexes(self, *, lookup: bool = True) -> None:
+        """Create the look-up indexes on the live tables if missing; without ``lookup`` only
+        those the projector's queries use (see ``schema.create_indexes``)."""
 
     def drop_tables(self, suffix: str = "") -> None:
         """Drop every projection table ``name + suffix`` if present."""
@@ -105,8 +106,8 @@ class SqliteTarget:
     def create_tables(self, suffix: str = "") -> None:
         create_tables(self._conn, suffix)
 
-    def create_indexes(self) -> None:
-        create_indexes(self._conn)
+    def create_indexes(self, *, lookup: bool = True) -> None:
+        create_indexes(self._conn, lookup=lookup)
 
     def drop_tables(self, suffix: str = "") -> None:
         drop_tables(self._conn, suffix)

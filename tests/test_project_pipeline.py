@@ -5,7 +5,7 @@ stored registrations (absent keys keep the stored values), rebuilds, bad pages."
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,33 +30,49 @@ from rsu.projector.schema import PARTICIPANTS
 
 
 @contextmanager
-def worker_always() -> Iterator[dict[str, int]]:
-    """Start the worker whatever the number of events; count the pages it prepared."""
-    counts = {"prepared": 0}
+def worker_always(take: Callable[[int], bool] = lambda seq: False) -> Iterator[dict[str, int]]:
+    """Start the worker whatever the number of events, wait for its every page; count the pages
+    it prepared (``new``: in the new-registration form). The main process takes the pages of the
+    seqs ``take`` names itself, as it does before the worker's first message."""
+    counts = {"prepared": 0, "new": 0}
     old_min, old_prepared = pipeline.MIN_EVENTS, pipeline.Prefetcher.prepared
+    old_entry = pipeline.Prefetcher._entry
 
     def prepared(self: pipeline.Prefetcher, row: Any) -> Any:
         got = old_prepared(self, row)
         counts["prepared"] += got is not pipeline.NOT_PREFETCHED
+        counts["new"] += got is not pipeline.NOT_PREFETCHED and got is not None and got[1] is None
         return got
+
+    def entry(self: pipeline.Prefetcher, row: Any) -> Any:
+        if take(row.seq):
+            self._taken.value = row.seq
+            return None
+        return old_entry(self, row)
 
     pipeline.MIN_EVENTS = 0
     pipeline.Prefetcher.prepared = prepared  # type: ignore[method-assign]
+    pipeline.Prefetcher._entry = entry  # type: ignore[method-assign]
+    pipeline.Prefetcher.wait = True
     try:
         yield counts
     finally:
+        pipeline.Prefetcher.wait = False
         pipeline.MIN_EVENTS = old_min
         pipeline.Prefetcher.prepared = old_prepared  # type: ignore[method-assign]
+        pipeline.Prefetcher._entry = old_entry  # type: ignore[method-assign]
 
 
 @settings(SETTINGS, max_examples=8)  # each projection starts a worker process
-@given(steps=steps_st, batch=st.integers(1, 7))
-def test_the_worker_gives_the_tables_of_the_main_process(steps, batch):
+@given(steps=steps_st, batch=st.integers(1, 7), taken=st.sets(st.integers(1, 40), max_size=10))
+def test_the_worker_gives_the_tables_of_the_main_process(steps, batch, taken):
+    """Whichever pages the main process takes itself (``taken``: before the worker's first
+    message it does not wait), the tables are those of a projection without a worker."""
     plain = new_journal()
     build(plain, steps)
     project(plain.db, batch_size=batch)  # in memory: never a worker
     expected = dump(plain.db.conn)
-    with tempfile.TemporaryDirectory() as tmp, worker_always():
+    with tempfile.TemporaryDirectory() as tmp, worker_always(take=taken.__contains__):
         src = new_journal()
         build(src, steps)
         piped = copy_db(src.db.conn, Path(tmp) / "piped.db")
@@ -94,7 +110,8 @@ def test_pages_over_stored_registrations_keep_values_of_absent_keys(tmp_path):
     with worker_always() as counts:
         piped = journal_at(tmp_path / "piped.db")
         project(piped.db, batch_size=2)
-    assert counts["prepared"] == 6
+    # the first listing's pages as new registrations, the second's with their MISSING positions
+    assert (counts["prepared"], counts["new"]) == (6, 3)
     assert dump(piped.db.conn) == dump(plain.db.conn)
     # absent keys kept the first listing's values; the generic path agrees (checked above)
     age = piped.db.conn.execute(
@@ -136,3 +153,39 @@ def test_page_values_are_the_new_registration_rows_with_the_missing_positions(mo
     ]
     assert (events, twice) == ([11, 12], False)
     assert pipeline.page_values(7, 100, 42, j({"unexpected": True})) is None
+
+
+def test_new_registration_form_is_the_stored_form_without_missing():
+    regs = [registration(1, 11), _without(registration(2, 12), "age", "user")]
+    raw = participants_body(11, regs)
+    full = pipeline.page_values(7, 100, 42, raw)
+    new = pipeline.page_values(7, 100, 42, raw, stored=False)
+    assert full is not None and new is not None
+    assert new == (full[0], None, [11, 12], False)
+
+
+def test_a_first_listing_page_over_stored_registrations_is_projected_from_its_body(tmp_path):
+    """The first listing of event 12 repeats registrations the first listing of event 11 stored
+    (they changed event): the worker sends that page as new registrations, the main process
+    finds them stored and projects the page from its body, as without a worker."""
+
+    def journal_at(path: Any) -> Any:
+        jn = new_journal(path)
+        b = Builder(jn, tp=1, run_id="r1")
+        b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+        b.listing(100, 11, [participants_body(11, [registration(i, 11) for i in range(1, 30)])])
+        moved = [registration(i, 12, 1) for i in range(20, 40)]
+        b.listing(100, 12, [participants_body(12, moved)])
+        return jn
+
+    plain = journal_at(":memory:")
+    project(plain.db)
+    with worker_always() as counts:
+        piped = journal_at(tmp_path / "piped.db")
+        project(piped.db)
+    assert (counts["prepared"], counts["new"]) == (2, 2)
+    assert dump(piped.db.conn) == dump(plain.db.conn)
+    moved = piped.db.conn.execute(
+        "SELECT COUNT(*) FROM runsignup_participants WHERE event_id = 12 AND previous_event_id = 11"
+    ).fetchone()
+    assert moved == (10,)
