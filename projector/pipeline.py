@@ -5,9 +5,10 @@ registration's values with :mod:`rsu.projector.typed`) as SQLite work (the upser
 process (spawned: a fresh interpreter sharing no SQLite state, lock or open file with this one)
 reads the journal file on its own read-only connection, in seq order from the checkpoint, and for
 each ``/participants`` success page sends :func:`page_values`, ``marshal``-ed, through a one-way
-pipe written synchronously: the worker is at most one page and the pipe's buffer ahead (memory
-stays bounded), and a message is either whole or, if the worker dies while writing it, ends the
-stream (``EOFError`` here, never a read that waits forever for the rest of a message).
+pipe (each message written whole by one thread of the worker while the next page is prepared):
+the worker is at most :data:`_AHEAD` pages and the pipe's buffer ahead (memory stays bounded),
+and a message is either whole or, if the worker dies while writing it, ends the stream
+(``EOFError`` here, never a read that waits forever for the rest of a message).
 
 Two forms, chosen by the worker (:func:`_work`): a page of the first listing of its scope in this
 run is sent as each registration's row as a new registration would be upserted, without the
@@ -33,11 +34,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import marshal
 import multiprocessing
 import os
+import queue
 import signal
+import threading
 from typing import Any
+
+from msgspec import UNSET
 
 from rsu.journal import Journal, JournalError, JournalRow, ResponseReceived, open_db
 
@@ -51,6 +57,8 @@ MIN_EVENTS = 40
 _WORKER_POLL = 1.0
 #: Journal events per read in the worker.
 _READ_BATCH = 200
+#: Prepared pages the worker keeps ahead of the pipe (each about 500 bytes per registration).
+_AHEAD = 2
 #: ``fcntl`` F_SETPIPE_SZ (Linux), and the pipe buffer asked for: a whole prepared page per read
 #: (at most ``/proc/sys/fs/pipe-max-size``, 1 MiB by default, for a process without privileges).
 _F_SETPIPE_SZ = 1031
@@ -79,28 +87,25 @@ def page_values(
     ``typed_values(reg, stored=False)``, then ``source_seq = last_seen_seq = seq``), in the order
     that method takes them (a repeated key keeps its first place and its last values); with
     ``stored``, per row the data column positions that are ``MISSING`` for a stored registration
-    (``None``: none), else ``None`` for the whole list (cheaper: for pages whose registrations
-    cannot be stored yet); the event ids; whether a ``(race_id, registration_id)`` occurs twice.
-    ``None`` when the typed path does not apply to the page."""
+    (``None``: none), else ``None`` for the whole list (:func:`_new_rows`); the event ids;
+    whether a ``(race_id, registration_id)`` occurs twice. ``None`` when the typed path does not
+    apply to the page."""
+    if not stored:
+        return _new_rows(tp, race_id, seq, raw)
     regs = typed.page_registrations(race_id, raw)
     if regs is None:
         return None
     typed_values = typed.typed_values
     rows: list[tuple[Any, ...]] = []
-    missing: list[tuple[int, ...] | None] | None = [] if stored else None
+    missing: list[tuple[int, ...] | None] = []
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
     events: set[int] = set()
     reg_ids: set[int] = set()
     try:
         for (_race, event_id, reg_id), reg in regs.items():
+            values = typed_values(reg, True)
             events.add(event_id)
             reg_ids.add(reg_id)
-            if missing is None:
-                rows.append(
-                    (tp, race_id, event_id, reg_id, *typed_values(reg, False), seq, seq, None, None)
-                )
-                continue
-            values = typed_values(reg, True)
             if MISSING in values:  # few columns at most: list.index is a C loop
                 cols = list(values)
                 found: list[int] = []
@@ -120,6 +125,40 @@ def page_values(
     except Exception:  # the main process's generic path decides (and records the error)
         return None
     return rows, missing, sorted(events), len(reg_ids) != len(rows)
+
+
+def _new_rows(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
+    """:func:`page_values` without ``stored``: the rows in page order, each registration as
+    sent (a repeated one is then ``twice``, and the main process does not use these rows)."""
+    elements = typed.decode_page(raw)
+    if elements is None:
+        return None
+    typed_values = typed.typed_values
+    element_event = typed.ElementEvent
+    rows: list[tuple[Any, ...]] = []
+    events: set[int] = set()
+    reg_ids: set[int] = set()
+    tail = (seq, seq, None, None)
+    try:
+        for element in elements:
+            e: Any = element.event
+            el_event = e.event_id if e.__class__ is element_event else None
+            regs: Any = element.participants
+            if regs is None or regs is UNSET:
+                continue
+            for reg in regs:
+                event_id = reg.event_id
+                if event_id is UNSET:
+                    if el_event.__class__ is not int:
+                        return None
+                    event_id = el_event
+                reg_id = reg.registration_id
+                rows.append(typed_values(reg, False, (tp, race_id, event_id, reg_id), tail))
+                events.add(event_id)
+                reg_ids.add(reg_id)
+    except Exception:  # the main process's generic path decides (and records the error)
+        return None
+    return rows, None, sorted(events), len(reg_ids) != len(rows)
 
 
 def race_id_of(row: JournalRow, ev: ResponseReceived) -> int | None:
@@ -155,17 +194,29 @@ def _work(path: str, after_seq: int, out: Any, parent: int, taken: Any) -> None:
     (a shared integer the main process raises) are skipped: the main process did them itself."""
     if os.getppid() != parent:  # the main process (pid ``parent``) died while this one started
         os._exit(0)
+    gc.disable()  # pages decode to acyclic objects: the cyclic GC only slows it down
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process decides
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # keep no pipe of whoever runs ``rsu`` open after the main process
         os.dup2(devnull, fd)
 
+    # A thread writes the messages, so the next page is prepared while the main process still
+    # reads this one (a blocking write would keep the worker at most one page ahead).
+    ahead: queue.Queue[bytes | None] = queue.Queue(maxsize=_AHEAD)
+
+    def write() -> None:
+        while (message := ahead.get()) is not None:
+            try:  # returns once the whole message is in the pipe
+                out.send_bytes(message)
+            except OSError:  # EPIPE: the main process is gone (it held the only read end)
+                os._exit(0)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+
     def send(message: _Message) -> None:
-        try:  # synchronous: returns once the whole message is in the pipe
-            out.send_bytes(marshal.dumps(message))
-        except OSError:  # EPIPE: the main process is gone (it held the only read end)
-            os._exit(0)
+        ahead.put(marshal.dumps(message))
 
     #: (timing partner, race, scope event) -> listing_id of its first listing in this run
     first_listing: dict[tuple[int, int, int | None], str] = {}
@@ -194,6 +245,8 @@ def _work(path: str, after_seq: int, out: Any, parent: int, taken: Any) -> None:
                 ident = (row.body_sha256, tp, race_id)
                 send((row.seq, ident, None if first and rows is not None else raw, rows))
     send(_END)
+    ahead.put(None)
+    writer.join()
 
 
 class Prefetcher:

@@ -301,10 +301,12 @@ def _all_null(r: Registration) -> bool:
 
 
 _RAW_NULL = msgspec.Raw(b"null")
-#: ``question_responses`` as sent (bytes) -> its column text; only bodies up to this many bytes
-#: are kept, at most :data:`_CACHE_LIMIT` of them (a page's answers repeat: shirt sizes, yes/no).
+#: ``question_responses`` as sent (bytes) -> its column text; only values up to
+#: :data:`_QR_KEY_MAX` bytes are kept, at most :data:`_QR_LIMIT` of them (at most 4 MiB; answers
+#: repeat: shirt sizes, yes/no).
 _QR_TEXT: dict[bytes, str | None] = {}
 _QR_KEY_MAX = 1024
+_QR_LIMIT = 4096
 
 
 def _question_text(raw: msgspec.Raw) -> str | None:
@@ -316,15 +318,18 @@ def _question_text(raw: msgspec.Raw) -> str | None:
     if text is _NOT_CACHED:
         value = msgspec.json.decode(key)
         text = None if value is None else question_responses(value)
-        if len(key) <= _QR_KEY_MAX and len(_QR_TEXT) < _CACHE_LIMIT:
+        if len(key) <= _QR_KEY_MAX and len(_QR_TEXT) < _QR_LIMIT:
             _QR_TEXT[key] = text
     return text  # type: ignore[no-any-return]
 
 
-def typed_values(r: Registration, stored: bool = True) -> tuple[Any, ...]:
+def typed_values(
+    r: Registration, stored: bool = True, head: tuple[Any, ...] = (), tail: tuple[Any, ...] = ()
+) -> tuple[Any, ...]:
     """The data columns of ``runsignup_participants`` for an active registration, as
     ``participant_values(..., removed=False)`` gives them; for a registration not ``stored`` yet,
-    absent keys give ``None`` instead of ``MISSING``. Raises (``ValueError``, ``TypeError``,
+    absent keys give ``None`` instead of ``MISSING``. ``head`` and ``tail`` are put before and
+    after them (a whole row in one tuple). Raises (``ValueError``, ``TypeError``,
     :class:`Unusual`...) for a value the generic path would reject or could treat differently:
     the caller then uses that path."""
     if r.user is None and _all_null(r):
@@ -379,6 +384,7 @@ def typed_values(r: Registration, stored: bool = True) -> tuple[Any, ...]:
         reg_date = m.no_lm
     cents = m.cents
     return (
+        *head,
         *user_cols,
         v if (c := (v := r.bib_num).__class__) is str else str(v) if c is int else text[v],
         v if (v := r.chip_num).__class__ is str else text[v],
@@ -415,4 +421,5 @@ def typed_values(r: Registration, stored: bool = True) -> tuple[Any, ...]:
         None,
         None,
         None,
+        *tail,
     )
