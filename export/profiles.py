@@ -23,9 +23,11 @@ value). Targets and the fields they read:
 Text no target can take (:meth:`Profile.cell_problem`, checked on every exported cell):
 
 - control characters: every C0 control (TAB, LF and CR included), DEL, the C1 controls, the
-  Unicode line and paragraph separators and every bidi control (U+061C, U+200E, U+200F,
-  U+202A-U+202E, U+2066-U+2069), in a delimited file; they end rows early, drive a terminal
-  (``ESC [2J``) or reorder what staff read. NDJSON takes them: the export writes each one as a
+  Unicode line and paragraph separators, every bidi control (U+061C, U+200E, U+200F,
+  U+202A-U+202E, U+2066-U+2069) and the invisible format characters
+  (:data:`rsu.journal.printable.CONTROLS`: zero width space, soft hyphen, BOM, tags, ...), in a
+  delimited file; they end rows early, drive a terminal (``ESC [2J``), reorder what staff read
+  or hide text in a name. NDJSON takes them: the export writes each one as a
   ``\\uXXXX`` escape (:func:`rsu.journal.printable.json_safe`), the exact value and nothing a
   terminal acts on.
 - spreadsheet formulas, in a delimited file: a text that starts with ``=``, ``+``, ``-``, ``@``,
@@ -140,9 +142,8 @@ def gender_in(accepted: tuple[str, ...]) -> Callable[[Any], str | None]:
     return check
 
 
-#: The characters no delimited target takes: printable's controls plus TAB, LF, CR and the
-#: implicit bidi marks (ALM, LRM, RLM).
-CONTROL_CHARACTERS = re.compile(f"{CONTROLS.pattern}|[\t\n\r\u061c\u200e\u200f]")
+#: The characters no delimited target takes: printable's controls plus TAB, LF and CR.
+CONTROL_CHARACTERS = re.compile(f"{CONTROLS.pattern}|[\t\n\r]")
 #: What a formula may start with: a cell starting with none of these is never one (the row's
 #: quick check; :func:`formula_start` decides).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", " ", "\uff1d", "\uff0b", "\uff0d", "\uff20")

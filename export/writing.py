@@ -12,18 +12,15 @@ import csv
 import io
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .profiles import CONTROL_CHARACTERS, Profile
+from rsu.journal.printable import json_safe
 
-
-def _escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
+from .profiles import Profile
 
 
 def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
@@ -34,8 +31,8 @@ def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, An
         for row in rows:
             obj = {h: row.get(h) for h in headers}
             text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-            # json.dumps escapes only C0: DEL, C1, line separators and bidi controls too
-            buf.write(CONTROL_CHARACTERS.sub(_escape, text) + "\n")
+            # json.dumps escapes only C0: DEL, C1, line separators, bidi and format controls too
+            buf.write(json_safe(text) + "\n")
     else:
         writer = csv.writer(buf, delimiter=profile.delimiter, lineterminator=profile.newline)
         writer.writerow(headers)

@@ -420,6 +420,9 @@ def test_blank_led_and_fullwidth_formulas_are_refused_and_quoted(tmp_path: Path)
         ("\u061c\u200e\u200f", ["U+061C", "U+200E", "U+200F"]),
         ("\u2066x\u2069", ["U+2066", "U+2069"]),
         ("a\nb\r", ["U+000A", "U+000D"]),
+        ("Ja\u200bne\ufeff\xad", ["U+00AD", "U+200B", "U+FEFF"]),
+        ("x\U000e0041", ["U+E0041"]),
+        ("\U0001f469\u200d\U0001f4bb \u0645\u06cc\u200c\u062e", []),  # the joiners are kept
         ("Jos\u00e9 \u00a0M\u00fcller \u5c71\u7530 \u05db\u05d4\u05df", []),
     ],
 )
@@ -427,6 +430,15 @@ def test_which_characters_are_control_characters(text: str, codes: list[str]) ->
     from rsu.export.profiles import control_characters
 
     assert control_characters(text) == codes
+
+
+def test_json_escapes_invisible_format_characters_as_valid_json(tmp_path: Path) -> None:
+    name = "Ann\u200b\U000e0041\u200e"
+    db = make_db(tmp_path / "rsu.db", [person(807, MARATHON, first_name=name)])
+    res = export(db, "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    assert '"first_name":"Ann\\u200b\\udb40\\udc41\\u200e"' in res.stdout
+    assert json.loads(res.stdout)["first_name"] == name
 
 
 def test_check_json_never_prints_a_raw_bidi_control(tmp_path: Path) -> None:
