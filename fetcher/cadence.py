@@ -160,8 +160,7 @@ def parse_cadence(spec: str) -> Cadence:
             raise CadenceError(f"rule {item!r}: {exc}") from None
         if max(interval, 0.0 if bound == -math.inf else abs(bound)) > MAX_CADENCE_SECONDS:
             raise CadenceError(
-                f"rule {item!r}: longer than 36500d (100 years), the most a cadence "
-                "rule takes"
+                f"rule {item!r}: longer than 36500d (100 years), the most a cadence rule takes"
             )
         if bound in rules:
             raise CadenceError(f"rule {item!r}: bound {bound_text} is given twice")
