@@ -92,24 +92,29 @@ def _tighten(path: Path) -> None:
     """Take the group and other bits off the secrets file and its ``-journal``, through a
     descriptor opened without following a link. Raises :class:`CredentialError` naming the
     path when either is a symbolic link (its target could be any file, and a chmod or the
-    secrets would go there) or no regular file; ``OSError`` when it cannot be opened."""
+    secrets would go there) or no regular file."""
     for suffix in ("", "-journal"):
         p = Path(f"{path}{suffix}")
-        if p.is_symlink():
+        try:
+            mode = os.lstat(p).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(mode):
             raise CredentialError(
                 f"the secrets file {p} is a symbolic link (to {os.readlink(p)}); rsu does not "
                 "follow it: put the file itself there"
             )
-        try:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
+        if not stat.S_ISREG(mode):
+            raise CredentialError(f"the secrets file {p} is not a regular file")
+        if not mode & 0o077:
             continue
         try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise CredentialError(f"the secrets file {p} is not a regular file")
-            if mode & 0o077:
-                os.fchmod(fd, 0o600)
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except PermissionError:  # its owner may not read it: lstat just saw a regular file
+            os.chmod(p, 0o600)
+            continue
+        try:
+            os.fchmod(fd, 0o600)
         finally:
             os.close(fd)
 
