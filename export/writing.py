@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rsu.journal.files import write_atomically
 from rsu.journal.printable import json_safe
 
 from .profiles import Profile
@@ -55,26 +54,12 @@ def output_problem(path: Path | None) -> str | None:
 
 
 def write_output(data: bytes, path: Path | None) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file beside it, then a rename), or to
-    standard output when ``path`` is ``None``. A ``path`` that exists and is no regular file (a
-    device, a FIFO) is written into, never replaced; a symlink's target is replaced, not the
-    link. Raises ``OSError`` when the file cannot be written."""
+    """Write ``data`` to ``path`` (mode 0600) atomically, or to standard output when ``path`` is
+    ``None`` (see :func:`rsu.journal.files.write_atomically`: a device or FIFO is written into,
+    never replaced; a symlink's target is replaced, not the link). Raises ``OSError`` when the
+    file cannot be written."""
     if path is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    if path.exists() and not path.resolve().is_file():
-        # A device, FIFO or terminal (``-o /dev/null``, ``-o /dev/stdout``): write into it. A
-        # rename would replace the device node itself (as root, /dev/null became a file).
-        with open(path, "wb") as fh:
-            fh.write(data)
-        return
-    path = path.resolve() if path.is_symlink() else path  # keep the link, replace its target
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)
