@@ -101,11 +101,11 @@ def _tighten(path: Path) -> None:
             continue
         if stat.S_ISLNK(mode):
             raise CredentialError(
-                f"the secrets file {p} is a symbolic link (to {os.readlink(p)}); rsu does not "
-                "follow it: put the file itself there"
+                f"cannot open the secrets file {p}: it is a symbolic link (to {os.readlink(p)}); "
+                "rsu does not follow it: put the file itself there"
             )
         if not stat.S_ISREG(mode):
-            raise CredentialError(f"the secrets file {p} is not a regular file")
+            raise CredentialError(f"cannot open the secrets file {p}: it is not a regular file")
         if not mode & 0o077:
             continue
         try:

@@ -157,8 +157,8 @@ def test_a_symlinked_secrets_file_is_refused_and_never_chmodded(
     r = runner.invoke(app, ["credentials", "list", "--db", str(db)], env={"COLUMNS": "300"})
     assert r.exit_code == 1
     assert r.stderr == (
-        f"error: the secrets file {secrets} is a symbolic link (to {shared}); rsu does not "
-        "follow it: put the file itself there\n"
+        f"error: cannot open the secrets file {secrets}: it is a symbolic link (to {shared}); "
+        "rsu does not follow it: put the file itself there\n"
     )
     assert shared.stat().st_mode & 0o777 == 0o644
     assert secrets.is_symlink()
@@ -181,8 +181,8 @@ def test_a_dangling_secrets_link_is_refused_and_nothing_is_created(tmp_path: Pat
     finally:
         conn.conn.close()
     assert str(info.value) == (
-        f"the secrets file {db}.secrets is a symbolic link (to {target}); rsu does not follow "
-        "it: put the file itself there"
+        f"cannot open the secrets file {db}.secrets: it is a symbolic link (to {target}); rsu "
+        "does not follow it: put the file itself there"
     )
     assert not target.exists()
 
