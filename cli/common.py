@@ -77,7 +77,6 @@ def duration(bare_unit: str = "s", minimum: float = 0.0) -> Callable[[str], floa
             raise typer.BadParameter(
                 f"{exc}; a bare number means {_UNIT_NAMES[bare_unit]}"
             ) from None
-        finite(seconds, value)
         if seconds < minimum:
             raise typer.BadParameter(f"{value!r} is shorter than the minimum, {minimum:g} s")
         return seconds

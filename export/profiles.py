@@ -23,15 +23,19 @@ value). Targets and the fields they read:
 Text no target can take (:meth:`Profile.cell_problem`, checked on every exported cell):
 
 - control characters: every C0 control (TAB, LF and CR included), DEL, the C1 controls, the
-  Unicode line and paragraph separators and every bidi control (U+061C, U+200E, U+200F,
-  U+202A-U+202E, U+2066-U+2069), in a delimited file; they end rows early, drive a terminal
-  (``ESC [2J``) or reorder what staff read. NDJSON takes them: the export writes each one as a
+  Unicode line and paragraph separators, every bidi control (U+061C, U+200E, U+200F,
+  U+202A-U+202E, U+2066-U+2069) and the invisible format characters
+  (:data:`rsu.journal.printable.CONTROLS`: zero width space, soft hyphen, BOM, tags, ...), in a
+  delimited file; they end rows early, drive a terminal (``ESC [2J``), reorder what staff read
+  or hide text in a name. NDJSON takes them: the export writes each one as a
   ``\\uXXXX`` escape (:func:`rsu.journal.printable.json_safe`), the exact value and nothing a
   terminal acts on.
 - spreadsheet formulas, in a delimited file: a text that starts with ``=``, ``+``, ``-``, ``@``,
   TAB or CR, which Excel and LibreOffice run as a formula when the file is opened (``=cmd|' /C
-  calc'!A0``, ``@SUM(A1)``). Harmless and passed: a text of ``+`` or ``-`` followed only by
-  digits, spaces and ``. , ( ) -`` (a number ``-5``, ``+1.5``, a phone number ``+1 (555)
+  calc'!A0``, ``@SUM(A1)``); also after leading spaces or tabs (``  =1+1``) and in the
+  fullwidth forms ``＝ ＋ － ＠`` (U+FF1D, U+FF0B, U+FF0D, U+FF20), which East Asian spreadsheet
+  setups read as their ASCII twins. Harmless and passed: a text of ``+`` or ``-`` followed only
+  by digits, spaces and ``. , ( ) -`` (a number ``-5``, ``+1.5``, a phone number ``+1 (555)
   010-1234``, a lone ``-``): with those characters no function, cell, file or program can be
   named. Numbers (``int``) are never formulas.
 """
@@ -138,10 +142,13 @@ def gender_in(accepted: tuple[str, ...]) -> Callable[[Any], str | None]:
     return check
 
 
-#: The characters no delimited target takes: printable's controls plus TAB, LF, CR and the
-#: implicit bidi marks (ALM, LRM, RLM).
-CONTROL_CHARACTERS = re.compile(f"{CONTROLS.pattern}|[\t\n\r\u061c\u200e\u200f]")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: The characters no delimited target takes: printable's controls plus TAB, LF and CR.
+CONTROL_CHARACTERS = re.compile(f"{CONTROLS.pattern}|[\t\n\r]")
+#: What a formula may start with: a cell starting with none of these is never one (the row's
+#: quick check; :func:`formula_start` decides).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", " ", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+#: The fullwidth formula characters, as the ASCII ones a spreadsheet reads them as.
+_FULLWIDTH = str.maketrans("\uff1d\uff0b\uff0d\uff20", "=+-@")
 _HARMLESS = re.compile(r"[+-][0-9 .,()-]*")
 _SHOWN = 60
 
@@ -157,11 +164,25 @@ def control_characters(text: str) -> list[str]:
     return [f"U+{ord(c):04X}" for c in sorted(set(CONTROL_CHARACTERS.findall(text)))]
 
 
+def formula_start(text: str) -> str:
+    """The start of ``text`` by which a spreadsheet would run it as a formula (``""``: none):
+    TAB or CR (``"\\t"``), or ``=``, ``+``, ``-``, ``@`` or their fullwidth forms after any
+    leading spaces and tabs (``"  ＝"``), unless the text is then ``+``/``-`` followed only by
+    digits, spaces and ``. , ( ) -`` (a number or phone number, harmless)."""
+    if not text.startswith(_FORMULA_START):
+        return ""
+    if text.startswith(("\t", "\r")):
+        return text[0]
+    body = text.lstrip(" \t")
+    ascii_body = body[:1].translate(_FULLWIDTH) + body[1:]
+    if not ascii_body.startswith(("=", "+", "-", "@")) or _HARMLESS.fullmatch(ascii_body):
+        return ""
+    return text[: len(text) - len(body) + 1]
+
+
 def is_formula(text: str) -> bool:
-    """Whether a spreadsheet would run ``text`` as a formula: it starts with ``=``, ``+``,
-    ``-``, ``@``, TAB or CR and is not ``+``/``-`` followed only by digits, spaces and
-    ``. , ( ) -`` (a number or phone number, harmless)."""
-    return text.startswith(_FORMULA_START) and not _HARMLESS.fullmatch(text)
+    """Whether a spreadsheet would run ``text`` as a formula (:func:`formula_start`)."""
+    return formula_start(text) != ""
 
 
 @dataclass(frozen=True)
@@ -228,10 +249,11 @@ class Profile:
         if CONTROL_CHARACTERS.search(value):  # the common clean cell costs one search
             codes = control_characters(value)
             return CONTROL, f"{header} {shown(value)} holds control characters ({', '.join(codes)})"
-        if is_formula(value):
+        start = formula_start(value)
+        if start:
             return (
                 FORMULA,
-                f"{header} {shown(value)} starts with {value[0]!r}: a spreadsheet would run it "
+                f"{header} {shown(value)} starts with {start!r}: a spreadsheet would run it "
                 "as a formula",
             )
         return None

@@ -11,19 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import re
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .profiles import CONTROL_CHARACTERS, Profile
+from rsu.journal.files import write_atomically
+from rsu.journal.printable import json_safe
 
-
-def _escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
+from .profiles import Profile
 
 
 def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
@@ -34,8 +30,8 @@ def encode(profile: Profile, headers: Sequence[str], rows: Iterable[dict[str, An
         for row in rows:
             obj = {h: row.get(h) for h in headers}
             text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-            # json.dumps escapes only C0: DEL, C1, line separators and bidi controls too
-            buf.write(CONTROL_CHARACTERS.sub(_escape, text) + "\n")
+            # json.dumps escapes only C0: DEL, C1, line separators, bidi and format controls too
+            buf.write(json_safe(text) + "\n")
     else:
         writer = csv.writer(buf, delimiter=profile.delimiter, lineterminator=profile.newline)
         writer.writerow(headers)
@@ -58,26 +54,12 @@ def output_problem(path: Path | None) -> str | None:
 
 
 def write_output(data: bytes, path: Path | None) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file beside it, then a rename), or to
-    standard output when ``path`` is ``None``. A ``path`` that exists and is no regular file (a
-    device, a FIFO) is written into, never replaced; a symlink's target is replaced, not the
-    link. Raises ``OSError`` when the file cannot be written."""
+    """Write ``data`` to ``path`` (mode 0600) atomically, or to standard output when ``path`` is
+    ``None`` (see :func:`rsu.journal.files.write_atomically`: a device or FIFO is written into,
+    never replaced; a symlink's target is replaced, not the link). Raises ``OSError`` when the
+    file cannot be written."""
     if path is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    if path.exists() and not path.resolve().is_file():
-        # A device, FIFO or terminal (``-o /dev/null``, ``-o /dev/stdout``): write into it. A
-        # rename would replace the device node itself (as root, /dev/null became a file).
-        with open(path, "wb") as fh:
-            fh.write(data)
-        return
-    path = path.resolve() if path.is_symlink() else path  # keep the link, replace its target
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)

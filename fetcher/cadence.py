@@ -61,6 +61,9 @@ FALLBACK_TIMEZONE = "America/New_York"
 #: The two listings every event gets in a run.
 LISTING_ENDPOINTS = ("removed_participants", "participants")
 
+#: The longest bound or interval of a cadence rule (seconds, 100 years of 365 days).
+MAX_CADENCE_SECONDS = 36500 * 86400
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"([+-]?)(\d+(?:\.\d+)?)([smhdw]?)")
 
@@ -107,7 +110,8 @@ def parse_duration(text: str, *, signed: bool = False, bare_unit: str | None = N
     ``"1.5h"``); a bare number is in ``bare_unit`` (one of those units) when given, else only
     ``"0"`` may go without a unit; a leading ``-`` only when ``signed``. The one duration parser
     of ``rsu``: cadence rules and every duration option (``--max-age``, ``--full-every``, ...).
-    Raises :class:`CadenceError` (a ``ValueError``) naming the text for anything else."""
+    Raises :class:`CadenceError` (a ``ValueError``) naming the text for anything else, and for a
+    number so long that its seconds overflow to infinity (400 digits)."""
     text = text.strip()
     m = _DURATION.fullmatch(text)
     if m is None:
@@ -123,7 +127,10 @@ def parse_duration(text: str, *, signed: bool = False, bare_unit: str | None = N
             raise CadenceError(f"{text!r} needs a unit (s, m, h, d or w), e.g. {number}m")
         else:
             return 0.0
-    return (-value if sign == "-" else value) * _UNITS[unit]
+    seconds = (-value if sign == "-" else value) * _UNITS[unit]
+    if not math.isfinite(seconds):
+        raise CadenceError(f"{text!r} is not a finite number")
+    return seconds
 
 
 def parse_cadence(spec: str) -> Cadence:
@@ -131,8 +138,9 @@ def parse_cadence(spec: str) -> Cadence:
     ``BOUND=INTERVAL`` rules in any order, ``BOUND`` a signed duration (time until an event
     start) or ``*``, ``INTERVAL`` a duration >= 0 (see the module docstring).
 
-    Raises :class:`CadenceError` for an empty spec, a rule without ``=``, a bad duration or a
-    bound given twice.
+    Raises :class:`CadenceError` for an empty spec, a rule without ``=``, a bad duration, a
+    bound or interval longer than :data:`MAX_CADENCE_SECONDS` (100 years: no date that far
+    ahead can be shown) or a bound given twice.
     """
     rules: dict[float, float] = {}
     items = [item.strip() for item in spec.split(",")]
@@ -150,6 +158,10 @@ def parse_cadence(spec: str) -> Cadence:
             interval = parse_duration(interval_text)
         except CadenceError as exc:
             raise CadenceError(f"rule {item!r}: {exc}") from None
+        if max(interval, 0.0 if bound == -math.inf else abs(bound)) > MAX_CADENCE_SECONDS:
+            raise CadenceError(
+                f"rule {item!r}: longer than 36500d (100 years), the most a cadence rule takes"
+            )
         if bound in rules:
             raise CadenceError(f"rule {item!r}: bound {bound_text} is given twice")
         rules[bound] = interval

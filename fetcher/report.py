@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from rsu.journal.files import write_atomically
 from rsu.journal.printable import printable
 
 #: The fetcher's logger; the log file handler is attached here only (never to the root logger,
@@ -167,19 +168,6 @@ def failed_syncs(failures: list[Failure]) -> list[dict[str, Any]]:
     return [{"timing_partner_id": p, "errors": failure_lines(by_partner[p])} for p in order]
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file ``path`` with mode 0600 (truncating one that exists, never
-    following a symlink there). Raises ``OSError`` (e.g. ``ENOSPC``: the disk is full)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        _make_private(fd)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-
-
 def _make_private(fd: int) -> None:
     """Mode 0600 for the open file ``fd`` if it is a regular file: a device such as
     ``/dev/null`` given as a log or summary path is never chmod-ed (as root that would lock every
@@ -190,25 +178,13 @@ def _make_private(fd: int) -> None:
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     """Write ``summary`` as indented JSON to ``path``, mode 0600 (it names partners), atomically
-    (temp file + rename). A ``path`` that exists and is no regular file (``/dev/null``, a FIFO)
-    is written into, never replaced; a symlink's target is replaced, not the link. Raises
-    ``OSError`` when it cannot (a full disk, a read-only folder); then ``path`` is left as it
-    was."""
+    (:func:`rsu.journal.files.write_atomically`: a ``path`` that exists and is no regular file,
+    ``/dev/null`` or a FIFO, is written into, never replaced; a symlink's target is replaced,
+    not the link). A missing folder is created. Raises ``OSError`` when it cannot (a full disk,
+    a read-only folder); then ``path`` is left as it was."""
     text = (json.dumps(summary, indent=2, sort_keys=False) + "\n").encode()
-    if path.exists() and not path.resolve().is_file():
-        with open(path, "wb") as fh:
-            fh.write(text)
-        return
-    path = path.resolve() if path.is_symlink() else path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        _write_private(tmp, text)
-        tmp.replace(path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    path.resolve().parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, text)
 
 
 def failures_json(failures: list[Failure]) -> list[dict[str, Any]]:

@@ -4,9 +4,9 @@ Users open the data database in Datasette, copy it and hand it around, so it hol
 The secrets live in a second, small SQLite file whose path is derived from the data database's
 path (``PRAGMA database_list``): **``<database file>.secrets``**, e.g. ``/var/lib/rsu/rsu.db``
 -> ``/var/lib/rsu/rsu.db.secrets``. It is created with mode 0600 (and tightened to 0600 when
-found looser), uses a rollback journal (so its ``-journal`` file is short-lived and gets the
-file's own mode) and ``secure_delete`` (so replaced or removed secrets are zeroed, not left in
-free pages). Tables:
+found looser; a symbolic link there is refused, never followed or chmod-ed), uses a rollback
+journal (so its ``-journal`` file is short-lived and gets the file's own mode) and
+``secure_delete`` (so replaced or removed secrets are zeroed, not left in free pages). Tables:
 
 * ``credential_secrets``: per ``(timing_partner_id, provider_id)``: ``auth_kind``,
   ``principal`` (the api key, secret-ish), ``secret``, and for OAuth2 bearer tokens
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,10 +89,34 @@ def secrets_path(db: sqlite_utils.Database) -> Path:
 
 
 def _tighten(path: Path) -> None:
+    """Take the group and other bits off the secrets file and its ``-journal``, through a
+    descriptor opened without following a link. Raises :class:`CredentialError` naming the
+    path when either is a symbolic link (its target could be any file, and a chmod or the
+    secrets would go there) or no regular file."""
     for suffix in ("", "-journal"):
         p = Path(f"{path}{suffix}")
-        if p.exists() and (p.stat().st_mode & 0o077):
-            p.chmod(0o600)
+        try:
+            mode = os.lstat(p).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(mode):
+            raise CredentialError(
+                f"cannot open the secrets file {p}: it is a symbolic link (to {os.readlink(p)}); "
+                "rsu does not follow it: put the file itself there"
+            )
+        if not stat.S_ISREG(mode):
+            raise CredentialError(f"cannot open the secrets file {p}: it is not a regular file")
+        if not mode & 0o077:
+            continue
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except PermissionError:  # its owner may not read it: lstat just saw a regular file
+            os.chmod(p, 0o600)
+            continue
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
 
 @contextmanager
@@ -100,18 +125,21 @@ def open_store(path: Path, *, create: bool) -> Iterator[sqlite3.Connection | Non
 
     Yields an autocommit connection (use :func:`transaction` to write), or ``None`` when the
     file does not exist and ``create`` is false. ``create`` makes the file with mode 0600.
-    Raises :class:`CredentialError` (naming the path, never a value) when it cannot be opened.
+    Raises :class:`CredentialError` (naming the path, never a value) when it cannot be opened,
+    or when it (or its ``-journal``) is a symbolic link or no regular file.
     """
     old_umask = os.umask(0o077)
     try:
-        if not path.exists():
+        if not os.path.lexists(path):  # a dangling link exists too: _tighten refuses it
             if not create:
                 yield None
                 return
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
             os.close(fd)
         _tighten(path)
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except CredentialError:
+        raise
     except (OSError, sqlite3.Error) as exc:
         raise CredentialError(f"cannot open the secrets file {path}: {exc}") from exc
     finally:

@@ -44,9 +44,17 @@ class BackupResult:
 
 def check_target(source: Path, target: Path, *, force: bool) -> None:
     """Raise :class:`BackupError` (``usage``) unless ``source`` is a file, ``target``'s folder
-    exists, ``target`` is not ``source`` and ``target`` does not exist (or ``force``)."""
+    exists, ``target`` is no symbolic link (even with ``force``: replacing the link or writing
+    through it to a file elsewhere would both surprise), ``target`` is not ``source`` and
+    ``target`` does not exist (or ``force``)."""
     if not source.is_file():
         raise BackupError(f"{source} does not exist or is not a file", usage=True)
+    if target.is_symlink():
+        raise BackupError(
+            f"{target} is a symbolic link (to {os.readlink(target)}); give the file's own path "
+            "or a new one, rsu backup neither replaces a link nor writes through it",
+            usage=True,
+        )
     if not target.parent.is_dir():
         raise BackupError(
             f"cannot write {target}: folder {target.parent} does not exist", usage=True
@@ -93,6 +101,8 @@ def backup_file(source: Path, target: Path, *, force: bool = False) -> BackupRes
             src.close()
         if check != "ok":
             raise BackupError(f"the copy of {source} failed its check: {check}")
+        os.chmod(tmp, 0o600)  # our own new file, before it takes the name (never via a link)
+        size = tmp.stat().st_size
         if force:
             os.replace(tmp, target)
         else:
@@ -102,8 +112,7 @@ def backup_file(source: Path, target: Path, *, force: bool = False) -> BackupRes
                 raise BackupError(
                     f"{target} exists; pass --force to overwrite it", usage=True
                 ) from None
-        os.chmod(target, 0o600)
-        return BackupResult(source, target, target.stat().st_size)
+        return BackupResult(source, target, size)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot back up {source} to {target}: {exc}") from exc
     except OSError as exc:

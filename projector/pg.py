@@ -315,8 +315,17 @@ class PgTarget:
         self._pg.raw.close()
 
 
+#: A password at least this long is masked wherever it appears in a message; a shorter one
+#: only where it stands as a password (:func:`_mask_fields`): masking every ``a`` of a message
+#: for the password ``a`` hides the message and tells the reader the password.
+MIN_BARE_MASK = 4
+
+
 def scrub(exc: BaseException, dsn: str) -> str:
-    """The text of ``exc`` without the DSN or its password, on one line."""
+    """The text of ``exc`` without the DSN or its password, on one line: the DSN is shown masked
+    (:func:`rsu.projector.dsn.mask_dsn`); a password of :data:`MIN_BARE_MASK` or more
+    characters becomes ``***`` wherever it appears, a shorter one where it stands as a password
+    (:func:`_mask_fields`)."""
     text = " ".join(str(exc).split())
     passwords = set(dsn_passwords(dsn))  # as written too: libpq quotes a value it cannot parse
     try:
@@ -328,5 +337,17 @@ def scrub(exc: BaseException, dsn: str) -> str:
     if dsn:
         text = text.replace(dsn, mask_dsn(dsn))
     for value in sorted(passwords, key=len, reverse=True):
-        text = text.replace(value, "***")
+        text = (
+            text.replace(value, "***") if len(value) >= MIN_BARE_MASK else _mask_fields(text, value)
+        )
     return text
+
+
+def _mask_fields(text: str, password: str) -> str:
+    """``text`` with ``password`` replaced by ``***`` where it stands as a password: a URL's
+    user info (``:pw@``), a ``password=pw`` or ``password='pw'`` field (``sslpassword`` too),
+    and a quoted whole (``"pw"``, as libpq quotes a value it cannot parse)."""
+    pw = re.escape(password)
+    text = re.sub(f"(:){pw}(@)", r"\1***\2", text)
+    text = re.sub(f"(password\\s*=\\s*'?){pw}(?=$|[\\s'\",;&)])", r"\1***", text, flags=re.I)
+    return re.sub(f"([\"']){pw}(?=\\1)", r"\1***", text)

@@ -3,6 +3,7 @@ of a WAL database misses what is still in the -wal file."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import stat
@@ -170,3 +171,43 @@ def test_backup_refuses_to_replace_a_file_of_the_database_itself(
     assert f"{target} is a file of the database {busy_db} itself" in result.output
     assert target.read_bytes() == before
     assert _runs(busy_db) == ["run-1", "run-2"]
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("exists", [True, False])
+def test_backup_refuses_a_target_that_is_a_symlink(
+    busy_db: Path, tmp_path: Path, force: bool, exists: bool
+) -> None:
+    """``-o LINK`` neither replaces the link with the copy nor writes through it into the file
+    it names (with or without --force, whether that file exists or not)."""
+    elsewhere = tmp_path / "elsewhere.db"
+    if exists:
+        elsewhere.write_bytes(b"someone else's file")
+    link = tmp_path / "copy.db"
+    link.symlink_to(elsewhere)
+    args = ["backup", "--db", str(busy_db), "-o", str(link)] + (["--force"] if force else [])
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()) == (
+        f"error: {link} is a symbolic link (to {elsewhere}); give the file's own path or a new "
+        "one, rsu backup neither replaces a link nor writes through it"
+    )
+    assert link.is_symlink() and os.readlink(link) == str(elsewhere)
+    assert elsewhere.read_bytes() == b"someone else's file" if exists else not elsewhere.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["copy.db", "rsu.db", "rsu.db-shm", "rsu.db-wal"] + (["elsewhere.db"] if exists else [])
+    )
+
+
+def test_backup_refuses_a_secrets_target_that_is_a_symlink(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    Journal.open(db).close()
+    Path(f"{db}.secrets").write_bytes(b"")
+    out = tmp_path / "copy.db"
+    link = Path(f"{out}.secrets")
+    link.symlink_to(tmp_path / "shared" / "secrets")
+    argv = ["backup", "--db", str(db), "-o", str(out), "--with-secrets", "--force"]
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert f"error: {link} is a symbolic link (to {tmp_path}/shared/secrets)" in result.output
+    assert not out.exists() and link.is_symlink()

@@ -91,6 +91,50 @@ def test_a_float_option_that_is_not_finite_is_a_usage_error(
         assert j.last_seq() == 0
 
 
+@pytest.mark.parametrize(
+    ("cadence", "message"),
+    [
+        (f"*={HUGE}d", f"rule '*={HUGE}d': '{HUGE}d' is not a finite number"),
+        (f"{HUGE}d=1h,*=24h", f"rule '{HUGE}d=1h': '{HUGE}d' is not a finite number"),
+        (f"-{HUGE}w=1h,*=24h", f"rule '-{HUGE}w=1h': '-{HUGE}w' is not a finite number"),
+        ("*=inf", "rule '*=inf': 'inf' is not a duration such as 90m, 6h or 7d"),
+        ("nan=1h", "rule 'nan=1h': 'nan' is not a duration such as 90m, 6h or 7d"),
+        # finite, but no date that far ahead can be shown (status crashed on year 1918558)
+        (
+            "*=100000000w",
+            "rule '*=100000000w': longer than 36500d (100 years), the most a cadence rule takes",
+        ),
+        (
+            "36501d=1h,*=24h",
+            "rule '36501d=1h': longer than 36500d (100 years), the most a cadence rule takes",
+        ),
+    ],
+)
+@pytest.mark.parametrize("cmd", ["fetch", "sync", "status"])
+def test_a_cadence_that_is_not_finite_is_a_usage_error(
+    db: Path, cmd: str, cadence: str, message: str
+) -> None:
+    extra = [] if cmd == "status" else ["--base-url", "http://127.0.0.1:9", "--max-attempts", "1"]
+    result = runner.invoke(
+        app, [cmd, "--db", str(db), "--cadence", cadence, *extra], env={"COLUMNS": "2000"}
+    )
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for --cadence: {message}" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    with Journal.open(db) as j:
+        assert j.last_seq() == 0
+
+
+def test_a_cadence_of_100_years_is_still_taken() -> None:
+    from rsu.fetcher.cadence import parse_cadence
+
+    assert parse_cadence("36500d=36500d,-36500d=1h,*=0").rules == (
+        (3153600000.0, 3153600000.0),
+        (-3153600000.0, 3600.0),
+        (float("-inf"), 0.0),
+    )
+
+
 @pytest.mark.parametrize("option", ["--log-file", "--summary-file"])
 def test_output_file_in_a_missing_folder(db: Path, tmp_path: Path, option: str) -> None:
     target = tmp_path / "no" / "such" / "x.txt"

@@ -134,6 +134,72 @@ def test_removed_secrets_leave_the_secrets_file(tmp_path: Path) -> None:
     assert SECRET.encode() not in (tmp_path / "rsu.db.secrets").read_bytes()  # secure_delete
 
 
+@pytest.mark.parametrize("suffix", ["", "-journal"])
+def test_a_symlinked_secrets_file_is_refused_and_never_chmodded(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A link at ``rsu.db.secrets`` (or its ``-journal``) could send the chmod, or the
+    secrets, to any file: it is refused by name, and the file it names keeps its mode."""
+    db = tmp_path / "rsu.db"
+    conn = open_db(db)
+    try:
+        add_credential(conn, 12, "api_key", SECRET, KEY)
+    finally:
+        conn.conn.close()
+    secrets = Path(f"{db}.secrets{suffix}")
+    shared = tmp_path / "shared.db"
+    if suffix:
+        shared.write_bytes(b"")
+    else:
+        secrets.rename(shared)
+    shared.chmod(0o644)
+    secrets.symlink_to(shared)
+    r = runner.invoke(app, ["credentials", "list", "--db", str(db)], env={"COLUMNS": "300"})
+    assert r.exit_code == 1
+    assert r.stderr == (
+        f"error: cannot open the secrets file {secrets}: it is a symbolic link (to {shared}); "
+        "rsu does not follow it: put the file itself there\n"
+    )
+    assert shared.stat().st_mode & 0o777 == 0o644
+    assert secrets.is_symlink()
+    conn = open_db(db)
+    try:
+        with pytest.raises(CredentialError, match="is a symbolic link"):
+            load_credentials(conn)
+    finally:
+        conn.conn.close()
+
+
+def test_a_dangling_secrets_link_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    target = tmp_path / "elsewhere.secrets"
+    Path(f"{db}.secrets").symlink_to(target)
+    conn = open_db(db)
+    try:
+        with pytest.raises(CredentialError) as info:
+            add_credential(conn, 12, "api_key", SECRET, KEY)
+    finally:
+        conn.conn.close()
+    assert str(info.value) == (
+        f"cannot open the secrets file {db}.secrets: it is a symbolic link (to {target}); rsu "
+        "does not follow it: put the file itself there"
+    )
+    assert not target.exists()
+
+
+def test_a_loose_secrets_file_is_tightened_to_0600(tmp_path: Path) -> None:
+    db = tmp_path / "rsu.db"
+    conn = open_db(db)
+    try:
+        add_credential(conn, 12, "api_key", SECRET, KEY)
+        secrets = Path(f"{db}.secrets")
+        secrets.chmod(0o644)
+        assert [c.secret for c in load_credentials(conn)] == [SECRET]
+    finally:
+        conn.conn.close()
+    assert secrets.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_database_copied_without_its_secrets_file_names_the_partners(tmp_path: Path) -> None:
     db = tmp_path / "rsu.db"
     conn = open_db(db)

@@ -17,7 +17,7 @@ from export_helpers import CLEAN, DATA, EVENT_ROWS, MARATHON, RACE, make_db, per
 from typer.testing import CliRunner
 
 from rsu.cli.main import app
-from rsu.export.profiles import is_formula
+from rsu.export.profiles import formula_start, is_formula
 
 HOSTILE = [
     person(801, MARATHON, last_name="=cmd|' /C calc'!A0"),
@@ -341,10 +341,73 @@ def test_a_change_report_checks_its_old_and_new_values(tmp_path: Path) -> None:
         ("+1e5", True),
         ("\t=1", True),
         ("\r=1", True),
+        # leading blanks and fullwidth forms (U+FF1D U+FF0B U+FF0D U+FF20)
+        (" =1+1", True),
+        ("  \t @SUM(A1)", True),
+        (" -A1", True),
+        ("\uff1d1+1", True),
+        ("\uff0bSUM(1,2)", True),
+        ("\uff0dA1", True),
+        ("\uff20SUM(A1)", True),
+        (" \uff1dcmd|' /C calc'!A0", True),
+        ("  -5", False),
+        (" +1 (555) 010-1234", False),
+        ("\uff0d5", False),
+        ("   ", False),
+        (" Smith", False),
     ],
 )
 def test_what_is_a_formula(text: str, formula: bool) -> None:
     assert is_formula(text) is formula
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("=1", "="),
+        ("  =1", "  ="),
+        (" \t@SUM(A1)", " \t@"),
+        ("\uff1d1", "\uff1d"),
+        (" \uff20SUM(A1)", " \uff20"),
+        ("\t-5", "\t"),
+        (" -5", ""),
+        ("Doe", ""),
+    ],
+)
+def test_the_start_that_makes_a_formula(text: str, start: str) -> None:
+    assert formula_start(text) == start
+
+
+def test_blank_led_and_fullwidth_formulas_are_refused_and_quoted(tmp_path: Path) -> None:
+    db = make_db(
+        tmp_path / "rsu.db",
+        [
+            person(811, MARATHON, last_name="  =cmd|' /C calc'!A0"),
+            person(812, MARATHON, first_name="\uff0bSUM(1,2)"),
+            person(813, MARATHON, team_id=41, team_name=" \uff20SUM(A1)", team_type="Club"),
+            person(814, MARATHON, last_name=" Smith", city="  -5"),  # harmless
+        ],
+    )
+    res = export(db, "--format", "raceresult")
+    assert res.exit_code == 1
+    who = "RACE RESULT cannot take: registration"
+    assert res.stderr.splitlines()[:-1] == [
+        f"{who} 811 (event 1001, First811   =cmd|' /C calc'!A0): "
+        f"Lastname \"  =cmd|' /C calc'!A0\" starts with '  =': {FORMULA_TAIL}",
+        f"{who} 812 (event 1001, \uff0bSUM(1,2) Last812): "
+        f"Firstname '\uff0bSUM(1,2)' starts with '\uff0b': {FORMULA_TAIL}",
+        f"{who} 813 (event 1001, First813 Last813): "
+        f"Club ' \uff20SUM(A1)' starts with ' \uff20': {FORMULA_TAIL}",
+    ]
+    res = export(db, "--format", "raceresult", "--allow", "quote-formula")
+    assert res.exit_code == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [(r["Firstname"], r["Lastname"], r["Club"], r["City"]) for r in rows] == [
+        ("First811", "'  =cmd|' /C calc'!A0", "", ""),
+        ("'\uff0bSUM(1,2)", "Last812", "", ""),
+        ("First813", "Last813", "' \uff20SUM(A1)", ""),
+        ("First814", " Smith", "", "  -5"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -357,6 +420,9 @@ def test_what_is_a_formula(text: str, formula: bool) -> None:
         ("\u061c\u200e\u200f", ["U+061C", "U+200E", "U+200F"]),
         ("\u2066x\u2069", ["U+2066", "U+2069"]),
         ("a\nb\r", ["U+000A", "U+000D"]),
+        ("Ja\u200bne\ufeff\xad", ["U+00AD", "U+200B", "U+FEFF"]),
+        ("x\U000e0041", ["U+E0041"]),
+        ("\U0001f469\u200d\U0001f4bb \u0645\u06cc\u200c\u062e", []),  # the joiners are kept
         ("Jos\u00e9 \u00a0M\u00fcller \u5c71\u7530 \u05db\u05d4\u05df", []),
     ],
 )
@@ -364,6 +430,15 @@ def test_which_characters_are_control_characters(text: str, codes: list[str]) ->
     from rsu.export.profiles import control_characters
 
     assert control_characters(text) == codes
+
+
+def test_json_escapes_invisible_format_characters_as_valid_json(tmp_path: Path) -> None:
+    name = "Ann\u200b\U000e0041\u200e"
+    db = make_db(tmp_path / "rsu.db", [person(807, MARATHON, first_name=name)])
+    res = export(db, "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    assert '"first_name":"Ann\\u200b\\udb40\\udc41\\u200e"' in res.stdout
+    assert json.loads(res.stdout)["first_name"] == name
 
 
 def test_check_json_never_prints_a_raw_bidi_control(tmp_path: Path) -> None:

@@ -565,11 +565,11 @@ def test_a_full_disk_for_the_summary_does_not_stop_the_sync(
 ) -> None:
     world, url = world_db
 
-    def disk_full(path: Path, data: bytes) -> None:
-        path.write_bytes(data[:10])  # a partial temp file, as a full disk leaves it
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    def disk_full(fd: int, data: bytes) -> None:
+        os.write(fd, data[:10])  # a partial temp file, as a full disk leaves it
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("rsu.fetcher.report._write_private", disk_full)
+    monkeypatch.setattr("rsu.journal.files._write_all", disk_full)
     result = _sync(tmp_path, url)
     assert clean_exit(result), result.exception
     assert result.exit_code == 1
@@ -578,7 +578,8 @@ def test_a_full_disk_for_the_summary_does_not_stop_the_sync(
         f"failed: could not write the summary file {summary}: No space left on device (the disk "
         "is full)" in result.output.splitlines()
     )
-    assert not summary.exists() and not (tmp_path / "summary.json.tmp").exists()
+    assert not summary.exists()
+    assert [p.name for p in tmp_path.iterdir() if "summary" in p.name] == []  # no temp file
     assert _participants(tmp_path / "rsu.db") == _world_participants(world)
     assert "could not write the summary file" in (tmp_path / "sync.log").read_text()
 

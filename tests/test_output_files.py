@@ -46,3 +46,28 @@ def test_run_lock_never_truncates_what_a_symlinked_lock_file_points_at(tmp_path)
         RunLock.acquire(db, "rsu sync")
     assert victim.read_text() == "keep me"
     assert str(lock_path(db)) in str(err.value)
+
+
+def test_one_atomic_write_for_summaries_and_exports(tmp_path, monkeypatch):
+    """``write_summary`` and ``rsu export -o`` share :func:`rsu.journal.files.write_atomically`:
+    a failed write leaves the old file and no temporary file; a good one is mode 0600."""
+    import errno
+
+    from rsu.export.writing import write_output
+    from rsu.journal import files
+
+    out = tmp_path / "out.csv"
+    out.write_bytes(b"yesterday")
+    write_output(b"today", out)
+    assert (out.read_bytes(), stat.S_IMODE(out.stat().st_mode)) == (b"today", 0o600)
+
+    def disk_full(fd, data):
+        os.write(fd, data[:2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files, "_write_all", disk_full)
+    for write in (lambda: write_output(b"tomorrow", out), lambda: write_summary(out, {})):
+        with pytest.raises(OSError, match="No space left on device"):
+            write()
+    assert out.read_bytes() == b"today"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
