@@ -11,6 +11,7 @@ row per listing, failed fetch or unprojectable event).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,14 +66,17 @@ class Counters:
     new_errors: int = 0
 
 
-def _insert_sql(table: Table, suffix: str, *, update: bool = True) -> str:
-    """``INSERT`` of one whole row of ``table`` (``?`` placeholders); on a key conflict the
-    non-key columns are updated (``update``) or the stored row is kept."""
+def _insert_sql(
+    table: Table, suffix: str, *, update: bool = True, values: Sequence[str] = ()
+) -> str:
+    """``INSERT`` of one whole row of ``table`` (``?`` placeholders, or ``values``: one SQL
+    expression per column); on a key conflict the non-key columns are updated (``update``) or
+    the stored row is kept."""
     cols = table.column_names
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in table.pk)
     return (
         f"INSERT INTO {table.name}{suffix} ({', '.join(cols)}) "
-        f"VALUES ({', '.join('?' * len(cols))}) "
+        f"VALUES ({', '.join(values or '?' * len(cols))}) "
         f"ON CONFLICT ({', '.join(table.pk)}) "
         + (f"DO UPDATE SET {updates}" if update else "DO NOTHING")
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from rsu.journal import (
 
 from . import normalize as n
 from . import typed
-from .history import _PART_PREFIX, BadShape, BodyRejected, _merge, _utc_seconds
+from .history import _PART_PREFIX, BadShape, BodyRejected, _insert_sql, _merge, _utc_seconds
 from .normalize import MISSING
 from .pipeline import NOT_PREFETCHED, Prepared, race_id_of
 from .races import RacesApplier
@@ -32,9 +33,7 @@ from .records import (
     all_null,
     participant_values,
 )
-from .schema import (
-    PAGES,
-)
+from .schema import PAGES, PARTICIPANTS
 from .typed import RawRow
 
 #: ``(race_id, event_id, registration_id)`` of a registration (the timing partner is the row's).
@@ -59,6 +58,34 @@ def _chunks(ids: Sequence[int]) -> Iterator[tuple[Sequence[int], str]]:
     for i in range(0, len(ids), _IN_CHUNK):
         chunk = ids[i : i + _IN_CHUNK]
         yield chunk, ",".join("?" * len(chunk))
+
+
+#: Columns of a new registration that are the same for a whole page (as SQL: ``{tp}``...).
+_PAGE_CONSTANTS = {
+    "timing_partner_id": "{tp}",
+    "race_id": "{race_id}",
+    "removed_at": "NULL",
+    "removed_reason": "NULL",
+    "new_registration_id": "NULL",
+    "source_seq": "{seq}",
+    "last_seen_seq": "{seq}",
+    "previous_event_id": "NULL",
+    "event_changed_at": "NULL",
+}
+_NEW_ROW_SQL: dict[str, str] = {}
+
+
+def _new_rows_sql(table: str, tp: int, race_id: int, seq: int) -> str:
+    """The upsert into ``table`` (``runsignup_participants`` + suffix) of a page of new
+    registrations in the short form of :func:`rsu.projector.pipeline._new_rows`: the columns
+    alike for the page are SQL constants (integers of the journal row, through ``int``), so
+    SQLite binds a sixth fewer values per row (11 % of the upsert's time)."""
+    template = _NEW_ROW_SQL.get(table)
+    if template is None:
+        suffix = table[len(PARTICIPANTS.name) :]
+        values = [_PAGE_CONSTANTS.get(c, "?") for c in PARTICIPANTS.column_names]
+        template = _NEW_ROW_SQL[table] = _insert_sql(PARTICIPANTS, suffix, values=values)
+    return template.format(tp=int(tp), race_id=int(race_id), seq=int(seq))
 
 
 def _older(new_lm: Any, old_lm: Any) -> bool:
@@ -439,21 +466,25 @@ class ParticipantsApplier(RacesApplier):
         self, row: JournalRow, ev: ResponseReceived, page: Prepared, stats: dict[str, int]
     ) -> bool:
         """Upsert a ``/participants`` page of new-registration rows the worker prepared
-        (:mod:`rsu.projector.pipeline`) as they are, when none of its registrations is stored
-        and none is in it twice (what :meth:`_store` would then do); else return ``False``
-        having written nothing (the caller projects the page from its body)."""
+        (:func:`rsu.projector.pipeline._new_rows`) as they are, when none of its registrations is
+        stored and none is in it twice (what :meth:`_store` would then do); else return
+        ``False`` having written nothing (the caller projects the page from its body)."""
         tp: Any = row.timing_partner_id  # set: the worker prepares only such pages
         race_id: Any = race_id_of(row, ev)
         rows, _missing, events, twice = page
         if twice or not rows:
             return False
-        ids = [r[3] for r in rows]
+        ids = [r[1] for r in rows]
         if (  # one range probe; the exact look-up only when it finds a registration
             self.conn.execute(self._any_between, (tp, race_id, min(ids), max(ids))).fetchone()
-            and self._existing(tp, ((race_id, r[2], r[3]) for r in rows))
+            and self._existing(tp, ((race_id, r[0], r[1]) for r in rows))
         ):
             return False
-        self.conn.executemany(self._upsert_part, rows)
+        if isinstance(self.conn, sqlite3.Connection):
+            self.conn.executemany(_new_rows_sql(self._t_part, tp, race_id, row.seq), rows)
+        else:  # PostgreSQL: whole rows, which its target copies in
+            tail = (*typed.ACTIVE, row.seq, row.seq, None, None)
+            self.conn.executemany(self._upsert_part, [(tp, race_id, *r, *tail) for r in rows])
         self.counters.rows_upserted += len(rows)
         stats["rows"] += len(rows)
         stats["new"] += len(rows)

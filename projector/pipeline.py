@@ -73,8 +73,8 @@ _END: _Message = (None, None, None, None)
 
 
 #: ``(upsert rows, positions of MISSING per row or None, event ids, a registration twice)``;
-#: ``missing`` itself ``None``: the rows hold only the new-registration form (usable only when
-#: none of the page's registrations is stored).
+#: ``missing`` itself ``None``: the rows are in the short new-registration form of
+#: :func:`_new_rows` (usable only when none of the page's registrations is stored).
 Prepared = tuple[list[tuple[Any, ...]], list[tuple[int, ...] | None] | None, list[int], bool]
 
 
@@ -87,7 +87,8 @@ def page_values(
     ``typed_values(reg, stored=False)``, then ``source_seq = last_seen_seq = seq``), in the order
     that method takes them (a repeated key keeps its first place and its last values); with
     ``stored``, per row the data column positions that are ``MISSING`` for a stored registration
-    (``None``: none), else ``None`` for the whole list (:func:`_new_rows`); the event ids;
+    (``None``: none), else ``None`` for the whole list and the rows in the short form of
+    :func:`_new_rows`; the event ids;
     whether a ``(race_id, registration_id)`` occurs twice. ``None`` when the typed path does not
     apply to the page."""
     if not stored:
@@ -128,8 +129,11 @@ def page_values(
 
 
 def _new_rows(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
-    """:func:`page_values` without ``stored``: the rows in page order, each registration as
-    sent (a repeated one is then ``twice``, and the main process does not use these rows)."""
+    """:func:`page_values` without ``stored``: each registration's row as a new registration, in
+    the short form ``(event_id, registration_id, data columns up to question_responses)`` (the
+    partner, the race, the removal columns and the provenance are the same for every row of the
+    page: :meth:`Applier._new_page` writes them as constants), in page order, each registration
+    as sent (a repeated one is then ``twice``, and the main process does not use these rows)."""
     elements = typed.decode_page(raw)
     if elements is None:
         return None
@@ -138,7 +142,6 @@ def _new_rows(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
     rows: list[tuple[Any, ...]] = []
     events: set[int] = set()
     reg_ids: set[int] = set()
-    tail = (seq, seq, None, None)
     try:
         for element in elements:
             e: Any = element.event
@@ -153,7 +156,7 @@ def _new_rows(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
                         return None
                     event_id = el_event
                 reg_id = reg.registration_id
-                rows.append(typed_values(reg, False, (tp, race_id, event_id, reg_id), tail))
+                rows.append(typed_values(reg, False, (event_id, reg_id), ()))
                 events.add(event_id)
                 reg_ids.add(reg_id)
     except Exception:  # the main process's generic path decides (and records the error)

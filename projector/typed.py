@@ -323,15 +323,23 @@ def _question_text(raw: msgspec.Raw) -> str | None:
     return text  # type: ignore[no-any-return]
 
 
+#: The last three data columns of an active registration: ``removed_at``, ``removed_reason``,
+#: ``new_registration_id``.
+ACTIVE = (None, None, None)
+
+
 def typed_values(
-    r: Registration, stored: bool = True, head: tuple[Any, ...] = (), tail: tuple[Any, ...] = ()
+    r: Registration,
+    stored: bool = True,
+    head: tuple[Any, ...] = (),
+    tail: tuple[Any, ...] = ACTIVE,
 ) -> tuple[Any, ...]:
     """The data columns of ``runsignup_participants`` for an active registration, as
     ``participant_values(..., removed=False)`` gives them; for a registration not ``stored`` yet,
-    absent keys give ``None`` instead of ``MISSING``. ``head`` and ``tail`` are put before and
-    after them (a whole row in one tuple). Raises (``ValueError``, ``TypeError``,
-    :class:`Unusual`...) for a value the generic path would reject or could treat differently:
-    the caller then uses that path."""
+    absent keys give ``None`` instead of ``MISSING``. ``head`` is put before them, and ``tail``
+    instead of the last three (:data:`ACTIVE`): a whole row in one tuple. Raises
+    (``ValueError``, ``TypeError``, :class:`Unusual`...) for a value the generic path would
+    reject or could treat differently: the caller then uses that path."""
     if r.user is None and _all_null(r):
         raise Unusual("every field is null")  # the generic path records it (records.all_null)
     m = _STORED if stored else _NEW
@@ -418,8 +426,5 @@ def typed_values(
         v if (v := r.giveaway).__class__ is str else text[v],
         v if (v := r.giveaway_option_id).__class__ is int else integer[v],
         qr,
-        None,
-        None,
-        None,
         *tail,
     )

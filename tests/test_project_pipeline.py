@@ -161,7 +161,11 @@ def test_new_registration_form_is_the_stored_form_without_missing():
     full = pipeline.page_values(7, 100, 42, raw)
     new = pipeline.page_values(7, 100, 42, raw, stored=False)
     assert full is not None and new is not None
-    assert new == (full[0], None, [11, 12], False)
+    # the short form: no partner, race, removal columns or provenance (constants of the page)
+    assert new == ([r[2:-7] for r in full[0]], None, [11, 12], False)
+    assert all(
+        r[:2] == (7, 100) and r[-7:] == (None, None, None, 42, 42, None, None) for r in full[0]
+    )
 
 
 def test_a_first_listing_page_over_stored_registrations_is_projected_from_its_body(tmp_path):
