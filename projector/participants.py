@@ -480,9 +480,11 @@ class ParticipantsApplier(RacesApplier):
             and self._existing(tp, ((race_id, r[0], r[1]) for r in rows))
         ):
             return False
-        if isinstance(self.conn, sqlite3.Connection):
+        if isinstance(self.conn, sqlite3.Connection) and all(
+            v.__class__ is int and _I64_MIN <= v <= _I64_MAX for v in (tp, race_id, row.seq)
+        ):
             self.conn.executemany(_new_rows_sql(self._t_part, tp, race_id, row.seq), rows)
-        else:  # PostgreSQL: whole rows, which its target copies in
+        else:  # PostgreSQL (its target copies whole rows in), or an id a constant cannot be
             tail = (*typed.ACTIVE, row.seq, row.seq, None, None)
             self.conn.executemany(self._upsert_part, [(tp, race_id, *r, *tail) for r in rows])
         self.counters.rows_upserted += len(rows)

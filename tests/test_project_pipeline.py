@@ -193,3 +193,31 @@ def test_a_first_listing_page_over_stored_registrations_is_projected_from_its_bo
         "SELECT COUNT(*) FROM runsignup_participants WHERE event_id = 12 AND previous_event_id = 11"
     ).fetchone()
     assert moved == (10,)
+
+
+def test_ids_at_the_ends_of_bigint_are_written_exactly_with_the_page_constants(tmp_path):
+    """The partner and race of a page of new registrations become SQL constants: at the largest
+    and smallest BIGINT they are still the exact integers (a constant out of range would be
+    read as a REAL)."""
+    top, bottom = 2**63 - 1, -(2**63)
+
+    def journal_at(path: Any) -> Any:
+        jn = new_journal(path)
+        for tp, race in ((top, top), (bottom, 5)):
+            b = Builder(jn, tp=tp, run_id=f"r{tp}")
+            b.race(j({"race": race_obj(race, event_ids=EVENTS)}), race)
+            b.listing(race, 11, [participants_body(11, [registration(i, 11) for i in (1, 2)])])
+        return jn
+
+    plain = journal_at(":memory:")
+    project(plain.db)
+    with worker_always() as counts:
+        piped = journal_at(tmp_path / "piped.db")
+        project(piped.db)
+    assert counts["new"] == 2
+    assert dump(piped.db.conn) == dump(plain.db.conn)
+    got = piped.db.conn.execute(
+        "SELECT timing_partner_id, typeof(timing_partner_id), race_id, typeof(race_id), "
+        "COUNT(*) FROM runsignup_participants GROUP BY 1, 3 ORDER BY 1"
+    ).fetchall()
+    assert got == [(bottom, "integer", 5, "integer", 2), (top, "integer", top, "integer", 2)]
