@@ -13,9 +13,11 @@ Steps 1 and 3 run ``--runs`` times (default 3), each on a fresh copy of the jour
 of each, each run's ratio and their median, and peak RSS (``resource.getrusage``) before and after
 the first projection (before the limit, which holds every row in memory, runs). The journal is built
 in a child process, so the peak RSS is the projector's own. ``--no-limit`` skips the limit (for the
-RSS at 1M registrations).
+RSS at 1M registrations). Every registration answers the same two questions the same way (the
+projector memoises repeated ``question_responses``); ``--unique-answers`` adds a free-text answer
+of each registration's own, the case where that memo never helps.
 
-    .venv/bin/python benchmarks/projection.py [--registrations 200000]
+    .venv/bin/python benchmarks/projection.py [--registrations 200000] [--unique-answers]
 """
 
 from __future__ import annotations
@@ -46,7 +48,19 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(path: Path, registrations: int, per_event: int) -> None:
+def answered(reg_id: int, event_id: int, unique_answers: bool) -> dict[str, object]:
+    """A registration; with ``unique_answers`` also a free-text answer of its own (an emergency
+    contact), so no two registrations send the same ``question_responses``."""
+    reg = registration(reg_id, event_id)
+    if unique_answers:
+        reg["question_responses"] = [
+            *reg["question_responses"],
+            {"question_id": 3, "question_text": "Emergency contact", "response": f"C {reg_id}"},
+        ]
+    return reg
+
+
+def build(path: Path, registrations: int, per_event: int, unique_answers: bool = False) -> None:
     journal = Journal(open_db(path))
     b = Builder(journal)
     b.run_started()
@@ -60,7 +74,9 @@ def build(path: Path, registrations: int, per_event: int) -> None:
         while reg < end:
             stop = min(reg + PAGE, end)
             bodies.append(
-                participants_body(event_id, [registration(i, event_id) for i in range(reg, stop)])
+                participants_body(
+                    event_id, [answered(i, event_id, unique_answers) for i in range(reg, stop)]
+                )
             )
             reg = stop
         b.listing(1, event_id, bodies)
@@ -101,10 +117,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3, help="runs; the ratio printed is their median")
     ap.add_argument("--no-limit", action="store_true", help="skip the limit (RSS at 1M rows)")
+    ap.add_argument(
+        "--unique-answers",
+        action="store_true",
+        help="each registration answers a free-text question of its own (no two alike)",
+    )
     ap.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build_only is not None:
-        build(args.build_only, args.registrations, args.per_event)
+        build(args.build_only, args.registrations, args.per_event, args.unique_answers)
         return
     with tempfile.TemporaryDirectory() as tmp:
         built = Path(tmp) / "built.db"
@@ -119,6 +140,7 @@ def main() -> None:
                 str(args.per_event),
                 "--build-only",
                 str(built),
+                *(["--unique-answers"] if args.unique_answers else []),
             ],
             check=True,
         )
