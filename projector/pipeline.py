@@ -193,7 +193,10 @@ def _work(path: str, after_seq: int, out: Any, parent: int, taken: Any) -> None:
     sent as new-registration rows only, without its body: the main process, which starts the
     worker only on empty tables (see ``runner``), rarely has any of them stored, and reads the
     body itself when it does. A page of a later listing is sent with its body (the re-seen
-    shortcuts read it) and the ``MISSING`` positions of its rows. Pages up to ``taken.value``
+    shortcuts read it) and the ``MISSING`` positions of its rows, and so is a first listing's
+    page whose new-registration form fails (:func:`_new_rows` takes every copy of a repeated
+    registration, the typed path only the last: a rejected earlier copy must not send the page
+    down the generic path, which records that copy as an error). Pages up to ``taken.value``
     (a shared integer the main process raises) are skipped: the main process did them itself."""
     if os.getppid() != parent:  # the main process (pid ``parent``) died while this one started
         os._exit(0)
@@ -245,6 +248,8 @@ def _work(path: str, after_seq: int, out: Any, parent: int, taken: Any) -> None:
                 except (KeyError, JournalError):  # the main process reads it and reports it
                     continue
                 rows = page_values(tp, race_id, row.seq, raw, stored=not first)
+                if first and rows is None:  # maybe a repeated registration's dropped copy
+                    first, rows = False, page_values(tp, race_id, row.seq, raw)
                 ident = (row.body_sha256, tp, race_id)
                 send((row.seq, ident, None if first and rows is not None else raw, rows))
     send(_END)

@@ -221,3 +221,28 @@ def test_ids_at_the_ends_of_bigint_are_written_exactly_with_the_page_constants(t
         "COUNT(*) FROM runsignup_participants GROUP BY 1, 3 ORDER BY 1"
     ).fetchall()
     assert got == [(bottom, "integer", 5, "integer", 2), (top, "integer", top, "integer", 2)]
+
+
+def test_a_first_listing_page_repeating_a_registration_after_an_all_null_copy(tmp_path):
+    """A registration twice in a page of a first listing, its first copy all-null: the typed
+    path keeps the last copy (no error), so the worker must not send the page down the generic
+    path (which records the first copy as an error) when its new-registration form fails."""
+
+    def journal_at(path: Any) -> Any:
+        jn = new_journal(path)
+        b = Builder(jn, tp=1, run_id="r1")
+        b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+        null = {"registration_id": 3, "event_id": 11, "user": None, "bib_num": None}
+        regs = [registration(1, 11), null, registration(3, 11), registration(4, 11)]
+        b.listing(100, 11, [participants_body(11, regs)])
+        return jn
+
+    plain = journal_at(":memory:")
+    project(plain.db)
+    with worker_always() as counts:
+        piped = journal_at(tmp_path / "piped.db")
+        project(piped.db)
+    assert counts["prepared"] == 1
+    assert dump(piped.db.conn) == dump(plain.db.conn)
+    errors = piped.db.conn.execute("SELECT COUNT(*) FROM projection_errors").fetchone()
+    assert errors == (0,)
