@@ -4,6 +4,8 @@ stored registrations (absent keys keep the stored values), rebuilds, bad pages."
 
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -246,3 +248,35 @@ def test_a_first_listing_page_repeating_a_registration_after_an_all_null_copy(tm
     assert dump(piped.db.conn) == dump(plain.db.conn)
     errors = piped.db.conn.execute("SELECT COUNT(*) FROM projection_errors").fetchone()
     assert errors == (0,)
+
+
+def test_a_worker_killed_mid_run_leaves_the_rest_to_the_main_process(tmp_path):
+    """SIGKILL of the worker once its first page arrived (more pages than the pipe holds
+    follow, the last one it wrote maybe cut): the main process reads what is whole and projects
+    the rest itself, to the tables of a projection without a worker."""
+
+    def journal_at(path: Any) -> Any:
+        jn = new_journal(path)
+        b = Builder(jn, tp=1, run_id="r1")
+        b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+        regs = [registration(i, 11 + i % 2) for i in range(1, 6001)]
+        b.listing(100, 11, [participants_body(11, regs[k : k + 200]) for k in range(0, 6000, 200)])
+        return jn
+
+    plain = journal_at(":memory:")
+    project(plain.db)
+    with worker_always() as counts:
+        counted = pipeline.Prefetcher.prepared
+
+        def prepared(self: pipeline.Prefetcher, row: Any) -> Any:
+            got = counted(self, row)
+            if self._proc.is_alive():
+                os.kill(self._proc.pid, signal.SIGKILL)
+                self._proc.join()
+            return got
+
+        pipeline.Prefetcher.prepared = prepared  # type: ignore[method-assign]
+        piped = journal_at(tmp_path / "piped.db")
+        project(piped.db)
+    assert 1 <= counts["prepared"] < 30  # 30 pages of about 64 KiB marshal-ed: not all sent
+    assert dump(piped.db.conn) == dump(plain.db.conn)
