@@ -105,7 +105,9 @@ class ParticipantsApplier(RacesApplier):
         prepared = NOT_PREFETCHED
         if not removed and self.prefetch is not None:
             prepared = self.prefetch.prepared(row)
-            if prepared is not None and prepared is not NOT_PREFETCHED and prepared[1] is None:
+            if prepared is None:  # the worker's typed path did not apply: decide as without it
+                prepared = NOT_PREFETCHED
+            if prepared is not NOT_PREFETCHED and prepared[1] is None:
                 if self._new_page(row, ev, prepared, stats):
                     self._page_row(row, ev, ok, stats, reason)
                     return
@@ -138,15 +140,12 @@ class ParticipantsApplier(RacesApplier):
         prepared: Any = NOT_PREFETCHED,
     ) -> None:
         """Project every registration of one page body, row by row (typed path when it fits);
-        ``prepared``: what the worker prepared of ``raw``, the journal row's own body
-        (:meth:`Prefetcher.prepared <rsu.projector.pipeline.Prefetcher.prepared>`)."""
+        ``prepared``: the rows the worker prepared of ``raw``, the journal row's own body, with
+        their ``MISSING`` positions (:func:`rsu.projector.pipeline.page_values`)."""
         if prepared is not NOT_PREFETCHED:
-            if prepared is not None:
-                self._prefetched_page(row, ev, prepared, stats)
-                return
-            typed_page = None  # not of the typed shape: the generic path
-        else:
-            typed_page = None if removed else self._typed_page(row, ev, raw)
+            self._prefetched_page(row, ev, prepared, stats)
+            return
+        typed_page = None if removed else self._typed_page(row, ev, raw)
         if typed_page is not None:
             self._store(row, typed_page[0], typed_page[1], removed, stats)
         else:

@@ -24,7 +24,9 @@ second form goes through :meth:`Applier._prefetched_page`, which looks up the st
 registrations as before and puts ``MISSING`` back for them (``typed_values(reg, stored=False)``
 is ``typed_values(reg, stored=True)`` with ``None`` for ``MISSING``: they differ in nothing else).
 A page the worker did not prepare (appended meanwhile, an unreadable blob, the worker gone or not
-started yet) is projected in the main process as before: the tables are the same either way.
+started yet), or whose typed path failed there (``None``: not of that shape, or nested too deeply
+for the worker, see :data:`_STACK_MARGIN`), is projected in the main process as without a
+worker: the tables are the same either way.
 
 A process, not a thread: msgspec and the value building hold the GIL, and so would starve the
 thread waiting to go on with its ``executemany``.
@@ -40,6 +42,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -63,6 +66,11 @@ _AHEAD = 2
 #: (at most ``/proc/sys/fs/pipe-max-size``, 1 MiB by default, for a process without privileges).
 _F_SETPIPE_SZ = 1031
 _PIPE_BYTES = 1 << 20
+#: Python frames the worker keeps unused: how deeply nested a body msgspec decodes depends on
+#: the frames below the call, and the main process decodes far down its stack (the CLI, a test
+#: runner); a page nested too deeply for the worker is left to the main process, which then
+#: decodes it, or fails to, as without a worker.
+_STACK_MARGIN = 300
 #: A page the worker did not prepare: project it in the main process.
 NOT_PREFETCHED: Any = object()
 #: ``(seq, (body sha256, timing partner, race id), body or None, page_values or None)``, sent
@@ -201,6 +209,7 @@ def _work(path: str, after_seq: int, out: Any, parent: int, taken: Any) -> None:
     if os.getppid() != parent:  # the main process (pid ``parent``) died while this one started
         os._exit(0)
     gc.disable()  # pages decode to acyclic objects: the cyclic GC only slows it down
+    sys.setrecursionlimit(sys.getrecursionlimit() - _STACK_MARGIN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process decides
     devnull = os.open(os.devnull, os.O_RDWR)

@@ -26,7 +26,7 @@ from project_helpers import (
 )
 from test_project_properties import EVENTS, SETTINGS, build, steps_st
 
-from rsu.projector import pipeline, project
+from rsu.projector import pipeline, project, typed
 from rsu.projector.participants import ParticipantsApplier
 from rsu.projector.schema import PARTICIPANTS
 
@@ -279,4 +279,43 @@ def test_a_worker_killed_mid_run_leaves_the_rest_to_the_main_process(tmp_path):
         piped = journal_at(tmp_path / "piped.db")
         project(piped.db)
     assert 1 <= counts["prepared"] < 30  # 30 pages of about 64 KiB marshal-ed: not all sent
+    assert dump(piped.db.conn) == dump(plain.db.conn)
+
+
+def _deepest_decodable(page: Callable[[int], bytes]) -> int:
+    """The deepest ``page(depth)`` msgspec decodes from this frame (its limit counts the Python
+    frames below the call: a deeper caller decodes less)."""
+    depth = 1
+    while typed.decode_page(page(depth + 1)) is not None:
+        depth += 1
+    return depth
+
+
+def test_a_page_nested_nearly_too_deep_for_the_main_process_is_left_to_it(tmp_path):
+    """How deeply nested a body decodes depends on the Python frames of the caller: a
+    ``question_responses`` nested just deeper than the main process (some frames further down
+    than this test) can decode is a page error there; the worker, with fewer frames, must not
+    decode it either."""
+
+    def page(depth: int) -> bytes:
+        deep = b'[{"question_id":"1","response":' + b"[" * depth + b"]" * depth + b"}]"
+        reg = participants_body(11, [registration(1, 11)])
+        return reg.replace(b'"question_responses":', b'"question_responses":' + deep + b',"x":', 1)
+
+    body = page(_deepest_decodable(page) - 5)
+
+    def journal_at(path: Any) -> Any:
+        jn = new_journal(path)
+        b = Builder(jn, tp=1, run_id="r1")
+        b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+        b.listing(100, 11, [body, participants_body(11, [registration(2, 11)])])
+        return jn
+
+    plain = journal_at(":memory:")
+    project(plain.db)
+    errors = plain.db.conn.execute("SELECT reason FROM projection_errors").fetchall()
+    assert errors == [("body is JSON nested too deeply to read",)]
+    with worker_always():
+        piped = journal_at(tmp_path / "piped.db")
+        project(piped.db)
     assert dump(piped.db.conn) == dump(plain.db.conn)
