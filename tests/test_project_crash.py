@@ -15,6 +15,7 @@ from project_helpers import (
     dump,
     new_journal,
 )
+from test_project_indexes import ALL, _indexes
 
 from rsu.projector import project
 
@@ -76,3 +77,5 @@ def test_sigkill_mid_batch_then_restart(tmp_path):
     final = new_journal(path)
     assert dump(final.db.conn) == expected
     assert _checkpoint(path) == last
+    # the first projection (killed) left the readers' look-up indexes out; the last made them
+    assert _indexes(final.db.conn) == _indexes(reference.db.conn) == ALL
