@@ -30,6 +30,7 @@ from project_helpers import (
     removed_registration,
 )
 from test_e2e import TODAY
+from test_project_pipeline import worker_always
 from test_project_properties import build
 from test_replay_e2e import write_manifest
 from typer.testing import CliRunner
@@ -548,3 +549,16 @@ def test_a_set_but_unreachable_test_server_fails_instead_of_skipping(monkeypatch
     monkeypatch.delenv(DSN_ENV)
     with pytest.raises(pytest.skip.Exception):
         next(fresh_database())
+
+
+def test_pages_the_worker_prepared_hold_the_same_rows_in_postgresql(pg_dsn, tmp_path):
+    """The golden journal in a file, every page prepared by the worker process (the first
+    listings' pages as new-registration rows, bound whole on PostgreSQL)."""
+    plain = _golden_journal()
+    on_sqlite = project(plain.db, batch_size=5)
+    expected = sqlite_tables(plain.db.conn)
+    with worker_always() as counts:
+        on_pg = project(_golden_journal(tmp_path / "g.db").db, batch_size=5, target=pg_dsn)
+    assert counts["new"] > 0 and counts["prepared"] > counts["new"]
+    assert _summary(on_pg) == _summary(on_sqlite)
+    assert pg_tables(pg_dsn) == expected
