@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from project_helpers import (
@@ -23,6 +24,8 @@ from project_helpers import (
     participants_body,
     race_obj,
     registration,
+    removed_body,
+    removed_registration,
 )
 from test_project_properties import EVENTS, SETTINGS, build, steps_st
 
@@ -319,3 +322,79 @@ def test_a_page_nested_nearly_too_deep_for_the_main_process_is_left_to_it(tmp_pa
         piped = journal_at(tmp_path / "piped.db")
         project(piped.db)
     assert dump(piped.db.conn) == dump(plain.db.conn)
+
+
+#: ``question_responses`` of the first listing's registrations (kept raw by the typed path)
+ODD_ANSWERS = [
+    None,
+    {},
+    [],
+    "text",
+    5,
+    [[[[1]]]],
+    [{"question_id": 5, "response": "x" * 3000}],  # more than the memoised 1 KiB
+    [1, None, "a"],
+    [{"question_id": None}],
+]
+
+
+def _odd_journal(path: Any) -> Any:
+    """Two partners sharing a race; first listings mixing typed and generic pages (odd answers,
+    all-null rows, ids out of range or as text, a registration without ``event_id``), error
+    bodies, a removal, a registration in two events across pages, a multi-event listing of scope
+    ``None`` whose element has no ``event_id``."""
+    jn = new_journal(path)
+    no_event = _without(registration(53, 11), "event_id")
+    for tp in (1, 2):
+        b = Builder(jn, tp=tp, run_id=f"r{tp}")
+        b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+        regs: list[Any] = []
+        for i, answers in enumerate(ODD_ANSWERS):
+            regs.append({**registration(i + 1, 11), "question_responses": answers})
+        regs += [
+            {"registration_id": 50, "event_id": 11, "user": None, "question_responses": None},
+            {"registration_id": 51, "event_id": 11, "user": None, "age": None},
+            {"registration_id": 2**63, "event_id": 11},
+            {"registration_id": "52", "event_id": 11},
+            no_event,
+        ]
+        b.listing(100, 11, [participants_body(11, regs[:5]), participants_body(11, regs[5:])])
+        b.listing(
+            100,
+            12,
+            [
+                participants_body(12, [registration(60, 12), registration(61, 11)]),
+                participants_body(11, [registration(60, 11, 1)]),
+            ],
+        )
+        removal = removed_registration(3, 11, "removed", None, 1_700_000_500)
+        b.listing(100, 11, [removed_body(11, [removal])], endpoint="removed_participants")
+        error = j({"error": {"error_code": 5, "error_msg": "x"}})
+        b.response("participants", error, race_id=100, event_id=12, listing_id=f"e{tp}")
+        b.response("participants", b"oops", race_id=100, event_id=12, status=500)
+        several = j(
+            [
+                {"event": {"event_id": None}, "participants": [registration(70, 12), no_event]},
+                {"event": {"event_id": 12}, "participants": [registration(3, 12)]},
+            ]
+        )
+        b.listing(100, None, [several, participants_body(12, [registration(72, 12)])])
+        b.listing(100, 12, [participants_body(12, [registration(i, 12, 2) for i in range(1, 12)])])
+    return jn
+
+
+@pytest.mark.parametrize("options", [{}, {"batch_size": 1}, {"shortcuts": False, "batch_size": 2}])
+def test_odd_pages_in_first_listings_give_the_tables_of_the_main_process(tmp_path, options):
+    plain = _odd_journal(":memory:")
+    project(plain.db, **options)
+    expected = dump(plain.db.conn)
+    with worker_always() as counts:
+        piped = _odd_journal(tmp_path / "piped.db")
+        project(piped.db, **options)
+        assert dump(piped.db.conn) == expected
+        project(piped.db, rebuild=True, **options)
+    assert dump(piped.db.conn) == expected
+    # both runs: every page prepared, the typed first listings' pages as new registrations
+    assert (counts["prepared"], counts["new"]) == (32, 12)
+    errors = plain.db.conn.execute("SELECT COUNT(*) FROM projection_errors").fetchone()
+    assert errors == (16,)  # the odd pages really went the generic way, 8 errors per partner
