@@ -89,10 +89,11 @@ Prepared = tuple[list[tuple[Any, ...]], list[tuple[int, ...] | None] | None, lis
 def page_values(
     tp: int, race_id: int, seq: int, raw: bytes, *, stored: bool = True
 ) -> Prepared | None:
-    """A ``/participants`` page of the common shape prepared for :meth:`Applier._prefetched_page`:
-    each registration's full ``runsignup_participants`` row as a new registration would be
-    upserted (``tp, race_id, event_id, registration_id``, the data columns of
-    ``typed_values(reg, stored=False)``, then ``source_seq = last_seen_seq = seq``), in the order
+    """A ``/participants`` page of the common shape prepared for :meth:`Applier._prefetched_page`
+    (with ``stored``) or :meth:`Applier._new_page`: each registration's full
+    ``runsignup_participants`` row as a new registration would be upserted (``tp, race_id,
+    event_id, registration_id``, the data columns of ``typed_values(reg, stored=False)``, then
+    ``source_seq = last_seen_seq = seq`` and no event change), in the order
     that method takes them (a repeated key keeps its first place and its last values); with
     ``stored``, per row the data column positions that are ``MISSING`` for a stored registration
     (``None``: none), else ``None`` for the whole list and the rows in the short form of
@@ -199,13 +200,13 @@ def _work(path: str, after_seq: int, out: Any, parent: int, taken: Any) -> None:
 
     A page of the first listing of its scope (timing partner, race, event) seen in this run is
     sent as new-registration rows only, without its body: the main process, which starts the
-    worker only on empty tables (see ``runner``), rarely has any of them stored, and reads the
-    body itself when it does. A page of a later listing is sent with its body (the re-seen
-    shortcuts read it) and the ``MISSING`` positions of its rows, and so is a first listing's
-    page whose new-registration form fails (:func:`_new_rows` takes every copy of a repeated
-    registration, the typed path only the last: a rejected earlier copy must not send the page
-    down the generic path, which records that copy as an error). Pages up to ``taken.value``
-    (a shared integer the main process raises) are skipped: the main process did them itself."""
+    worker on empty tables (a first projection, a rebuild; see ``runner``) unless the shortcuts
+    are off, rarely has any of them stored, and reads the body itself when it does. A page of a
+    later listing is sent with its body (the re-seen shortcuts read it) and the ``MISSING``
+    positions of its rows, and so is a first listing's page whose new-registration form fails
+    (:func:`_new_rows` takes every copy of a repeated registration, the typed path only the
+    last, which may still apply). Pages up to ``taken.value`` (a shared integer the main
+    process raises) are skipped: the main process did them itself."""
     if os.getppid() != parent:  # the main process (pid ``parent``) died while this one started
         os._exit(0)
     gc.disable()  # pages decode to acyclic objects: the cyclic GC only slows it down

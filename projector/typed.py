@@ -302,8 +302,8 @@ def _all_null(r: Registration) -> bool:
 
 _RAW_NULL = msgspec.Raw(b"null")
 #: ``question_responses`` as sent (bytes) -> its column text; only values up to
-#: :data:`_QR_KEY_MAX` bytes are kept, at most :data:`_QR_LIMIT` of them (at most 4 MiB; answers
-#: repeat: shirt sizes, yes/no).
+#: :data:`_QR_KEY_MAX` bytes are kept, at most :data:`_QR_LIMIT` of them (keys of at most 4 MiB,
+#: and their texts about as much; answers repeat: shirt sizes, yes/no).
 _QR_TEXT: dict[bytes, str | None] = {}
 _QR_KEY_MAX = 1024
 _QR_LIMIT = 4096
