@@ -4,8 +4,10 @@ stored registrations (absent keys keep the stored values), rebuilds, bad pages."
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,8 +29,11 @@ from project_helpers import (
     removed_body,
     removed_registration,
 )
+from test_journal_tamper import _tamper
 from test_project_properties import EVENTS, SETTINGS, build, steps_st
 
+from rsu.journal import JournalError
+from rsu.journal.codecs import ZSTD, encode_whole
 from rsu.projector import pipeline, project, typed
 from rsu.projector.participants import ParticipantsApplier
 from rsu.projector.schema import PARTICIPANTS
@@ -398,3 +403,30 @@ def test_odd_pages_in_first_listings_give_the_tables_of_the_main_process(tmp_pat
     assert (counts["prepared"], counts["new"]) == (32, 12)
     errors = plain.db.conn.execute("SELECT COUNT(*) FROM projection_errors").fetchone()
     assert errors == (16,)  # the odd pages really went the generic way, 8 errors per partner
+
+
+def test_a_forged_blob_of_a_first_listing_page_is_refused_with_the_worker(tmp_path):
+    """The worker does not prepare a page whose blob fails its sha256 (it would have sent it
+    as new registrations, without the body): the main process reads it and refuses the run,
+    naming the journal event, as without a worker; nothing of the batch is written."""
+    path = tmp_path / "forged.db"
+    jn = new_journal(path)
+    b = Builder(jn, tp=1, run_id="r1")
+    b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+    pages = [participants_body(11, [registration(i, 11) for i in range(k, k + 5)]) for k in (1, 6)]
+    b.listing(100, 11, pages)
+    sha = hashlib.sha256(pages[1]).hexdigest()
+    (seq,) = jn.db.conn.execute("SELECT seq FROM journal WHERE body_sha256 = ?", (sha,)).fetchone()
+    jn.close()
+    forged = pages[1].replace(b"Testville", b"Forgedvil")
+    _tamper(
+        path,
+        "UPDATE journal_blobs SET codec = ?, data = ?, size = ? WHERE sha256 = ?",
+        (ZSTD, encode_whole(forged).data, len(forged), sha),
+    )
+    with worker_always() as counts, pytest.raises(JournalError, match=f"journal event {seq}: "):
+        project(path)
+    assert counts == {"prepared": 1, "new": 1}  # the first page only
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM runsignup_participants").fetchone() == (0,)
+    conn.close()
