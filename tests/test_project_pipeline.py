@@ -73,6 +73,21 @@ def worker_always(take: Callable[[int], bool] = lambda seq: False) -> Iterator[d
         pipeline.Prefetcher._entry = old_entry  # type: ignore[method-assign]
 
 
+def _projected_both_ways(
+    journal_at: Callable[[Any], Any], tmp_path: Path, **options: Any
+) -> tuple[Any, Any, dict[str, int]]:
+    """The journal ``journal_at(path)`` builds, projected in memory (never a worker) and from a
+    file with the worker preparing every page (:func:`worker_always`); their tables are equal.
+    Returns both journals and the worker's counts."""
+    plain = journal_at(":memory:")
+    project(plain.db, **options)
+    with worker_always() as counts:
+        piped = journal_at(tmp_path / "piped.db")
+        project(piped.db, **options)
+    assert dump(piped.db.conn) == dump(plain.db.conn)
+    return plain, piped, counts
+
+
 @settings(SETTINGS, max_examples=8)  # each projection starts a worker process
 @given(steps=steps_st, batch=st.integers(1, 7), taken=st.sets(st.integers(1, 40), max_size=10))
 def test_the_worker_gives_the_tables_of_the_main_process(steps, batch, taken):
@@ -247,13 +262,8 @@ def test_a_first_listing_page_repeating_a_registration_after_an_all_null_copy(tm
         b.listing(100, 11, [participants_body(11, regs)])
         return jn
 
-    plain = journal_at(":memory:")
-    project(plain.db)
-    with worker_always() as counts:
-        piped = journal_at(tmp_path / "piped.db")
-        project(piped.db)
+    _, piped, counts = _projected_both_ways(journal_at, tmp_path)
     assert counts["prepared"] == 1
-    assert dump(piped.db.conn) == dump(plain.db.conn)
     errors = piped.db.conn.execute("SELECT COUNT(*) FROM projection_errors").fetchone()
     assert errors == (0,)
 
@@ -319,14 +329,9 @@ def test_a_page_nested_nearly_too_deep_for_the_main_process_is_left_to_it(tmp_pa
         b.listing(100, 11, [body, participants_body(11, [registration(2, 11)])])
         return jn
 
-    plain = journal_at(":memory:")
-    project(plain.db)
+    plain, _, _ = _projected_both_ways(journal_at, tmp_path)
     errors = plain.db.conn.execute("SELECT reason FROM projection_errors").fetchall()
     assert errors == [("body is JSON nested too deeply to read",)]
-    with worker_always():
-        piped = journal_at(tmp_path / "piped.db")
-        project(piped.db)
-    assert dump(piped.db.conn) == dump(plain.db.conn)
 
 
 #: ``question_responses`` of the first listing's registrations (kept raw by the typed path)
@@ -390,17 +395,12 @@ def _odd_journal(path: Any) -> Any:
 
 @pytest.mark.parametrize("options", [{}, {"batch_size": 1}, {"shortcuts": False, "batch_size": 2}])
 def test_odd_pages_in_first_listings_give_the_tables_of_the_main_process(tmp_path, options):
-    plain = _odd_journal(":memory:")
-    project(plain.db, **options)
-    expected = dump(plain.db.conn)
-    with worker_always() as counts:
-        piped = _odd_journal(tmp_path / "piped.db")
-        project(piped.db, **options)
-        assert dump(piped.db.conn) == expected
+    plain, piped, counts = _projected_both_ways(_odd_journal, tmp_path, **options)
+    # every page prepared, the typed first listings' pages as new registrations
+    assert (counts["prepared"], counts["new"]) == (16, 6)
+    with worker_always():
         project(piped.db, rebuild=True, **options)
-    assert dump(piped.db.conn) == expected
-    # both runs: every page prepared, the typed first listings' pages as new registrations
-    assert (counts["prepared"], counts["new"]) == (32, 12)
+    assert dump(piped.db.conn) == dump(plain.db.conn)
     errors = plain.db.conn.execute("SELECT COUNT(*) FROM projection_errors").fetchone()
     assert errors == (16,)  # the odd pages really went the generic way, 8 errors per partner
 
