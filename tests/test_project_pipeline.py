@@ -430,3 +430,35 @@ def test_a_forged_blob_of_a_first_listing_page_is_refused_with_the_worker(tmp_pa
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT COUNT(*) FROM runsignup_participants").fetchone() == (0,)
     conn.close()
+
+
+def test_a_projection_without_shortcuts_after_a_checkpoint(tmp_path):
+    """``shortcuts=False`` starts the worker after a checkpoint too: it no longer sees the
+    listings before it, so it sends a re-listing's pages (stored registrations, some changed,
+    one new) as a first listing's; the main process finds them stored and projects them from
+    their bodies."""
+
+    def journal_at(path: Any, checkpoint: Callable[[Any], Any] = lambda jn: None) -> Any:
+        jn = new_journal(path)
+        b = Builder(jn, tp=1, run_id="r1")
+        b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+        regs = [registration(i, 11) for i in range(1, 31)]
+        b.listing(100, 11, [participants_body(11, regs[k : k + 10]) for k in (0, 10, 20)])
+        checkpoint(jn)
+        again = [registration(i, 11, i % 3 == 0) for i in range(1, 32)]
+        b.listing(100, 11, [participants_body(11, again[k : k + 10]) for k in (0, 10, 20, 30)])
+        return jn
+
+    plain = journal_at(":memory:")
+    project(plain.db, shortcuts=False)
+    with worker_always() as counts:
+        piped = journal_at(tmp_path / "piped.db", lambda jn: project(jn.db, shortcuts=False))
+        project(piped.db, shortcuts=False)
+    # the first run: the first listing's 3 pages; the second: the re-listing's 4, sent as new
+    assert (counts["prepared"], counts["new"]) == (7, 7)
+    assert dump(piped.db.conn) == dump(plain.db.conn)
+    written = piped.db.conn.execute(
+        "SELECT COUNT(*) FROM runsignup_participants p JOIN projector_pages g "
+        "ON g.seq = p.source_seq WHERE g.listing_id = 'r1-1-2'"
+    ).fetchone()
+    assert written == (11,)  # by the re-listing: 10 changed (every third), 1 new
