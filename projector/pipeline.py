@@ -359,7 +359,8 @@ class Prefetcher:
 
 def start(journal: Journal, after_seq: int) -> Prefetcher | None:
     """A :class:`Prefetcher` for the journal's file from ``after_seq``, or ``None`` when there
-    is little to project or the journal lives in memory."""
+    is little to project, the journal lives in memory or the system refuses the worker (a
+    process, a pipe or shared memory: the main process then projects every page itself)."""
     last = journal.last_seq()
     if last - after_seq < MIN_EVENTS:
         return None
@@ -367,4 +368,7 @@ def start(journal: Journal, after_seq: int) -> Prefetcher | None:
     path = row[2] if row is not None else ""
     if not path:
         return None
-    return Prefetcher(path, after_seq)
+    try:
+        return Prefetcher(path, after_seq)
+    except OSError:  # EAGAIN (a task limit), EMFILE, ENOMEM...: the worker only saves time
+        return None

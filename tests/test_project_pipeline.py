@@ -4,7 +4,9 @@ stored registrations (absent keys keep the stored values), rebuilds, bad pages."
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -462,3 +464,25 @@ def test_a_projection_without_shortcuts_after_a_checkpoint(tmp_path):
         "ON g.seq = p.source_seq WHERE g.listing_id = 'r1-1-2'"
     ).fetchone()
     assert written == (11,)  # by the re-listing: 10 changed (every third), 1 new
+
+
+def test_a_worker_the_system_refuses_to_start_leaves_the_pages_to_the_main_process(
+    tmp_path, monkeypatch
+):
+    """The worker only saves time: when the system refuses the process (EAGAIN: a service's
+    task limit reached), the projection goes on without it."""
+
+    def refuse(self: Any) -> None:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(multiprocessing.get_context("spawn").Process, "start", refuse)
+
+    def journal_at(path: Any) -> Any:
+        jn = new_journal(path)
+        b = Builder(jn, tp=1, run_id="r1")
+        b.race(j({"race": race_obj(100, event_ids=EVENTS)}), 100)
+        b.listing(100, 11, [participants_body(11, [registration(i, 11) for i in range(1, 9)])])
+        return jn
+
+    _, _, counts = _projected_both_ways(journal_at, tmp_path)
+    assert counts == {"prepared": 0, "new": 0}
