@@ -223,3 +223,59 @@ def test_a_races_page_shorter_than_asked_but_not_than_served_proves_nothing() ->
     project(jn.db)
     assert access(conn)[RACE] == (AT.format(10), "missing_from_race_listing")
     assert {v[1] for v in rows(conn).values()} == {"access_lost"}
+
+
+def _race_with_starts(starts: dict[int, str]) -> bytes:
+    """Race RACE whose events ``event_id -> start_time`` (``M/D/YYYY HH:MM``, America/Denver)."""
+    race = race_obj(RACE, event_ids=tuple(starts))
+    for event in race["events"]:
+        event["start_time"] = starts[event["event_id"]]
+    return j({"race": race})
+
+
+def test_a_detail_of_future_events_only_removes_no_past_event() -> None:
+    # At the journal's clock (2024-01-01T00:00:SSZ) A (2017) is past, C (2030) future, and D
+    # (1/1/2024 12:00 Denver, 19:00Z) less than a day ahead: maybe not "future" to RunSignUp.
+    C, D, E = 13, 14, 15
+    starts = {A: "11/18/2017 09:00", C: "6/1/2030 08:00", D: "1/1/2024 12:00"}
+    jn = new_journal()
+    b = Builder(jn)
+    b.race(_race_with_starts(starts), RACE)  # tick 1
+    b.listing(RACE, A, [participants_body(A, [reg(1, A)])])  # ticks 2-3
+    b.listing(RACE, C, [participants_body(C, [reg(2, C)])])  # ticks 4-5
+    b.listing(RACE, D, [participants_body(D, [reg(3, D)])])  # ticks 6-7
+    future_only = {"future_events_only": "T"}
+    # the past event is left out of a future_events_only=T detail, not removed (tick 8)
+    b.race(_race_with_starts({C: starts[C], D: starts[D]}), RACE, query=future_only)
+    project(jn.db)
+    conn = jn.db.conn
+    removed = "SELECT event_id, removed_at FROM runsignup_events ORDER BY event_id"
+    assert conn.execute(removed).fetchall() == [(A, None), (C, None), (D, None)]
+    assert {k: v[1] for k, v in rows(conn).items()} == {1: None, 2: None, 3: None}
+    # a future event it no longer lists is removed (tick 9); D, within a day, is not
+    b.race(_race_with_starts({E: "6/1/2031 08:00"}), RACE, query=future_only)
+    # restricted otherwise (the most recent events, one race day): no proof (ticks 10-11)
+    b.race(_race_with_starts({E: "6/1/2031 08:00"}), RACE, query={"most_recent_events_only": "T"})
+    b.race(_race_with_starts({E: "6/1/2031 08:00"}), RACE, query={"race_event_days_id": "58262"})
+    project(jn.db)
+    assert conn.execute(removed).fetchall() == [
+        (A, None),
+        (C, AT.format(9)),
+        (D, None),
+        (E, None),
+    ]
+    assert {k: v[1] for k, v in rows(conn).items()} == {1: None, 2: "event_removed", 3: None}
+    # a detail of every event (future_events_only=F) removes the unlisted past ones (tick 12)
+    b.race(_race_with_starts({E: "6/1/2031 08:00"}), RACE, query={"future_events_only": "F"})
+    project(jn.db)
+    assert conn.execute(removed).fetchall() == [
+        (A, AT.format(12)),
+        (C, AT.format(9)),
+        (D, AT.format(12)),
+        (E, None),
+    ]
+    assert {k: v[1] for k, v in rows(conn).items()} == {
+        1: "event_removed",
+        2: "event_removed",
+        3: "event_removed",
+    }
