@@ -27,7 +27,9 @@ from dataclasses import dataclass
 #: one shorter than a page served before or than 50), as participant listings do.
 #: 7: a race detail fetched with ``future_events_only=T`` removes no past event (nor one fetched
 #: with ``most_recent_events_only``/``race_event_days_id`` any event).
-PROJECTION_VERSION = 7
+#: 8: a race detail that answers error 7 again, with no detail read since the last one, is a
+#: ``warning`` row of ``sync_history`` (the first denial stays an ``error``).
+PROJECTION_VERSION = 8
 
 
 @dataclass(frozen=True)

@@ -279,3 +279,67 @@ def test_a_detail_of_future_events_only_removes_no_past_event() -> None:
         2: "event_removed",
         3: "event_removed",
     }
+
+
+def _history(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT run_id, status, reason FROM sync_history WHERE endpoint = 'race' ORDER BY sync_time"
+    ).fetchall()
+
+
+def test_a_listed_race_denied_run_after_run_is_an_error_once_then_a_warning() -> None:
+    from rsu.fetcher.denials import denied_since
+
+    jn, b = setup()  # run-1: the race read, ticks 1-5
+    denied = "RunSignUp error 7: Permission Denied"
+    # what the fetcher finds in the journal before each run's denial: the previous denial
+    previous = {"run-2": None, "run-3": AT.format(8), "run-4": AT.format(11)}
+    for run in ("run-2", "run-3", "run-4"):  # listed by the partner, its detail denied
+        b.run_id = run
+        b.races_listing([[race_obj(RACE, event_ids=(A, B))]])
+        found = denied_since(jn, 1, RACE, run)
+        assert (found and found[:19] + "Z") == previous[run]
+        b.fetch_failed("race", RACE, code=7, msg=denied)
+        assert project(jn.db).exit_code == (1 if run == "run-2" else 0)
+    conn = jn.db.conn
+    lost = AT.format(8)  # run-2's fetch_failed
+    assert access(conn) == {RACE: (lost, "permission_denied")}
+    assert _history(conn) == [
+        ("run-2", "error", denied),
+        ("run-3", "warning", f"denied again: {denied} (access lost since {lost})"),
+        ("run-4", "warning", f"denied again: {denied} (access lost since {lost})"),
+    ]
+    # the detail answers again (run-5), then a new denial (run-6) is an error again
+    b.run_id = "run-5"
+    b.race(j({"race": race_obj(RACE, event_ids=(A, B))}), RACE)
+    assert denied_since(jn, 1, RACE, "run-6") is None
+    b.run_id = "run-6"
+    b.fetch_failed("race", RACE, code=7, msg=denied)
+    assert project(jn.db).exit_code == 1
+    assert _history(conn)[-1] == ("run-6", "error", denied)
+    # a failure of another kind in between (run-7: HTTP 503) leaves the race lost: still a warning
+    b.run_id = "run-7"
+    b.fetch_failed("race", RACE, code=None, msg="HTTP 503", http_status=503)
+    assert project(jn.db).exit_code == 1  # that one is an error of its own
+    assert (
+        denied_since(jn, 1, RACE, "run-8")
+        == jn.find(kind="fetch_failed", run_id="run-6")[0].recorded_at
+    )
+    b.run_id = "run-8"
+    b.fetch_failed("race", RACE, code=7, msg=denied)
+    assert project(jn.db).exit_code == 0
+    assert _history(conn)[-1][:2] == ("run-8", "warning")
+
+
+def test_a_race_never_read_and_denied_again_is_a_warning_too() -> None:
+    jn = new_journal()
+    b = Builder(jn)
+    b.fetch_failed("race", RACE, code=7, msg="Permission Denied")  # ticks 1-2
+    assert project(jn.db).exit_code == 1
+    b.run_id = "run-2"
+    b.fetch_failed("race", RACE, code=7, msg="Permission Denied")
+    assert project(jn.db).exit_code == 0
+    assert _history(jn.db.conn) == [
+        ("run-1", "error", "Permission Denied"),
+        ("run-2", "warning", f"denied again: Permission Denied (access lost since {AT.format(2)})"),
+    ]
