@@ -209,9 +209,9 @@ def mask_dsn(dsn: str) -> str:
             key, eq, _ = item.partition("=")
             if after_secret and not (eq and unquote(key) in KEYWORDS):
                 items.append("***")  # maybe the rest of a secret holding an unencoded "&"
-            elif eq and _is_password_key(key):
-                items.append(f"{key}=***")
-                after_secret = True
+            elif eq and (_is_password_key(key) or unquote(key) not in KEYWORDS):
+                items.append(f"{key}=***")  # an unknown key may be a misspelt "password"
+                after_secret = _is_password_key(key)
             else:
                 items.append(item)
                 after_secret = False

@@ -170,6 +170,11 @@ def test_a_malformed_key_value_dsn_names_the_key_never_the_value(dsn, shown):
             "postgresql://h/db?oauth_client_secret=Zq9&sslmode=require",
             "postgresql://h/db?oauth_client_secret=***&sslmode=require",
         ),
+        # a key libpq does not know may be a misspelt password: its value is not shown
+        (
+            "postgresql://h/db?passwrod=Zq9&sslmode=require",
+            "postgresql://h/db?passwrod=***&sslmode=require",
+        ),
     ],
 )
 def test_a_well_formed_dsn_masks_every_secret_value(dsn, masked):
