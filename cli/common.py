@@ -18,6 +18,7 @@ from rich.text import Text
 
 from rsu.fetcher.cadence import (
     DEFAULT_CADENCE_SPEC,
+    MAX_CADENCE_SECONDS,
     Cadence,
     CadenceError,
     parse_cadence,
@@ -63,10 +64,18 @@ def cadence_value(spec: str) -> Cadence:
         raise typer.BadParameter(str(exc), param_hint="--cadence") from None
 
 
-def duration(bare_unit: str = "s", minimum: float = 0.0) -> Callable[[str], float]:
+#: The longest value of any duration option (seconds): 100 years, as for a ``--cadence`` rule.
+#: Longer ones overflow later (a socket timeout past ``time_t``, a date past year 9999).
+MAX_DURATION_SECONDS = MAX_CADENCE_SECONDS
+
+
+def duration(
+    bare_unit: str = "s", minimum: float = 0.0, maximum: float = MAX_DURATION_SECONDS
+) -> Callable[[str], float]:
     """A typer ``parser=`` for a duration option: ``"1h"``, ``"90m"``, ``"3600"`` (a bare number
-    is in ``bare_unit``) -> seconds (float), at least ``minimum``. A bad value is a usage error
-    (exit 2) naming the option and the value (see :func:`rsu.fetcher.cadence.parse_duration`)."""
+    is in ``bare_unit``) -> seconds (float), from ``minimum`` to ``maximum``. A bad value is a
+    usage error (exit 2) naming the option and the value (see
+    :func:`rsu.fetcher.cadence.parse_duration`)."""
 
     def parse(value: str | float) -> float:
         if isinstance(value, int | float):  # a default given as a number
@@ -79,6 +88,10 @@ def duration(bare_unit: str = "s", minimum: float = 0.0) -> Callable[[str], floa
             ) from None
         if seconds < minimum:
             raise typer.BadParameter(f"{value!r} is shorter than the minimum, {minimum:g} s")
+        if seconds > maximum:
+            raise typer.BadParameter(
+                f"{value!r} is longer than the maximum, {maximum / 86400:g} days"
+            )
         return seconds
 
     parse.__name__ = "duration"

@@ -137,6 +137,7 @@ class RunStats:
         self._lock = threading.Lock()
         self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.failures: list[Failure] = []
+        self.warnings: list[str] = []
 
     def add(self, **deltas: int) -> None:
         """Add ``deltas`` to the named counters."""
@@ -150,6 +151,13 @@ class RunStats:
         with self._lock:
             self.failures.append(failure)
         log.log(logging.INFO if failure.skipped else logging.WARNING, "failed: %s", failure.line())
+
+    def warn(self, line: str) -> None:
+        """Record (and log) one operator warning that does not fail the run, e.g. a race whose
+        detail still answers Permission Denied (:mod:`rsu.fetcher.denials`)."""
+        with self._lock:
+            self.warnings.append(line)
+        log.warning("warning: %s", line)
 
     def snapshot(self) -> dict[str, int]:
         """A copy of the counters."""
@@ -393,8 +401,9 @@ def build_summary(inputs: SummaryInputs, stats: RunStats) -> dict[str, Any]:
     """The ``runsignup_sync_summary.json`` document: the original system's keys
     (``sync_time``, ``duration_seconds``, ``total_races``, ``total_events``,
     ``total_participants``, ``timing_partners_synced``, ``failed_syncs``) plus ``run_id``,
-    request/retry/byte/body counters, ``races_not_due`` (races the cadence skipped) and the
-    status. ``mode`` is :func:`run_mode` of ``inputs.mode`` (the requested one)."""
+    request/retry/byte/body counters, ``races_not_due`` (races the cadence skipped), the
+    ``warnings`` (lines that did not fail the run) and the status. ``mode`` is
+    :func:`run_mode` of ``inputs.mode`` (the requested one)."""
     counts = stats.snapshot()
     return {
         "run_id": inputs.run_id,
@@ -421,5 +430,6 @@ def build_summary(inputs: SummaryInputs, stats: RunStats) -> dict[str, Any]:
         "fetch_failed": counts["fetch_failed"],
         "races_not_due": counts["races_not_due"],
         "failures": failures_json(stats.failures),
+        "warnings": list(stats.warnings),
         **inputs.extra,
     }

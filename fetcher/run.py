@@ -375,6 +375,7 @@ def run_fetch(
         finally:
             sessions.close()
         duration = time.monotonic() - started_mono
+        warnings = [*warnings, *stats.warnings]
         failures = failure_lines(stats.failures)
         halt = walker.breaker.halt_reason
         if halt is not None:  # one line for the installation, not one per partner and race

@@ -55,6 +55,7 @@ from .client import (
 )
 from .credentials import CallerRegistration, Credential
 from .cursor import race_listing_states
+from .denials import PERMISSION_DENIED, denied_since
 from .grouping import Group, next_parts, plan_groups, splittable
 from .paging import SERVED_AT_LEAST, PageProof, keyset_next, page_number_next, paginate
 from .report import Failure, Progress, log
@@ -311,6 +312,17 @@ class Walker:
         ex = client.get("race", f"/Rest/race/{race_id}", {}, race_id=race_id)
         if ex.ok and ex.info is not None:
             events = ex.info.event_ids
+        elif ex.error_code == PERMISSION_DENIED and (
+            since := denied_since(self.context.journal, pid, race_id, self.context.run_id or "")
+        ):
+            # denied again, as in an earlier run: known lost, a warning (see .denials)
+            self.stats.warn(
+                f"partner {pid} race {race_id}: race (code 7): denied again: {ex.error_msg} (as "
+                f"in the run at {since[:19]}Z; access lost, see rsu status); its listings are "
+                "not asked for until the race answers again"
+            )
+            self.progress.advance("races")
+            return []
         else:
             self._fail("race", pid, race_id, None, "race", ex)
             events = listed_events

@@ -21,6 +21,7 @@ from .participants import ParticipantsApplier, _chunks
 from .races import LOST_DENIED
 from .schema import (
     PAGES,
+    SYNC_HISTORY,
 )
 
 
@@ -104,21 +105,45 @@ class CompletedApplier(ParticipantsApplier):
             event_ids=",".join(str(e) for e in covered) if len(covered) > 1 else None,
         )
 
+    def _denied_since(self, row: JournalRow, tp: int, race_id: int) -> str | None:
+        """When the race detail of ``race_id`` already answered error 7 in an earlier run and no
+        detail was read since (the race is stored as lost with :data:`LOST_DENIED`, or never
+        stored and denied in another run): the time (UTC) of that loss; else ``None``."""
+        stored = self.conn.execute(
+            f"SELECT access_lost_at, access_lost_reason FROM {self._t_races} "
+            "WHERE timing_partner_id = ? AND race_id = ?",
+            (tp, race_id),
+        ).fetchone()
+        if stored is not None:
+            return str(stored[0]) if stored[1] == LOST_DENIED and stored[0] else None
+        earlier = self.conn.execute(
+            f"SELECT MIN(sync_time) FROM {SYNC_HISTORY.name}{self.suffix} "
+            "WHERE timing_partner_id = ? AND race_id = ? AND endpoint = 'race' "
+            "AND error_code = 7 AND COALESCE(run_id, '') <> ?",
+            (tp, race_id, row.run_id or ""),
+        ).fetchone()
+        return _utc_seconds(earlier[0]) if earlier and earlier[0] else None
+
     def _fetch_failed(self, row: JournalRow, ev: FetchFailed) -> None:
         tp = row.timing_partner_id
         race_id = ev.race_id if ev.race_id is not None else row.race_id
-        if ev.endpoint == "race" and ev.error_code == 7 and tp is not None and race_id is not None:
-            # RunSignUp error 7 (Permission Denied) for a race read before: access lost
-            self._lose_access(row, tp, race_id, LOST_DENIED)
         reason = ev.error_msg or (
             f"HTTP {ev.http_status}" if ev.http_status is not None else "no response"
         )
+        status = "error"
+        if ev.endpoint == "race" and ev.error_code == 7 and tp is not None and race_id is not None:
+            since = self._denied_since(row, tp, race_id)
+            if since is not None:  # denied again: known lost, a warning (rsu.fetcher.denials)
+                status = "warning"
+                reason = f"denied again: {reason} (access lost since {since})"
+            # RunSignUp error 7 (Permission Denied) for a race read before: access lost
+            self._lose_access(row, tp, race_id, LOST_DENIED)
         self._sync_row(
             row,
             key=f"{tp}:fetch_failed:{row.run_id}:{ev.endpoint}:{ev.path}:{ev.last_seq or row.seq}",
             race_id=race_id,
             event_id=None,
-            status="error",
+            status=status,
             reason=reason,
             endpoint=ev.endpoint,
             error_code=ev.error_code or None,  # 0: an error object without a code

@@ -25,7 +25,7 @@ import psycopg
 from psycopg.adapt import Loader
 
 from .apply import DATABASE_ERRORS, _upsert_sql
-from .dsn import dsn_passwords, mask_dsn
+from .dsn import dsn_passwords, dsn_problem, mask_dsn
 from .schema import NEW_SUFFIX, TABLES, Table, create_indexes, drop_tables
 from .target import TargetError
 
@@ -234,6 +234,18 @@ class PgTarget:
     def __init__(self, dsn: str) -> None:
         self.label = mask_dsn(dsn)
         self._dsn = dsn
+        # libpq's parse errors quote the text they could not parse, which may be part of the
+        # password: a malformed DSN is described by dsn_problem, never by libpq.
+        try:
+            psycopg.conninfo.conninfo_to_dict(dsn)
+        except psycopg.Error:
+            problem = dsn_problem(dsn) or "libpq cannot parse it"
+            if self.label.startswith("<malformed"):  # the label says what is wrong
+                raise TargetError(f"cannot connect to {self.label}") from None
+            kind = "URL" if "://" in dsn else "DSN"
+            raise TargetError(
+                f"cannot connect to {self.label}: malformed {kind}: {problem}"
+            ) from None
         try:
             raw = psycopg.connect(
                 dsn, autocommit=True, connect_timeout=15, application_name="rsu projector"

@@ -10,6 +10,7 @@ RunSignUp error 7, see :mod:`.completed`).
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -40,11 +41,49 @@ RACES_SERVED_AT_LEAST = 50
 LOST_UNLISTED = "missing_from_race_listing"
 LOST_DENIED = "permission_denied"
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: What a race detail's omission of a stored event proves (:func:`_detail_proof`).
+PROVES_ALL, PROVES_FUTURE, PROVES_NONE = "all", "future", "none"
+#: ``GET /Rest/race/{id}`` parameters that restrict its events; ``future_events_only=T`` leaves
+#: out past events, the others all but the most recent ones / one race day's.
+_RESTRICTING = ("most_recent_events_only", "race_event_days_id")
+#: With ``future_events_only=T`` only an event starting this long (seconds) after the answer
+#: can be missing for being removed: RunSignUp's "future" is its own (by date, in its zone).
+FUTURE_MARGIN_S = 86400
+
+
+def _true(value: str | None) -> bool:
+    """A RunSignUp flag parameter that is set: anything but absent, empty, ``F``, ``0``,
+    ``false`` (an unknown spelling counts as set: it may restrict the answer)."""
+    return value is not None and value.strip().lower() not in ("", "f", "0", "false")
+
+
+def _detail_proof(query: dict[str, str]) -> str:
+    """Which stored events a race detail (``GET /Rest/race/{id}``) fetched with ``query`` proves
+    removed by not listing them: :data:`PROVES_ALL` by default ("all events, including past
+    events"), :data:`PROVES_FUTURE` with ``future_events_only=T`` (the past ones are left out),
+    :data:`PROVES_NONE` with ``most_recent_events_only=T`` or ``race_event_days_id``."""
+    lowered = {k.lower(): v for k, v in query.items()}
+    if any(k in lowered and (k == "race_event_days_id" or _true(lowered[k])) for k in _RESTRICTING):
+        return PROVES_NONE
+    return PROVES_FUTURE if _true(lowered.get("future_events_only")) else PROVES_ALL
+
+
+def _utc_after(recorded_at: str, seconds: int) -> str | None:
+    """The journal time ``recorded_at`` plus ``seconds``, as ``YYYY-MM-DDTHH:MM:SSZ``; ``None``
+    when ``recorded_at`` is unreadable (an imported journal's)."""
+    try:
+        at = datetime.strptime(_utc_seconds(recorded_at), "%Y-%m-%dT%H:%M:%SZ")
+        return (at + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):
+        return None
 
 
 def _without_events(endpoint: str, race: Any) -> bool:
     """A race detail (``race`` endpoint) whose ``events`` are absent or empty."""
     return endpoint == "race" and isinstance(race, dict) and race.get("events") in (None, [], {})
+
+
+_START_UTC = EVENT_DATA_COLUMNS.index("start_time_utc")
 
 
 def _race_id(race: Any) -> int | None:
@@ -84,9 +123,10 @@ class RacesApplier(ApplierBase):
             return
         failed: list[str] = []
         detail = ev.endpoint == "race"
+        proof = _detail_proof(ev.query) if detail else PROVES_NONE
         for i, race in enumerate(races):
             try:
-                self._race(row, tp, race, detail)  # type: ignore[arg-type]
+                self._race(row, tp, race, detail, proof)  # type: ignore[arg-type]
             except (BadShape, ValueError, TypeError) as exc:
                 self._error(row, i, str(exc), ev.endpoint)
                 failed.append(str(exc))
@@ -117,9 +157,10 @@ class RacesApplier(ApplierBase):
             endpoint="race",
         )
 
-    def _race(self, row: JournalRow, tp: int, race: Any, detail: bool) -> None:
+    def _race(self, row: JournalRow, tp: int, race: Any, detail: bool, proof: str) -> None:
         """Upsert one race (and its events); a race seen again is accessible again: a race
-        detail (``detail``) ends any access loss, a races listing one it caused itself."""
+        detail (``detail``) ends any access loss, a races listing one it caused itself.
+        ``proof``: which stored events the race's omission removes (:func:`_detail_proof`)."""
         if not isinstance(race, dict):
             raise BadShape("race item is not an object")
         race_id = n.integer(race.get("race_id"))
@@ -151,7 +192,7 @@ class RacesApplier(ApplierBase):
                 self._restore(row, tp, race_id, "access_lost")
         if isinstance(events_raw, list) and events_raw:
             tz = merged[RACE_DATA_COLUMNS.index("timezone")]
-            self._events(row, tp, race_id, tz, events_raw, detail)
+            self._events(row, tp, race_id, tz, events_raw, proof)
 
     def _events(
         self,
@@ -160,11 +201,14 @@ class RacesApplier(ApplierBase):
         race_id: int,
         tz: str | None,
         events: list[Any],
-        detail: bool,
+        proof: str,
     ) -> None:
-        """Upsert the listed events (a listed event is never removed); a race ``detail``
-        (``GET /Rest/race/{id}``, every event of the race) removes the stored events it no
-        longer lists, with their registrations (``removed_reason = 'event_removed'``)."""
+        """Upsert the listed events (a listed event is never removed); a race detail
+        (``GET /Rest/race/{id}``, every event of the race: ``proof`` :data:`PROVES_ALL`) removes
+        the stored events it no longer lists, with their registrations (``removed_reason =
+        'event_removed'``); one fetched with ``future_events_only=T`` (:data:`PROVES_FUTURE`) only
+        those starting :data:`FUTURE_MARGIN_S` or more after the answer; a races listing or a
+        detail restricted otherwise (:data:`PROVES_NONE`) none."""
         existing = {
             r[0]: (tuple(r[1:-1]), r[-1])
             for r in self.conn.execute(
@@ -190,12 +234,18 @@ class RacesApplier(ApplierBase):
                 self.counters.rows_upserted += 1
                 if old_removed is not None:
                     self._restore(row, tp, race_id, "event_removed", event_id)
-        if not detail:
+        if proof == PROVES_NONE:
             return
         at = _utc_seconds(row.recorded_at)
-        for event_id, (_, removed_at) in existing.items():
+        future = _utc_after(row.recorded_at, FUTURE_MARGIN_S)
+        for event_id, (data, removed_at) in existing.items():
             if event_id in listed or removed_at is not None:
                 continue
+            start = data[_START_UTC]
+            if proof == PROVES_FUTURE and not (
+                future and isinstance(start, str) and start >= future
+            ):
+                continue  # a past (or undated) event: left out, not removed
             self.conn.execute(
                 f"UPDATE {self._t_events} SET removed_at = ?, source_seq = ? "
                 "WHERE timing_partner_id = ? AND race_id = ? AND event_id = ?",

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 #: 5: ``projector_pages`` records each page's body and events (issue 15, re-seen page shortcut).
 #: 6: a races listing proves a race gone only with proof that it is complete (an empty page, or
 #: one shorter than a page served before or than 50), as participant listings do.
-PROJECTION_VERSION = 6
+#: 7: a race detail fetched with ``future_events_only=T`` removes no past event (nor one fetched
+#: with ``most_recent_events_only``/``race_event_days_id`` any event).
+#: 8: a race detail that answers error 7 again, with no detail read since the last one, is a
+#: ``warning`` row of ``sync_history`` (the first denial stays an ``error``).
+PROJECTION_VERSION = 8
 
 
 @dataclass(frozen=True)

@@ -220,10 +220,12 @@ class Builder:
         status: int = 200,
         listing_id: str | None = None,
         times: int = 1,
+        query: dict[str, str] | None = None,
     ) -> int:
         ev = ResponseReceived(
             endpoint=endpoint,
             path=f"/Rest/{endpoint}",
+            query=query or {},
             status=status,
             body_sha256="",
             body_size=len(body),
@@ -267,8 +269,17 @@ class Builder:
     def run_finished(self) -> int:
         return self.append(RunFinished(status="ok"))
 
-    def race(self, body: bytes, race_id: int, *, endpoint: str = "race", times: int = 1) -> int:
-        return self.response(endpoint, body, race_id=race_id, times=times)
+    def race(
+        self,
+        body: bytes,
+        race_id: int,
+        *,
+        endpoint: str = "race",
+        times: int = 1,
+        query: dict[str, str] | None = None,
+    ) -> int:
+        """A race detail (``GET /Rest/race/{id}``, ``query`` as journaled: no secrets)."""
+        return self.response(endpoint, body, race_id=race_id, times=times, query=query)
 
     def listing(
         self,

@@ -91,6 +91,49 @@ def test_a_float_option_that_is_not_finite_is_a_usage_error(
         assert j.last_seq() == 0
 
 
+LONG = "1000000000000000s"  # finite, but past time_t as a socket timeout, past 9999 as a date
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fetch", "--full-every"],
+        ["sync", "--connect-timeout"],
+        ["sync", "--read-timeout"],
+        ["fetch", "--deadline"],
+        ["sync", "--backoff"],
+        ["sync", "--retry-after-cap"],
+        ["fetch", "--overlap"],
+        ["status", "--max-age"],
+        ["credentials", "test", "--timeout"],
+        ["credentials", "add", "--partner", "9", "--bearer-token", "t", "--expires-in"],
+        ["simulator", "serve", "--advance-every"],
+        ["simulator", "serve", "--duration"],
+    ],
+)
+def test_a_duration_option_over_100_years_is_a_usage_error(db: Path, args: list[str]) -> None:
+    """``--connect-timeout 1000000000000000s`` used to fail each request with an
+    ``OverflowError`` (exit 1): every duration option now refuses more than 100 years up front,
+    as ``--cadence`` does."""
+    extra = [] if args[0] == "simulator" else ["--db", str(db)]
+    if args[0] in ("fetch", "sync"):
+        extra += ["--base-url", "http://127.0.0.1:9", "--max-attempts", "1"]
+    result = runner.invoke(app, [*args, LONG, *extra], env={"COLUMNS": "1000"})
+    assert result.exit_code == 2, result.output
+    message = f"Invalid value for '{args[-1]}': {LONG!r} is longer than the maximum, 36500 days"
+    assert message in result.output
+    with Journal.open(db) as j:
+        assert j.last_seq() == 0
+    assert [c.timing_partner_id for c in load_credentials(open_db(db))] == [12]
+
+
+def test_a_duration_option_of_100_years_is_still_taken() -> None:
+    from rsu.cli.common import duration
+
+    assert duration("s", 0.001)("36500d") == 36500 * 86400.0
+    assert duration("h")("876000") == 36500 * 86400.0
+
+
 @pytest.mark.parametrize(
     ("cadence", "message"),
     [

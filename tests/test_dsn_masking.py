@@ -89,3 +89,93 @@ def test_a_connection_error_with_a_one_character_password_stays_readable() -> No
     assert text.startswith("cannot connect to postgresql://u:***@127.0.0.1:1/db: ")
     assert text.count("***") == 1
     assert "failed" in text and "127.0.0.1" in text
+
+
+# A password written with an unquoted space (or an unencoded "&") is split by libpq, which then
+# quotes the piece after the space in its parse error: no part of it may show, anywhere.
+_KV_SPLIT = "host=127.0.0.1 port=1 password=Ab1 Zq9wv dbname=z"
+_URL_SPLIT = "postgresql://127.0.0.1:1/z?password=Ab1&Zq9wv&dbname=z"
+_KV_SHOWN = '<malformed key=value DSN: the word after the value of password has no "=">'
+_URL_SHOWN = (
+    "postgresql://127.0.0.1:1/z?password=***&***&dbname=z: "
+    'malformed URL: the parameter after password has no "="'
+)
+
+
+def test_a_split_password_never_shows_through_rsu_project(tmp_path):
+    from project_helpers import new_journal
+    from typer.testing import CliRunner
+
+    from rsu.cli.main import app
+
+    new_journal(tmp_path / "rsu.db").close()
+    runner = CliRunner()
+    kv = runner.invoke(app, ["project", "--db", str(tmp_path / "rsu.db"), "--target", _KV_SPLIT])
+    assert (kv.exit_code, kv.output) == (
+        2,
+        f"error: --target {_KV_SHOWN} is not a PostgreSQL URL "
+        "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME)\n",
+    )
+    url = runner.invoke(app, ["project", "--db", str(tmp_path / "rsu.db"), "--target", _URL_SPLIT])
+    assert (url.exit_code, url.output) == (1, f"error: cannot connect to {_URL_SHOWN}\n")
+
+
+def test_a_split_password_never_shows_through_the_library(tmp_path):
+    from project_helpers import new_journal
+
+    from rsu.projector import project
+
+    new_journal(tmp_path / "rsu.db").close()
+    with pytest.raises(ValueError) as kv:
+        project(tmp_path / "rsu.db", target=_KV_SPLIT)
+    assert str(kv.value) == f"target {_KV_SHOWN} is not a postgresql:// URL"
+    with pytest.raises(TargetError) as url:
+        project(tmp_path / "rsu.db", target=_URL_SPLIT)
+    assert str(url.value) == f"cannot connect to {_URL_SHOWN}"
+    with pytest.raises(TargetError) as direct:  # PgTarget itself takes a key=value DSN
+        PgTarget(_KV_SPLIT)
+    assert str(direct.value) == f"cannot connect to {_KV_SHOWN}"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "password=Ab1 Zq9=1",
+            "the word after the value of password is no libpq connection keyword",
+        ),
+        ("password='Ab1 Zq9", "the quoted value of password has no closing quote"),
+        ("host=h dbnmae=z", '"dbnmae" (after host=) is no libpq connection keyword'),
+        ("host=h dbname", '"dbname" (after host=) has no "="'),
+        ("sslpassword=Ab1 Zq9 host=h", 'the word after the value of sslpassword has no "="'),
+    ],
+)
+def test_a_malformed_key_value_dsn_names_the_key_never_the_value(dsn, shown):
+    assert mask_dsn(dsn) == f"<malformed key=value DSN: {shown}>"
+    with pytest.raises(TargetError) as err:
+        PgTarget(dsn)
+    assert str(err.value) == f"cannot connect to <malformed key=value DSN: {shown}>"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "masked"),
+    [
+        ("host=h password = 'a b\\' c' user=u", "host=h password = *** user=u"),
+        ("host=h password=a\\ b user=u", "host=h password=*** user=u"),
+        (
+            "scram_client_key=Zq9 oauth_client_secret=Zq8 host=h",
+            "scram_client_key=*** oauth_client_secret=*** host=h",
+        ),
+        (
+            "postgresql://h/db?oauth_client_secret=Zq9&sslmode=require",
+            "postgresql://h/db?oauth_client_secret=***&sslmode=require",
+        ),
+        # a key libpq does not know may be a misspelt password: its value is not shown
+        (
+            "postgresql://h/db?passwrod=Zq9&sslmode=require",
+            "postgresql://h/db?passwrod=***&sslmode=require",
+        ),
+    ],
+)
+def test_a_well_formed_dsn_masks_every_secret_value(dsn, masked):
+    assert mask_dsn(dsn) == masked

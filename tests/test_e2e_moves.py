@@ -186,3 +186,56 @@ def test_an_event_dropped_from_its_race_is_removed_with_its_registrations(sim: S
     code, out = sim.status_cli()
     assert code == 0, out
     assert f"event {dropped} removed" in out
+
+
+def test_a_race_still_denied_fails_the_first_run_only_then_warns_until_it_answers(
+    sim: Sim,
+) -> None:
+    from fetch_helpers import fast_options
+
+    from rsu.fetcher import run_fetch
+    from rsu.projector import project
+
+    pid = sim.world.partner_ids[0]
+    race_id = sim.world.race_ids(pid)[0]
+    scope = {"race_ids": (race_id,), "partner_ids": (pid,)}
+    denied = "RunSignUp error 7: Permission Denied"
+    sim.world.revoke_access(race_id)
+    first = run_fetch(sim.db, fast_options(sim.sim.base_url, sim.tmp, **scope))
+    assert (first.exit_code, first.warnings) == (1, [])
+    assert first.failures == [f"partner {pid} race {race_id}: race (code 7): {denied}"]
+    assert project(sim.db).exit_code == 1  # the first denial is an error: named, exit 1
+    db = sqlite3.connect(sim.db)
+    since = db.execute(
+        "SELECT access_lost_at FROM runsignup_races WHERE race_id = ?", (race_id,)
+    ).fetchone()[0]
+    # every later run that gets the same answer warns, without failing (nor asking for listings)
+    for _ in range(2):
+        previous = db.execute(
+            "SELECT MAX(recorded_at) FROM journal WHERE kind = 'fetch_failed' AND race_id = ?",
+            (race_id,),
+        ).fetchone()[0]
+        again = run_fetch(sim.db, fast_options(sim.sim.base_url, sim.tmp, **scope))
+        assert (again.exit_code, again.status, again.failures) == (0, "ok", [])
+        warning = (
+            f"partner {pid} race {race_id}: race (code 7): denied again: {denied} (as in the "
+            f"run at {previous[:19]}Z; access lost, see rsu status); its listings are not "
+            "asked for until the race answers again"
+        )
+        assert again.warnings == [warning] and again.summary["warnings"] == [warning]
+        assert (again.counts["requests"], again.counts["listings"]) == (3, 0)  # auth, races, race
+        assert project(sim.db).exit_code == 0
+        status = sim.race_status(race_id)
+        assert (status.access_lost_at, status.access_lost_reason) == (since, "permission_denied")
+        assert status.warning == f"denied again: {denied} (access lost since {since})"
+        code, out = sim.status_cli()
+        assert code == 0, out
+    strict = CliRunner().invoke(app, ["status", "--db", str(sim.db), "--strict"])
+    assert strict.exit_code == 0, strict.output
+    # until it changes: the race answers again, then a new denial is an error again
+    sim.world.restore_access(race_id)
+    assert sim.sync(**scope) == (0, 0)
+    assert sim.race_status(race_id).access_lost_at is None
+    sim.world.revoke_access(race_id)
+    assert sim.sync(**scope) == (1, 1)
+    db.close()

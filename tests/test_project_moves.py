@@ -223,3 +223,123 @@ def test_a_races_page_shorter_than_asked_but_not_than_served_proves_nothing() ->
     project(jn.db)
     assert access(conn)[RACE] == (AT.format(10), "missing_from_race_listing")
     assert {v[1] for v in rows(conn).values()} == {"access_lost"}
+
+
+def _race_with_starts(starts: dict[int, str]) -> bytes:
+    """Race RACE whose events ``event_id -> start_time`` (``M/D/YYYY HH:MM``, America/Denver)."""
+    race = race_obj(RACE, event_ids=tuple(starts))
+    for event in race["events"]:
+        event["start_time"] = starts[event["event_id"]]
+    return j({"race": race})
+
+
+def test_a_detail_of_future_events_only_removes_no_past_event() -> None:
+    # At the journal's clock (2024-01-01T00:00:SSZ) A (2017) is past, C (2030) future, and D
+    # (1/1/2024 12:00 Denver, 19:00Z) less than a day ahead: maybe not "future" to RunSignUp.
+    C, D, E = 13, 14, 15
+    starts = {A: "11/18/2017 09:00", C: "6/1/2030 08:00", D: "1/1/2024 12:00"}
+    jn = new_journal()
+    b = Builder(jn)
+    b.race(_race_with_starts(starts), RACE)  # tick 1
+    b.listing(RACE, A, [participants_body(A, [reg(1, A)])])  # ticks 2-3
+    b.listing(RACE, C, [participants_body(C, [reg(2, C)])])  # ticks 4-5
+    b.listing(RACE, D, [participants_body(D, [reg(3, D)])])  # ticks 6-7
+    future_only = {"future_events_only": "T"}
+    # the past event is left out of a future_events_only=T detail, not removed (tick 8)
+    b.race(_race_with_starts({C: starts[C], D: starts[D]}), RACE, query=future_only)
+    project(jn.db)
+    conn = jn.db.conn
+    removed = "SELECT event_id, removed_at FROM runsignup_events ORDER BY event_id"
+    assert conn.execute(removed).fetchall() == [(A, None), (C, None), (D, None)]
+    assert {k: v[1] for k, v in rows(conn).items()} == {1: None, 2: None, 3: None}
+    # a future event it no longer lists is removed (tick 9); D, within a day, is not
+    b.race(_race_with_starts({E: "6/1/2031 08:00"}), RACE, query=future_only)
+    # restricted otherwise (the most recent events, one race day): no proof (ticks 10-11)
+    b.race(_race_with_starts({E: "6/1/2031 08:00"}), RACE, query={"most_recent_events_only": "T"})
+    b.race(_race_with_starts({E: "6/1/2031 08:00"}), RACE, query={"race_event_days_id": "58262"})
+    project(jn.db)
+    assert conn.execute(removed).fetchall() == [
+        (A, None),
+        (C, AT.format(9)),
+        (D, None),
+        (E, None),
+    ]
+    assert {k: v[1] for k, v in rows(conn).items()} == {1: None, 2: "event_removed", 3: None}
+    # a detail of every event (future_events_only=F) removes the unlisted past ones (tick 12)
+    b.race(_race_with_starts({E: "6/1/2031 08:00"}), RACE, query={"future_events_only": "F"})
+    project(jn.db)
+    assert conn.execute(removed).fetchall() == [
+        (A, AT.format(12)),
+        (C, AT.format(9)),
+        (D, AT.format(12)),
+        (E, None),
+    ]
+    assert {k: v[1] for k, v in rows(conn).items()} == {
+        1: "event_removed",
+        2: "event_removed",
+        3: "event_removed",
+    }
+
+
+def _history(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT run_id, status, reason FROM sync_history WHERE endpoint = 'race' ORDER BY sync_time"
+    ).fetchall()
+
+
+def test_a_listed_race_denied_run_after_run_is_an_error_once_then_a_warning() -> None:
+    from rsu.fetcher.denials import denied_since
+
+    jn, b = setup()  # run-1: the race read, ticks 1-5
+    denied = "RunSignUp error 7: Permission Denied"
+    # what the fetcher finds in the journal before each run's denial: the previous denial
+    previous = {"run-2": None, "run-3": AT.format(8), "run-4": AT.format(11)}
+    for run in ("run-2", "run-3", "run-4"):  # listed by the partner, its detail denied
+        b.run_id = run
+        b.races_listing([[race_obj(RACE, event_ids=(A, B))]])
+        found = denied_since(jn, 1, RACE, run)
+        assert (found and found[:19] + "Z") == previous[run]
+        b.fetch_failed("race", RACE, code=7, msg=denied)
+        assert project(jn.db).exit_code == (1 if run == "run-2" else 0)
+    conn = jn.db.conn
+    lost = AT.format(8)  # run-2's fetch_failed
+    assert access(conn) == {RACE: (lost, "permission_denied")}
+    assert _history(conn) == [
+        ("run-2", "error", denied),
+        ("run-3", "warning", f"denied again: {denied} (access lost since {lost})"),
+        ("run-4", "warning", f"denied again: {denied} (access lost since {lost})"),
+    ]
+    # the detail answers again (run-5), then a new denial (run-6) is an error again
+    b.run_id = "run-5"
+    b.race(j({"race": race_obj(RACE, event_ids=(A, B))}), RACE)
+    assert denied_since(jn, 1, RACE, "run-6") is None
+    b.run_id = "run-6"
+    b.fetch_failed("race", RACE, code=7, msg=denied)
+    assert project(jn.db).exit_code == 1
+    assert _history(conn)[-1] == ("run-6", "error", denied)
+    # a failure of another kind in between (run-7: HTTP 503) leaves the race lost: still a warning
+    b.run_id = "run-7"
+    b.fetch_failed("race", RACE, code=None, msg="HTTP 503", http_status=503)
+    assert project(jn.db).exit_code == 1  # that one is an error of its own
+    assert (
+        denied_since(jn, 1, RACE, "run-8")
+        == jn.find(kind="fetch_failed", run_id="run-6")[0].recorded_at
+    )
+    b.run_id = "run-8"
+    b.fetch_failed("race", RACE, code=7, msg=denied)
+    assert project(jn.db).exit_code == 0
+    assert _history(conn)[-1][:2] == ("run-8", "warning")
+
+
+def test_a_race_never_read_and_denied_again_is_a_warning_too() -> None:
+    jn = new_journal()
+    b = Builder(jn)
+    b.fetch_failed("race", RACE, code=7, msg="Permission Denied")  # ticks 1-2
+    assert project(jn.db).exit_code == 1
+    b.run_id = "run-2"
+    b.fetch_failed("race", RACE, code=7, msg="Permission Denied")
+    assert project(jn.db).exit_code == 0
+    assert _history(jn.db.conn) == [
+        ("run-1", "error", "Permission Denied"),
+        ("run-2", "warning", f"denied again: Permission Denied (access lost since {AT.format(2)})"),
+    ]

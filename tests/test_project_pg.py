@@ -562,3 +562,28 @@ def test_pages_the_worker_prepared_hold_the_same_rows_in_postgresql(pg_dsn, tmp_
     assert counts["new"] > 0 and counts["prepared"] > counts["new"]
     assert _summary(on_pg) == _summary(on_sqlite)
     assert pg_tables(pg_dsn) == expected
+
+
+def test_a_race_denied_again_is_the_same_warning_in_postgresql(pg_dsn):
+    jn = new_journal()
+    b = Builder(jn)
+    b.race(j({"race": race_obj(100)}), 100)
+    for run in ("run-2", "run-3"):  # the first denial an error, the second a warning
+        b.run_id = run
+        b.fetch_failed("race", 100, code=7, msg="Permission Denied")
+        b.run_id = run
+        b.fetch_failed("race", 200, code=7, msg="Permission Denied")  # a race never read
+    on_sqlite = project(jn.db)
+    on_pg = project(jn.db, target=pg_dsn)
+    assert _summary(on_pg) == _summary(on_sqlite)
+    assert on_pg.new_errors == 2
+    expected = sqlite_tables(jn.db.conn)
+    assert pg_tables(pg_dsn) == expected
+    sync_history = next(t for t in TABLES if t.name == "sync_history")
+    status = sync_history.column_names.index("status")
+    assert sorted(r[status] for r in expected["sync_history"]) == [
+        "error",
+        "error",
+        "warning",
+        "warning",
+    ]
