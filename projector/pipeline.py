@@ -60,6 +60,11 @@ MIN_EVENTS = 40
 _WORKER_POLL = 1.0
 #: Journal events per read in the worker.
 _READ_BATCH = 200
+#: The worker's GIL switch interval (Python's default: 5 ms). Its writer thread needs the GIL
+#: back each time a write into the pipe returns; at 5 ms it waited for it longer than the main
+#: process took to write a page (the main process then waited 0.8 s of 3.5 for pages, 0.2 s at
+#: 0.1 ms: ``benchmarks/projection.py``).
+_SWITCH_SECONDS = 0.0001
 #: Prepared pages the worker keeps ahead of the pipe (each about 500 bytes per registration).
 _AHEAD = 2
 #: ``fcntl`` F_SETPIPE_SZ (Linux), and the pipe buffer asked for: a whole prepared page per read
@@ -210,6 +215,7 @@ def _work(path: str, after_seq: int, out: Any, parent: int, taken: Any) -> None:
     if os.getppid() != parent:  # the main process (pid ``parent``) died while this one started
         os._exit(0)
     gc.disable()  # pages decode to acyclic objects: the cyclic GC only slows it down
+    sys.setswitchinterval(_SWITCH_SECONDS)
     sys.setrecursionlimit(sys.getrecursionlimit() - _STACK_MARGIN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process decides
