@@ -114,9 +114,12 @@ def _without(reg: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in reg.items() if k not in keys}
 
 
-def test_pages_over_stored_registrations_keep_values_of_absent_keys(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_pages_over_stored_registrations_keep_values_of_absent_keys(tmp_path, monkeypatch, workers):
     """A second listing sends fewer keys (absent: keep the stored value), moves registrations
-    between events and repeats one in a page; the worker prepared every page."""
+    between events and repeats one in a page; the workers (each taking the pages of its seqs
+    modulo their count) prepared every page."""
+    monkeypatch.setattr(pipeline, "WORKERS", workers)
 
     def journal_at(path: Any) -> Any:
         jn = new_journal(path)
@@ -271,9 +274,9 @@ def test_a_first_listing_page_repeating_a_registration_after_an_all_null_copy(tm
 
 
 def test_a_worker_killed_mid_run_leaves_the_rest_to_the_main_process(tmp_path):
-    """SIGKILL of the worker once its first page arrived (more pages than the pipe holds
-    follow, the last one it wrote maybe cut): the main process reads what is whole and projects
-    the rest itself, to the tables of a projection without a worker."""
+    """SIGKILL of the workers once the first page arrived (more pages than the pipes hold
+    follow, the last one each wrote maybe cut): the main process reads what is whole and
+    projects the rest itself, to the tables of a projection without a worker."""
 
     def journal_at(path: Any) -> Any:
         jn = new_journal(path)
@@ -290,9 +293,10 @@ def test_a_worker_killed_mid_run_leaves_the_rest_to_the_main_process(tmp_path):
 
         def prepared(self: pipeline.Prefetcher, row: Any) -> Any:
             got = counted(self, row)
-            if self._proc.is_alive():
-                os.kill(self._proc.pid, signal.SIGKILL)
-                self._proc.join()
+            for w in self._workers:
+                if w.proc.is_alive():
+                    os.kill(w.proc.pid, signal.SIGKILL)
+                    w.proc.join()
             return got
 
         pipeline.Prefetcher.prepared = prepared  # type: ignore[method-assign]
@@ -466,16 +470,24 @@ def test_a_projection_without_shortcuts_after_a_checkpoint(tmp_path):
     assert written == (11,)  # by the re-listing: 10 changed (every third), 1 new
 
 
+@pytest.mark.parametrize("refused_at", [0, 1])
 def test_a_worker_the_system_refuses_to_start_leaves_the_pages_to_the_main_process(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, refused_at
 ):
-    """The worker only saves time: when the system refuses the process (EAGAIN: a service's
-    task limit reached), the projection goes on without it."""
+    """The workers only save time: when the system refuses a process (EAGAIN: a service's
+    task limit reached), the projection goes on without them (those already started are
+    stopped: ``refused_at`` 1 refuses the second)."""
+    process = multiprocessing.get_context("spawn").Process
+    start, started = process.start, []
 
     def refuse(self: Any) -> None:
-        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        if len(started) == refused_at:
+            raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        start(self)
+        started.append(self)
 
-    monkeypatch.setattr(multiprocessing.get_context("spawn").Process, "start", refuse)
+    monkeypatch.setattr(pipeline, "WORKERS", 2)
+    monkeypatch.setattr(process, "start", refuse)
 
     def journal_at(path: Any) -> Any:
         jn = new_journal(path)
@@ -486,3 +498,5 @@ def test_a_worker_the_system_refuses_to_start_leaves_the_pages_to_the_main_proce
 
     _, _, counts = _projected_both_ways(journal_at, tmp_path)
     assert counts == {"prepared": 0, "new": 0}
+    assert len(started) == refused_at
+    assert not any(p.is_alive() for p in started)  # the one started was stopped
