@@ -45,6 +45,8 @@ import queue
 import signal
 import sys
 import threading
+import types
+from collections.abc import Iterator
 from typing import Any
 
 from msgspec import UNSET
@@ -286,6 +288,20 @@ def _work(
     writer.join()
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """While a worker is spawned, hide the ``__main__`` module from ``multiprocessing``, which
+    would otherwise have the worker import it too (``rsu``'s command line: 0.4 s of imports the
+    worker never uses, :func:`_work` lives here); ``Process.start`` hands over its preparation
+    data before it returns."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class _Worker:
     """One worker process (the pages whose seq is ``k`` modulo ``n``) and the read end of its
     pipe, with its next message (``head``)."""
@@ -297,7 +313,8 @@ class _Worker:
         self.proc = ctx.Process(
             target=_work, args=(path, after_seq, writer, os.getpid(), taken, part), daemon=True
         )
-        self.proc.start()
+        with _main_module_hidden():
+            self.proc.start()
         writer.close()  # the worker holds the only write end: its exit is EOF here
         self.head: _Message | None = None
         self.done = False
