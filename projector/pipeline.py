@@ -54,6 +54,8 @@ from msgspec import UNSET
 from rsu.journal import Journal, JournalError, JournalRow, ResponseReceived, open_db
 
 from . import typed
+from .normalize import INT64_MAX as _I64_MAX
+from .normalize import INT64_MIN as _I64_MIN
 from .normalize import MISSING
 
 #: Start a worker only when at least this many journal events are left to project (starting the
@@ -97,9 +99,12 @@ _END: _Message = (None, None, None, None)
 
 
 #: ``(upsert rows, positions of MISSING per row or None, event ids, a registration twice)``;
-#: ``missing`` itself ``None``: the rows are in the short new-registration form of
-#: :func:`_new_rows` (usable only when none of the page's registrations is stored).
-Prepared = tuple[list[tuple[Any, ...]], list[tuple[int, ...] | None] | None, list[int], bool]
+#: instead of ``missing`` a dict of page constants (:func:`_page_constants`): the rows are in
+#: the short new-registration form of :func:`_new_rows` (usable only when none of the page's
+#: registrations is stored).
+Prepared = tuple[
+    list[tuple[Any, ...]], list[tuple[int, ...] | None] | dict[int, Any], list[int], bool
+]
 
 
 def page_values(
@@ -112,8 +117,8 @@ def page_values(
     ``source_seq = last_seen_seq = seq`` and no event change), in the order
     that method takes them (a repeated key keeps its first place and its last values); with
     ``stored``, per row the data column positions that are ``MISSING`` for a stored registration
-    (``None``: none), else ``None`` for the whole list and the rows in the short form of
-    :func:`_new_rows`; the event ids;
+    (``None``: none), else instead of that list the page's constants and the rows in the short
+    form of :func:`_new_rows`; the event ids;
     whether a ``(race_id, registration_id)`` occurs twice. ``None`` when the typed path does not
     apply to the page."""
     if not stored:
@@ -157,8 +162,10 @@ def _new_rows(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
     """:func:`page_values` without ``stored``: each registration's row as a new registration, in
     the short form ``(event_id, registration_id, data columns up to question_responses)`` (the
     partner, the race, the removal columns and the provenance are the same for every row of the
-    page: :meth:`Applier._new_page` writes them as constants), in page order, each registration
-    as sent (a repeated one is then ``twice``, and the main process does not use these rows)."""
+    page: :meth:`Applier._new_page` writes them as constants), without the page's constant
+    columns (:func:`_page_constants`, returned in the place of the ``MISSING`` positions), in
+    page order, each registration as sent (a repeated one is then ``twice``, and the main
+    process does not use these rows)."""
     elements = typed.decode_page(raw)
     if elements is None:
         return None
@@ -186,7 +193,46 @@ def _new_rows(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
                 reg_ids.add(reg_id)
     except Exception:  # the main process's generic path decides (and records the error)
         return None
-    return rows, None, sorted(events), len(reg_ids) != len(rows)
+    rows, constants = _page_constants(rows)
+    return rows, constants, sorted(events), len(reg_ids) != len(rows)
+
+
+def _page_constants(rows: list[tuple[Any, ...]]) -> tuple[list[Any], dict[int, int | None]]:
+    """The data columns (positions from 2 in the short form) whose value is the same ``None``
+    or BIGINT integer in every row of the page (fees of one price, teams nobody joined, the
+    imported flag...), and the rows without them: :meth:`Applier._new_page` writes those as
+    constants of its statement, so SQLite binds fewer values per row."""
+    if len(rows) < 2:
+        return rows, {}
+    cols = list(zip(*rows, strict=True))
+    constants: dict[int, int | None] = {}
+    for p in range(2, len(cols)):
+        col = cols[p]
+        v = col[0]
+        if (v is None or (v.__class__ is int and _I64_MIN <= v <= _I64_MAX)) and col.count(
+            v
+        ) == len(col):
+            constants[p] = v
+    if not constants:
+        return rows, constants
+    varying = [c for p, c in enumerate(cols) if p not in constants]
+    return list(zip(*varying, strict=True)), constants
+
+
+def with_constants(rows: list[tuple[Any, ...]], constants: dict[int, Any]) -> list[tuple[Any, ...]]:
+    """The short-form rows of :func:`_new_rows` with their page constants put back."""
+    if not constants:
+        return rows
+    width = len(rows[0]) + len(constants) if rows else 0
+    keep = [p for p in range(width) if p not in constants]
+    template = [constants.get(p) for p in range(width)]
+    out = []
+    for r in rows:
+        full = template.copy()
+        for p, v in zip(keep, r, strict=True):
+            full[p] = v
+        out.append(tuple(full))
+    return out
 
 
 def race_id_of(row: JournalRow, ev: ResponseReceived) -> int | None:

@@ -55,7 +55,9 @@ def worker_always(take: Callable[[int], bool] = lambda seq: False) -> Iterator[d
     def prepared(self: pipeline.Prefetcher, row: Any) -> Any:
         got = old_prepared(self, row)
         counts["prepared"] += got is not pipeline.NOT_PREFETCHED
-        counts["new"] += got is not pipeline.NOT_PREFETCHED and got is not None and got[1] is None
+        counts["new"] += (
+            got is not pipeline.NOT_PREFETCHED and got is not None and got[1].__class__ is dict
+        )
         return got
 
     def entry(self: pipeline.Prefetcher, row: Any) -> Any:
@@ -193,11 +195,38 @@ def test_new_registration_form_is_the_stored_form_without_missing():
     full = pipeline.page_values(7, 100, 42, raw)
     new = pipeline.page_values(7, 100, 42, raw, stored=False)
     assert full is not None and new is not None
-    # the short form: no partner, race, removal columns or provenance (constants of the page)
-    assert new == ([r[2:-7] for r in full[0]], None, [11, 12], False)
+    rows, constants, events, twice = new
+    assert (events, twice) == ([11, 12], False)
+    # the short form: no partner, race, removal columns or provenance (constants of every page)
     assert all(
         r[:2] == (7, 100) and r[-7:] == (None, None, None, 42, 42, None, None) for r in full[0]
     )
+    short = [r[2:-7] for r in full[0]]
+    assert pipeline.with_constants(rows, constants) == short
+    # and no column alike in every row of this page: NULL or the same integer
+    names = ["event_id", "registration_id", *PARTICIPANTS.column_names[4:-7]]
+    alike = {names[p] for p in constants}
+    assert alike == {
+        n
+        for p, n in enumerate(names)
+        if p >= 2
+        and len({r[p] for r in short}) == 1
+        and (short[0][p] is None or short[0][p].__class__ is int)
+    }
+    assert {"middle_name", "team_id", "offline_payment_amount", "team_gender"} <= alike
+    assert "age" not in alike and "first_name" not in alike  # a value and a None; text
+    assert all(len(r) == len(names) - len(constants) for r in rows)
+
+
+def test_page_constants_of_one_row_or_of_none():
+    one = [(11, 1, None, 5, "x")]
+    assert pipeline._page_constants(one) == (one, {})
+    assert pipeline.with_constants([(11, 1), (11, 2)], {2: None, 3: 7}) == [
+        (11, 1, None, 7),
+        (11, 2, None, 7),
+    ]
+    big = [(11, 1, 2**63), (11, 2, 2**63)]  # not a BIGINT: no constant
+    assert pipeline._page_constants(big) == (big, {})
 
 
 def test_a_first_listing_page_over_stored_registrations_is_projected_from_its_body(tmp_path):
