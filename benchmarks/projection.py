@@ -15,9 +15,12 @@ the first projection (before the limit, which holds every row in memory, runs). 
 in a child process, so the peak RSS is the projector's own. ``--no-limit`` skips the limit (for the
 RSS at 1M registrations). Every registration answers the same two questions the same way (the
 projector memoises repeated ``question_responses``); ``--unique-answers`` adds a free-text answer
-of each registration's own, the case where that memo never helps.
+of each registration's own, the case where that memo never helps. The projector also writes the
+columns alike in every row of a page (fees of one price...) as constants of its statement;
+``--varied`` makes fees, teams, middle names and giveaways vary as in a real event.
 
     .venv/bin/python benchmarks/projection.py [--registrations 200000] [--unique-answers]
+        [--varied]
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from project_helpers import Builder, j, participants_body, race_obj, registration
+from project_helpers import Builder, j, money, participants_body, race_obj, registration
 
 from rsu.journal import Journal, open_db
 from rsu.projector import project
@@ -48,19 +52,45 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def answered(reg_id: int, event_id: int, unique_answers: bool) -> dict[str, object]:
+def answered(reg_id: int, event_id: int, unique_answers: bool, varied: bool) -> dict[str, Any]:
     """A registration; with ``unique_answers`` also a free-text answer of its own (an emergency
-    contact), so no two registrations send the same ``question_responses``."""
+    contact), so no two registrations send the same ``question_responses``; with ``varied``, the
+    columns ``registration`` keeps alike vary as in a real event: four price periods (fees and
+    amount paid), one in ten on a team, one in three with a middle name, four giveaway options,
+    one in fifty imported."""
     reg = registration(reg_id, event_id)
     if unique_answers:
         reg["question_responses"] = [
             *reg["question_responses"],
             {"question_id": 3, "question_text": "Emergency contact", "response": f"C {reg_id}"},
         ]
+    if varied:
+        period = reg_id % 4
+        fee, processing = 3500 + 500 * period, 380 + 40 * period
+        reg.update(
+            race_fee=money(fee),
+            processing_fee=money(processing),
+            processing_fee_paid_by_user=money(processing),
+            partner_fee=money(75 + 5 * period),
+            amount_paid=money(fee + processing),
+            giveaway_option_id=1 + reg_id % 4,
+            imported="T" if reg_id % 50 == 0 else "F",
+        )
+        reg["user"]["middle_name"] = "Lee" if reg_id % 3 == 0 else None
+        if reg_id % 10 == 0:
+            team = reg_id // 40
+            reg.update(team_id=team, team_name=f"Team {team}", team_type_id=2, team_type="Club")
+            reg.update(team_bib_num=str(team), team_gender="X")
     return reg
 
 
-def build(path: Path, registrations: int, per_event: int, unique_answers: bool = False) -> None:
+def build(
+    path: Path,
+    registrations: int,
+    per_event: int,
+    unique_answers: bool = False,
+    varied: bool = False,
+) -> None:
     journal = Journal(open_db(path))
     b = Builder(journal)
     b.run_started()
@@ -75,7 +105,8 @@ def build(path: Path, registrations: int, per_event: int, unique_answers: bool =
             stop = min(reg + PAGE, end)
             bodies.append(
                 participants_body(
-                    event_id, [answered(i, event_id, unique_answers) for i in range(reg, stop)]
+                    event_id,
+                    [answered(i, event_id, unique_answers, varied) for i in range(reg, stop)],
                 )
             )
             reg = stop
@@ -122,10 +153,15 @@ def main() -> None:
         action="store_true",
         help="each registration answers a free-text question of its own (no two alike)",
     )
+    ap.add_argument(
+        "--varied",
+        action="store_true",
+        help="fees, teams, middle names, giveaways vary as in a real event (few columns alike)",
+    )
     ap.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build_only is not None:
-        build(args.build_only, args.registrations, args.per_event, args.unique_answers)
+        build(args.build_only, args.registrations, args.per_event, args.unique_answers, args.varied)
         return
     with tempfile.TemporaryDirectory() as tmp:
         built = Path(tmp) / "built.db"
@@ -141,6 +177,7 @@ def main() -> None:
                 "--build-only",
                 str(built),
                 *(["--unique-answers"] if args.unique_answers else []),
+                *(["--varied"] if args.varied else []),
             ],
             check=True,
         )
