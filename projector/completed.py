@@ -67,24 +67,10 @@ class CompletedApplier(ParticipantsApplier):
             # Every registration of each covered event was seen on one of the listing's pages
             # (last_seen_seq >= its first page) unless it left: a listing of several events
             # retires in exactly the events it asked for.
-            removed = 0
-            for covered_event in covered:
-                cur = self.conn.execute(
-                    f"UPDATE {self._t_part} SET removed_at = ?, removed_reason = ?, "
-                    "new_registration_id = NULL, source_seq = ? "
-                    "WHERE timing_partner_id = ? AND race_id = ? AND event_id = ? "
-                    "AND removed_at IS NULL AND (last_seen_seq IS NULL OR last_seen_seq < ?)",
-                    (
-                        _utc_seconds(row.recorded_at),
-                        "missing_from_listing",
-                        row.seq,
-                        tp,
-                        race_id,
-                        covered_event,
-                        page_seqs[0],
-                    ),
-                )
-                removed += cur.rowcount
+            removed = sum(
+                self._retire(row, tp, race_id, "missing_from_listing", e, unseen_since=page_seqs[0])
+                for e in covered
+            )
         self._sync_row(
             row,
             key=f"{tp}:listing:{ev.listing_id}",

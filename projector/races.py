@@ -257,10 +257,18 @@ class RacesApplier(ApplierBase):
     # -- access lost, event removed: retire and restore a race's or an event's registrations ---
 
     def _retire(
-        self, row: JournalRow, tp: int, race_id: int, reason: str, event_id: int | None = None
+        self,
+        row: JournalRow,
+        tp: int,
+        race_id: int,
+        reason: str,
+        event_id: int | None = None,
+        *,
+        unseen_since: int | None = None,
     ) -> int:
         """Mark the active registrations of a race (or of one of its events) removed with
-        ``reason`` at the journal row's time; returns how many."""
+        ``reason`` at the journal row's time; with ``unseen_since``, only those no page from that
+        journal seq on has seen (``last_seen_seq``); returns how many."""
         sql = (
             f"UPDATE {self._t_part} SET removed_at = ?, removed_reason = ?, "
             "new_registration_id = NULL, source_seq = ? "
@@ -270,6 +278,9 @@ class RacesApplier(ApplierBase):
         if event_id is not None:
             sql += " AND event_id = ?"
             params += (event_id,)
+        if unseen_since is not None:
+            sql += " AND (last_seen_seq IS NULL OR last_seen_seq < ?)"
+            params += (unseen_since,)
         count = self.conn.execute(sql, params).rowcount
         self.counters.rows_upserted += count
         return count

@@ -99,7 +99,8 @@ def test_complete_listing_retires_missing_and_reappearance_restores():
             participants_body(EV, [registration(5, EV)]),
         ],
     )
-    project(jn.db)
+    result = project(jn.db)
+    assert result.rows_upserted == 6 + 2  # the 6 seeded, then the 2 retired (1-3, 5 unchanged)
     state = _state(jn.db.conn)
     assert state[4] == ("2024-01-01T00:00:06Z", "missing_from_listing", None)
     assert state[6] == ("2024-01-01T00:00:06Z", "missing_from_listing", None)
