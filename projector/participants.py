@@ -496,9 +496,8 @@ class ParticipantsApplier(RacesApplier):
             and self._existing(tp, ((race_id, r[0], r[1]) for r in rows))
         ):
             return False
-        literal = (tp, race_id, row.seq, *constants.values())
-        if isinstance(self.conn, sqlite3.Connection) and all(
-            v is None or (v.__class__ is int and _I64_MIN <= v <= _I64_MAX) for v in literal
+        if isinstance(self.conn, sqlite3.Connection) and all(  # (the worker checked constants)
+            v.__class__ is int and _I64_MIN <= v <= _I64_MAX for v in (tp, race_id, row.seq)
         ):
             sql = _new_rows_sql(self._t_part, tp, race_id, row.seq, constants)
             self.conn.executemany(sql, rows)

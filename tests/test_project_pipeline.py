@@ -253,8 +253,7 @@ def test_a_first_listing_page_over_stored_registrations_is_projected_from_its_bo
 
 def test_ids_at_the_ends_of_bigint_are_written_exactly_with_the_page_constants(tmp_path):
     """The partner and race of a page of new registrations become SQL constants: at the largest
-    and smallest BIGINT they are still the exact integers (a constant out of range would be
-    read as a REAL)."""
+    and smallest BIGINT they are still stored as the exact integers."""
     top, bottom = 2**63 - 1, -(2**63)
 
     def journal_at(path: Any) -> Any:
