@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -59,10 +59,6 @@ class StartRow:
     zipcode: str | None
     country_code: str | None
     registration_date_utc: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The row as a plain dict, fields in declaration order."""
-        return asdict(self)
 
     @property
     def full_name(self) -> str:

@@ -238,14 +238,6 @@ def race_starts(
 # -- the decision ----------------------------------------------------------------------------
 
 
-def race_interval(starts: Sequence[float], now: float, cadence: Cadence) -> float | None:
-    """The sync interval (seconds) of a race with event ``starts`` (epoch seconds, UTC) at
-    ``now`` (epoch seconds, UTC): the shortest interval of its events; ``None`` without starts."""
-    if not starts:
-        return None
-    return _interval(starts, now, cadence)
-
-
 def _interval(starts: Sequence[float], now: float, cadence: Cadence) -> float:
     return min(cadence.interval_at(s - now) for s in starts)
 

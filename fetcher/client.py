@@ -88,8 +88,6 @@ from .shapes import ApiErrorBody, PageInfo, ShapeError, parse
 
 #: RunSignUp error codes worth retrying (14: "Request throttled.").
 RETRYABLE_CODES = frozenset({14})
-#: Codes that mean the credential itself is refused (never retried).
-AUTH_CODES = frozenset({6, 7})
 #: "Invalid API caller credentials.": the installation's caller registration is wrong (or, from
 #: 2027-01-01, missing). Sent with HTTP 400; stops the whole run (every call would fail).
 CALLER_CODE = 17

@@ -44,10 +44,6 @@ def _pair(src: dict[str, Any], key: str, tz: str | None, out: list[Any]) -> None
         out.extend(n.local_and_utc(v, tz))
 
 
-def _ident(v: Any) -> Any:
-    return v
-
-
 # -- races: GET /Rest/races (``races[].race``) and GET /Rest/race/{id} (``race``) -----------------
 
 RACE_DATA_COLUMNS = RACES.column_names[2 : RACES.column_names.index("source_seq")]  # name ..
@@ -367,10 +363,6 @@ _GMT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 class _Slow(Exception):
     """The fast path met an unusual shape; use :func:`participant_values`."""
-
-
-def _t(v: Any) -> Any:
-    return v if v.__class__ is str else _TEXT[v]
 
 
 def active_participant_values(reg: dict[str, Any], miss: Any = MISSING) -> tuple[Any, ...]:

@@ -9,7 +9,6 @@ XML_TYPE = "text/xml; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
 
 SECRET_QUERY_KEYS = frozenset({"api_secret", "tmp_secret", "access_token", "rsu_api_reg"})
-SECRET_HEADERS = frozenset({"x-rsu-api-secret", "authorization", "x-rsu-api-reg-secret"})
 
 CALLER_QUERY_KEY = "rsu_api_reg"
 CALLER_HEADER = "x-rsu-api-reg-secret"
