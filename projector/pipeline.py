@@ -49,8 +49,6 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-from msgspec import UNSET
-
 from rsu.journal import Journal, JournalError, JournalRow, ResponseReceived, open_db
 
 from . import typed
@@ -166,31 +164,19 @@ def _new_rows(tp: int, race_id: int, seq: int, raw: bytes) -> Prepared | None:
     columns (:func:`_page_constants`, returned in the place of the ``MISSING`` positions), in
     page order, each registration as sent (a repeated one is then ``twice``, and the main
     process does not use these rows)."""
-    elements = typed.decode_page(raw)
-    if elements is None:
+    regs = typed.page_list(raw)
+    if regs is None:
         return None
     typed_values = typed.typed_values
-    element_event = typed.ElementEvent
     rows: list[tuple[Any, ...]] = []
     events: set[int] = set()
     reg_ids: set[int] = set()
     try:
-        for element in elements:
-            e: Any = element.event
-            el_event = e.event_id if e.__class__ is element_event else None
-            regs: Any = element.participants
-            if regs is None or regs is UNSET:
-                continue
-            for reg in regs:
-                event_id = reg.event_id
-                if event_id is UNSET:
-                    if el_event.__class__ is not int:
-                        return None
-                    event_id = el_event
-                reg_id = reg.registration_id
-                rows.append(typed_values(reg, False, (event_id, reg_id), ()))
-                events.add(event_id)
-                reg_ids.add(reg_id)
+        for event_id, reg in regs:
+            reg_id = reg.registration_id
+            rows.append(typed_values(reg, False, (event_id, reg_id), ()))
+            events.add(event_id)
+            reg_ids.add(reg_id)
     except Exception:  # the main process's generic path decides (and records the error)
         return None
     rows, constants = _page_constants(rows)

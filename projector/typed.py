@@ -164,15 +164,14 @@ def decode_page(raw: bytes) -> list[Element] | None:
         return None
 
 
-def page_registrations(race_id: int, raw: bytes) -> dict[tuple[int, int, int], Registration] | None:
-    """The registrations of a ``/participants`` page of the common shape keyed by ``(race_id,
-    event_id, registration_id)`` (its own ``event_id``, else its element's), in page order (a
-    repeated key keeps its first place and its last registration); ``None`` when the page is not
-    of that shape."""
+def page_list(raw: bytes) -> list[tuple[int, Registration]] | None:
+    """Every registration of a ``/participants`` page of the common shape, in page order (a
+    repeated one each time), with its event (its own ``event_id``, else its element's);
+    ``None`` when the page is not of that shape."""
     elements = decode_page(raw)
     if elements is None:
         return None
-    regs: dict[tuple[int, int, int], Registration] = {}
+    out: list[tuple[int, Registration]] = []
     for element in elements:
         e = element.event
         el_event = e.event_id if e.__class__ is ElementEvent else None  # type: ignore[union-attr]
@@ -185,8 +184,18 @@ def page_registrations(race_id: int, raw: bytes) -> dict[tuple[int, int, int], R
                 if el_event.__class__ is not int:
                     return None
                 event_id = el_event
-            regs[(race_id, event_id, reg.registration_id)] = reg  # type: ignore[index]
-    return regs
+            out.append((event_id, reg))  # type: ignore[arg-type]
+    return out
+
+
+def page_registrations(race_id: int, raw: bytes) -> dict[tuple[int, int, int], Registration] | None:
+    """The registrations of :func:`page_list` keyed by ``(race_id, event_id,
+    registration_id)``, in page order (a repeated key keeps its first place and its last
+    registration); ``None`` when the page is not of the common shape."""
+    regs = page_list(raw)
+    if regs is None:
+        return None
+    return {(race_id, event_id, reg.registration_id): reg for event_id, reg in regs}
 
 
 class Unusual(Exception):
